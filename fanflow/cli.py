@@ -1,0 +1,165 @@
+"""The `fanflow` command line: run a request end to end, generate sample requests."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from lambda_fns import constants as c
+from lambda_fns.request_model import RequestError, parse_request
+
+from . import samples
+from .client import FanflowClient, RequestFailed
+from .render import ProgressReporter, summary_tables
+
+EXAMPLES = """examples:
+  fanflow run sample_data_sets/dataset_100.json      run a seed sample on the embedded target
+  fanflow run --cases 1000 --json                   a generated 1000-case request, JSON output
+  fanflow generate --cases 250 -o my_request.json   write a 250-case request in the seed's format
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fanflow",
+        description="Fan a request out into independent computations on AWS serverless "
+        "(Step Functions, EventBridge, Lambda, DynamoDB) and continue when every one has finished.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run one request end to end and print its summary",
+                              description="Deploy the stack if needed, start a request, show progress "
+                              "while its cases complete, and print the summary.")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?", type=Path, help="request JSON in the seed's format ('-' for stdin)")
+    source.add_argument("--cases", type=int, metavar="N", help="generate a request of N cases instead of a file")
+    run.add_argument("--request-id", help="requestId for a generated request (default: a timestamp)")
+    run.add_argument("--target", choices=["embedded"], default="embedded",
+                     help="where to run (default: embedded, an in-process AWS emulator)")
+    run.add_argument("--compute-seconds", type=float, default=c.COMPUTE_SECONDS_EMBEDDED, metavar="S",
+                     help="simulated work per case (default: %(default)s on the embedded target)")
+    run.add_argument("--lambda-concurrency", type=int, default=1000, metavar="N",
+                     help="concurrent Lambda executions the embedded target allows (default: %(default)s)")
+    run.add_argument("--deadline", type=float, metavar="SECONDS",
+                     help="close the request as TIMED_OUT after this long "
+                     f"(default: the request's deadlineSeconds, else {c.DEFAULT_DEADLINE_SECONDS} s)")
+    run.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
+                     help="stop waiting after this long (default: %(default)s)")
+    run.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of tables")
+    run.add_argument("--show-cases", type=int, default=20, metavar="N",
+                     help="cases listed in the table output (default: %(default)s)")
+    run.set_defaults(handler=cmd_run)
+
+    generate = commands.add_parser("generate", help="write a sample request in the seed's format")
+    generate.add_argument("--cases", type=int, required=True, metavar="N", help="number of cases")
+    generate.add_argument("--request-id", default="123456", help="requestId (default: %(default)s)")
+    generate.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    generate.set_defaults(handler=cmd_generate)
+    return parser
+
+
+def load_request_text(args: argparse.Namespace) -> str:
+    if args.cases is not None:
+        if args.cases < 1:
+            raise RequestError("--cases must be at least 1")
+        request_id = args.request_id or f"req-{int(time.time() * 1000)}"
+        return samples.dumps(samples.sample_request(args.cases, request_id))
+    if str(args.file) == "-":
+        return sys.stdin.read()
+    try:
+        return Path(args.file).read_text()
+    except OSError as exc:
+        raise RequestError(f"cannot read {args.file}: {exc.strerror}") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    text = load_request_text(args)
+    if args.deadline is not None:
+        data = json.loads(text) if text.strip().startswith("{") else None
+        if isinstance(data, dict):
+            data["deadlineSeconds"] = args.deadline
+            text = json.dumps(data)
+    request = parse_request(text)  # a bad request stops here: nothing has been written
+
+    from local.runtime import EmbeddedEmulator
+
+    err = Console(stderr=True)
+    with err.status("starting the embedded target (synth and deploy)...") if err.is_terminal else _null():
+        emulator = EmbeddedEmulator(lambda_concurrency=args.lambda_concurrency,
+                                    compute_seconds=args.compute_seconds)
+        emulator.start()
+    try:
+        client = FanflowClient(emulator.client, emulator.outputs)
+        started = time.monotonic()
+        execution_arn = client.start(request)
+        with ProgressReporter() as reporter:
+            row = client.wait(request.request_id, execution_arn=execution_arn, timeout=args.timeout,
+                              on_progress=reporter.update)
+        wall = time.monotonic() - started
+        summary = client.summary(row)
+        runs = emulator.summary_invocations(request.request_id)
+    finally:
+        emulator.stop()
+    if args.json:
+        print(json.dumps(run_output(summary, row, runs, wall, target=args.target)))
+    else:
+        console = Console()
+        for table in summary_tables(summary, summary_runs=runs, max_cases=args.show_cases):
+            console.print(table)
+    return 0 if summary["status"] == c.STATUS_SUCCEEDED else 3
+
+
+def run_output(summary: dict[str, Any], row: dict[str, Any], summary_runs: int | None, wall: float,
+               *, target: str) -> dict[str, Any]:
+    out = dict(summary)
+    out.update({"target": summary["target"], "deployTarget": target, "counterRow": row,
+                "clientWallSeconds": round(wall, 3)})
+    if summary_runs is not None:
+        out["summaryInvocations"] = summary_runs
+    return out
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    if args.cases < 1:
+        raise RequestError("--cases must be at least 1")
+    text = samples.dumps(samples.sample_request(args.cases, args.request_id))
+    if args.output:
+        args.output.write_text(text + "\n")
+        print(f"wrote {args.cases} cases to {args.output}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except RequestError as exc:
+        print(f"fanflow: invalid request: {exc}", file=sys.stderr)
+        return 2
+    except RequestFailed as exc:
+        print(f"fanflow: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fanflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Talks to a deployed fanflow stack through boto3 only (the same code path serves every
+target): start a request, follow its counter row, read its summary."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lambda_fns import constants as c
+from lambda_fns.request_model import FanRequest
+from lambda_fns.support import plain_item
+
+
+class RequestFailed(RuntimeError):
+    """The request could not start or did not finish; the message says why."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    request_id: str
+    status: str
+    completed: int
+    target: int
+    succeeded: int
+    failed: int
+
+
+class FanflowClient:
+    def __init__(self, client_factory: Callable[[str], Any], outputs: dict[str, str]) -> None:
+        missing = [key for key in (c.OUTPUT_PREPROCESS_ARN, c.OUTPUT_COUNTER_TABLE, c.OUTPUT_ARTIFACTS_BUCKET)
+                   if key not in outputs]
+        if missing:
+            raise RequestFailed(f"the {c.STACK_NAME} stack has no output(s) {', '.join(missing)}: is it deployed?")
+        self.outputs = outputs
+        self._sfn = client_factory("stepfunctions")
+        self._ddb = client_factory("dynamodb")
+        self._s3 = client_factory("s3")
+
+    def counter_row(self, request_id: str) -> dict[str, Any] | None:
+        item = self._ddb.get_item(
+            TableName=self.outputs[c.OUTPUT_COUNTER_TABLE],
+            Key={c.ATTR_REQUEST_ID: {"S": request_id}},
+            ConsistentRead=True,
+        ).get("Item")
+        return plain_item(item) if item else None
+
+    def execution_arn(self, request_id: str) -> str:
+        arn = self.outputs[c.OUTPUT_PREPROCESS_ARN]
+        return arn.replace(":stateMachine:", ":execution:") + f":{request_id}"
+
+    def start(self, request: FanRequest) -> str:
+        """Start PreProcess for a validated request; refuse a requestId that exists."""
+        existing = self.counter_row(request.request_id)
+        if existing is not None:
+            raise RequestFailed(
+                f"request {request.request_id!r} already exists (status {existing.get(c.ATTR_STATUS)}); "
+                "it was left unchanged. Use a new requestId."
+            )
+        try:
+            response = self._sfn.start_execution(
+                stateMachineArn=self.outputs[c.OUTPUT_PREPROCESS_ARN],
+                name=request.request_id,  # one PreProcess execution per request id
+                input=json.dumps(request.to_input()),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ExecutionAlreadyExists":
+                raise RequestFailed(
+                    f"request {request.request_id!r} was already started with a different payload; "
+                    "it was left unchanged. Use a new requestId."
+                ) from None
+            raise
+        return str(response["executionArn"])
+
+    def progress(self, request_id: str) -> Progress | None:
+        row = self.counter_row(request_id)
+        if row is None:
+            return None
+        return Progress(request_id, row[c.ATTR_STATUS], int(row.get(c.ATTR_COUNTER, 0)), int(row[c.ATTR_TARGET]),
+                        int(row.get(c.ATTR_SUCCEEDED, 0)), int(row.get(c.ATTR_FAILED, 0)))
+
+    def wait(self, request_id: str, *, execution_arn: str | None = None, timeout: float = 3600.0,
+             poll_seconds: float = 0.1, on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+        """Wait until the request is closed; return its final counter row."""
+        deadline = time.monotonic() + timeout
+        execution_arn = execution_arn or self.execution_arn(request_id)
+        while True:
+            progress = self.progress(request_id)
+            if progress is None:
+                self._raise_if_preprocess_failed(execution_arn)
+            else:
+                if on_progress:
+                    on_progress(progress)
+                if progress.status in c.FINAL_STATUSES:
+                    row = self.counter_row(request_id)
+                    assert row is not None
+                    return row
+            if time.monotonic() > deadline:
+                raise RequestFailed(f"request {request_id!r} did not finish within {timeout:.0f} s "
+                                    f"(last status: {progress.status if progress else 'not started'})")
+            time.sleep(poll_seconds)
+
+    def _raise_if_preprocess_failed(self, execution_arn: str) -> None:
+        try:
+            execution = self._sfn.describe_execution(executionArn=execution_arn)
+        except ClientError:
+            return  # not visible yet
+        if execution["status"] in ("FAILED", "TIMED_OUT", "ABORTED"):
+            raise RequestFailed(f"PreProcess {execution['status']}: {execution.get('error', '')}: "
+                                f"{execution.get('cause', '')}")
+
+    def summary(self, row: dict[str, Any]) -> dict[str, Any]:
+        key = row.get(c.ATTR_SUMMARY_KEY)
+        if not key:
+            raise RequestFailed(f"request {row[c.ATTR_REQUEST_ID]!r} has no summary yet (status {row[c.ATTR_STATUS]})")
+        body = self._s3.get_object(Bucket=self.outputs[c.OUTPUT_ARTIFACTS_BUCKET], Key=key)["Body"].read()
+        return dict(json.loads(body))

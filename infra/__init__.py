@@ -1,0 +1,1 @@
+"""fanflow's infrastructure: one CDK Stack composed of one Construct per concern."""

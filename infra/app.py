@@ -1,0 +1,38 @@
+"""The CDK app entry point (`cdk synth` runs this from infra/). Synthesis is pure: no
+network, no STS; account and region come from the environment only here."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import aws_cdk as cdk
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from infra.nag import apply_nag
+from infra.stack import FanflowStack
+from lambda_fns import constants as c
+
+
+def build_app(outdir: str | None = None, *, context: dict[str, object] | None = None) -> cdk.App:
+    app = cdk.App(outdir=outdir, context=context or {})
+    compute_seconds = float(app.node.try_get_context("computeSeconds") or c.COMPUTE_SECONDS_AWS)
+    retention_days = int(app.node.try_get_context("retentionDays") or c.DEFAULT_RETENTION_DAYS)
+    account, region = os.environ.get("CDK_DEFAULT_ACCOUNT"), os.environ.get("CDK_DEFAULT_REGION")
+    stack = FanflowStack(
+        app, c.STACK_NAME,
+        compute_seconds=compute_seconds,
+        retention_days=retention_days,
+        # No bootstrap-version rule: the same template must also deploy where no CDK
+        # bootstrap stack exists (the embedded emulator).
+        synthesizer=cdk.DefaultStackSynthesizer(generate_bootstrap_version_rule=False),
+        env=cdk.Environment(account=account, region=region) if account and region else None,
+    )
+    apply_nag(stack)
+    return app
+
+
+if __name__ == "__main__":
+    build_app().synth()

@@ -1,0 +1,35 @@
+"""The default compute target: a Lambda function that runs one case per fan-out event."""
+
+from __future__ import annotations
+
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from infra.components.functions import python_function
+from lambda_fns import constants as c
+
+
+class ComputeFunction(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, bus: events.IEventBus,
+                 results_table: dynamodb.ITable, compute_seconds: float, retention_seconds: int) -> None:
+        super().__init__(scope, construct_id)
+        self.function: lambda_.Function = python_function(
+            self, "Function",
+            module="compute",
+            description="fanflow: computes one case and reports its completion",
+            timeout_seconds=c.COMPUTE_TIMEOUT_SECONDS,
+            environment={
+                # The seed's variable names, so a seed-style compute function reads the same.
+                c.ENV_EVENTBUS_NAME: bus.event_bus_name,
+                c.ENV_EVENTBUS_ARN: bus.event_bus_arn,
+                c.ENV_EVENTBUS_SOURCE: c.COMPUTE_SOURCE,
+                c.ENV_EVENTBUS_DETAILTYPE: c.COMPLETION_DETAIL_TYPE,
+                c.ENV_RESULTS_TABLE: results_table.table_name,
+                c.ENV_COMPUTE_SECONDS: str(compute_seconds),
+                c.ENV_RETENTION_SECONDS: str(retention_seconds),
+            },
+        )
+        bus.grant_put_events_to(self.function)
+        results_table.grant(self.function, "dynamodb:UpdateItem")

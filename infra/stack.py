@@ -1,0 +1,50 @@
+"""The fanflow stack: reads like the architecture diagram, one construct per concern."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from infra.components.compute import ComputeFunction
+from infra.components.fan_in import FanInWorkflow
+from infra.components.fan_out import FanOutWorkflow
+from infra.components.routing import EventRouting
+from infra.components.storage import RequestStore
+from lambda_fns import constants as c
+
+
+class FanflowStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str = c.STACK_NAME, *,
+                 compute_seconds: float = c.COMPUTE_SECONDS_AWS,
+                 retention_days: int = c.DEFAULT_RETENTION_DAYS, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        retention_seconds = retention_days * 86_400
+
+        store = RequestStore(self, "Store", retention_days=retention_days)
+        routing = EventRouting(self, "Routing")
+        compute = ComputeFunction(self, "Compute", bus=routing.bus, results_table=store.results_table,
+                                  compute_seconds=compute_seconds, retention_seconds=retention_seconds)
+        fan_in = FanInWorkflow(self, "FanIn", counter_table=store.counter_table,
+                               results_table=store.results_table, artifacts_bucket=store.artifacts_bucket,
+                               bus=routing.bus, retention_seconds=retention_seconds)
+        fan_out = FanOutWorkflow(self, "FanOut", counter_table=store.counter_table,
+                                 artifacts_bucket=store.artifacts_bucket, bus=routing.bus,
+                                 summary_function=fan_in.summary_function,
+                                 retention_seconds=retention_seconds)
+        routing.route_cases_to(compute.function)
+        routing.route_completions_to(fan_in.state_machine)
+
+        self.store, self.routing, self.compute, self.fan_in, self.fan_out = store, routing, compute, fan_in, fan_out
+        for name, value in {
+            c.OUTPUT_PREPROCESS_ARN: fan_out.state_machine.state_machine_arn,
+            c.OUTPUT_INCREMENT_ARN: fan_in.state_machine.state_machine_arn,
+            c.OUTPUT_COUNTER_TABLE: store.counter_table.table_name,
+            c.OUTPUT_RESULTS_TABLE: store.results_table.table_name,
+            c.OUTPUT_BUS_NAME: routing.bus.event_bus_name,
+            c.OUTPUT_ARTIFACTS_BUCKET: store.artifacts_bucket.bucket_name,
+            c.OUTPUT_COMPUTE_FUNCTION: compute.function.function_name,
+            c.OUTPUT_SUMMARY_FUNCTION: fan_in.summary_function.function_name,
+        }.items():
+            CfnOutput(self, name, value=value)

@@ -1,0 +1,88 @@
+"""Compute: runs one case. Simulates the work with a configurable sleep, records the
+case result for Summary, and puts the completion event. A computation that raises is
+reported as a failed case, with its error, instead of disappearing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from . import constants as c
+from .support import client, get_logger, log, put_events, require_env
+
+_ENV = require_env(
+    [c.ENV_EVENTBUS_NAME, c.ENV_EVENTBUS_SOURCE, c.ENV_EVENTBUS_DETAILTYPE, c.ENV_RESULTS_TABLE,
+     c.ENV_COMPUTE_SECONDS, c.ENV_RETENTION_SECONDS]
+)
+_EVENTS = client("events")
+_DDB = client("dynamodb")
+_LOG = get_logger("compute")
+
+
+def work(request: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The computation itself; the sample sleeps. A case may set computeSeconds."""
+    time.sleep(float(request.get("computeSeconds", seconds)))
+    return {"caseId": request[c.ATTR_CASE_ID]}
+
+
+def completion_detail(detail: dict[str, Any], state: str, error: str | None) -> dict[str, Any]:
+    out = {"requestId": detail["requestId"], "request": detail["request"], "state": state}
+    if error:
+        out["error"] = error
+    return out
+
+
+def record_result(table: str, request_id: str, case_id: str, *, state: str, started: float,
+                  finished: float, error: str | None, expires_at: int) -> None:
+    names = {"#state": c.ATTR_STATE, "#started": c.ATTR_STARTED_AT, "#finished": c.ATTR_FINISHED_AT,
+             "#duration": c.ATTR_DURATION_MS, "#expires": c.ATTR_EXPIRES_AT, "#error": c.ATTR_ERROR}
+    values: dict[str, Any] = {
+        ":state": {"S": state},
+        ":started": {"N": f"{started:.3f}"},
+        ":finished": {"N": f"{finished:.3f}"},
+        ":duration": {"N": str(int((finished - started) * 1000))},
+        ":expires": {"N": str(expires_at)},
+    }
+    update = ("SET #state = :state, #started = :started, #finished = :finished, #duration = :duration, "
+              "#expires = :expires")
+    if error:
+        values[":error"] = {"S": error[:1000]}
+        update += ", #error = :error"
+    else:
+        update += " REMOVE #error"
+    _DDB.update_item(
+        TableName=table,
+        Key={c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_CASE_ID: {"S": case_id}},
+        UpdateExpression=update,
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    detail = event["detail"]
+    request_id, case_id = detail["requestId"], detail["request"][c.ATTR_CASE_ID]
+    started = time.time()
+    error = None
+    try:
+        work(detail["request"], float(_ENV[c.ENV_COMPUTE_SECONDS]))
+        state = c.CASE_SUCCEEDED
+    except Exception as exc:  # the case fails; the request still completes
+        state, error = c.CASE_FAILED, f"{type(exc).__name__}: {exc}"
+        log(_LOG, logging.WARNING, "case failed", requestId=request_id, caseId=case_id, error=error)
+    finished = time.time()
+    record_result(_ENV[c.ENV_RESULTS_TABLE], request_id, case_id, state=state, started=started,
+                  finished=finished, error=error,
+                  expires_at=int(finished) + int(_ENV[c.ENV_RETENTION_SECONDS]))
+    out = completion_detail(detail, state, error)
+    put_events(_EVENTS, [{
+        "Source": _ENV[c.ENV_EVENTBUS_SOURCE],
+        "DetailType": _ENV[c.ENV_EVENTBUS_DETAILTYPE],
+        "EventBusName": _ENV[c.ENV_EVENTBUS_NAME],
+        "Detail": json.dumps(out),
+    }])
+    log(_LOG, logging.INFO, "case completed", requestId=request_id, caseId=case_id, state=state,
+        durationMs=int((finished - started) * 1000))
+    return out

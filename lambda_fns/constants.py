@@ -1,0 +1,102 @@
+"""Names, event sources, detail-types, sizes and timeouts shared by infra, handlers,
+the embedded runtime, the CLI and the tests. Each string is written here once."""
+
+from __future__ import annotations
+
+STACK_NAME = "Fanflow"
+
+# Event contract (kept from the seed so that seed-style compute functions plug in).
+# Fan-out event: detail = {"requestId": ..., "request": {"caseId": ...}}
+# Completion event: the same detail plus "state" (and "error" when it failed).
+PREPROCESS_SOURCE = "com.preprocess.stepfunction"
+COMPUTE_SOURCE = "com.computing.lambda"
+SUMMARY_SOURCE = "com.fanflow.summary"
+CASE_DETAIL_TYPE = "fanflow.case.requested"
+COMPLETION_DETAIL_TYPE = "fanflow.case.completed"
+SUMMARY_DETAIL_TYPE = "fanflow.request.completed"
+
+# Case outcomes carried by the completion event's "state".
+CASE_SUCCEEDED = "SUCCEEDED"
+CASE_FAILED = "FAILED"
+
+# Request lifecycle on the counter row.
+STATUS_RUNNING = "RUNNING"
+STATUS_SUMMARIZING = "SUMMARIZING"
+STATUS_SUCCEEDED = "SUCCEEDED"
+STATUS_PARTIAL = "PARTIAL"
+STATUS_FAILED = "FAILED"
+STATUS_TIMED_OUT = "TIMED_OUT"
+FINAL_STATUSES = frozenset({STATUS_SUCCEEDED, STATUS_PARTIAL, STATUS_FAILED, STATUS_TIMED_OUT})
+
+# Why Summary was started.
+REASON_COMPLETED = "COMPLETED"
+REASON_TIMED_OUT = "TIMED_OUT"
+
+# Counter row attributes (table keyed by requestId).
+ATTR_REQUEST_ID = "requestId"
+ATTR_COUNTER = "counter"
+ATTR_TARGET = "target"
+ATTR_SUCCEEDED = "succeeded"
+ATTR_FAILED = "failed"
+ATTR_STATUS = "status"
+ATTR_CREATED_AT = "createdAt"
+ATTR_DEADLINE = "deadline"
+ATTR_EXPIRES_AT = "expiresAt"  # the TTL attribute of both tables
+ATTR_MANIFEST_KEY = "manifestKey"
+ATTR_SUMMARY_KEY = "summaryKey"
+ATTR_COMPLETED_AT = "completedAt"
+# Results table attributes (keyed by requestId, caseId).
+ATTR_CASE_ID = "caseId"
+ATTR_OUTCOME = "outcome"  # written once by Increment: the case has been counted
+ATTR_STATE = "state"
+ATTR_ERROR = "error"
+ATTR_STARTED_AT = "startedAt"
+ATTR_FINISHED_AT = "finishedAt"
+ATTR_DURATION_MS = "durationMs"
+
+# Environment variables set by the constructs and read once at cold start.
+ENV_COUNTER_TABLE = "COUNTER_TABLE_NAME"
+ENV_RESULTS_TABLE = "RESULTS_TABLE_NAME"
+ENV_ARTIFACTS_BUCKET = "ARTIFACTS_BUCKET_NAME"
+ENV_COMPUTE_SECONDS = "COMPUTE_SECONDS"
+ENV_RETENTION_SECONDS = "RETENTION_SECONDS"
+ENV_DEFAULT_DEADLINE_SECONDS = "DEFAULT_DEADLINE_SECONDS"
+ENV_BATCH_SIZE = "FANOUT_BATCH_SIZE"
+# The seed's variable names for the Compute function.
+ENV_EVENTBUS_NAME = "EVENTBUS_NAME"
+ENV_EVENTBUS_ARN = "EVENTBUS_ARN"
+ENV_EVENTBUS_SOURCE = "EVENTBUS_SOURCE"
+ENV_EVENTBUS_DETAILTYPE = "EVENTBUS_DETAILTYPE"
+
+# Stack outputs through which every client finds the deployed resources.
+OUTPUT_PREPROCESS_ARN = "PreProcessStateMachineArn"
+OUTPUT_INCREMENT_ARN = "IncrementStateMachineArn"
+OUTPUT_COUNTER_TABLE = "CounterTableName"
+OUTPUT_RESULTS_TABLE = "ResultsTableName"
+OUTPUT_BUS_NAME = "EventBusName"
+OUTPUT_ARTIFACTS_BUCKET = "ArtifactsBucketName"
+OUTPUT_COMPUTE_FUNCTION = "ComputeFunctionName"
+OUTPUT_SUMMARY_FUNCTION = "SummaryFunctionName"
+
+# Limits (AWS's, and the ones fanflow chooses).
+PUT_EVENTS_MAX_ENTRIES = 10  # PutEvents accepts at most 10 entries per call
+FANOUT_BATCH_SIZE = 100  # cases per Emit invocation: 10 PutEvents calls
+FANOUT_MAX_CONCURRENCY = 40  # Map iterations in flight
+SFN_MAX_INPUT_BYTES = 256 * 1024  # Step Functions state input/output limit
+MAX_REQUEST_BYTES = 240 * 1024  # leaves room for the execution's own fields
+MAX_CASE_ID_LENGTH = 128
+MAX_REQUEST_ID_LENGTH = 80  # the request id is also the PreProcess execution name
+MAX_CASES = 10_000
+
+# Timeouts and defaults.
+COMPUTE_TIMEOUT_SECONDS = 60
+COMPUTE_SECONDS_AWS = 5.0  # the seed's simulated work
+COMPUTE_SECONDS_EMBEDDED = 0.0
+SUMMARY_TIMEOUT_SECONDS = 300
+FANOUT_TIMEOUT_SECONDS = 120
+# EventBridge invokes a Lambda target asynchronously; Lambda retries twice, so a case can
+# take three compute timeouts before its failure is final. Plus room for queueing.
+DEFAULT_DEADLINE_SECONDS = 3 * COMPUTE_TIMEOUT_SECONDS + 300
+DEFAULT_RETENTION_DAYS = 7
+RULE_TARGET_RETRY_ATTEMPTS = 8
+RULE_TARGET_MAX_EVENT_AGE_SECONDS = 3600

@@ -1,0 +1,67 @@
+"""Prepare: first step of PreProcess. Validates the request, stores its case manifest
+(read by Summary to name the cases that never completed), and splits the cases into
+fan-out batches. A bad request fails here, before the counter row is written."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from . import constants as c
+from .request_model import RequestError, parse_request
+from .support import client, epoch_now, get_logger, log, require_env
+
+_ENV = require_env(
+    [c.ENV_ARTIFACTS_BUCKET, c.ENV_RETENTION_SECONDS, c.ENV_DEFAULT_DEADLINE_SECONDS, c.ENV_BATCH_SIZE]
+)
+_S3 = client("s3")
+_LOG = get_logger("prepare")
+
+__all__ = ["RequestError", "handler", "plan"]
+
+
+def manifest_key(request_id: str, token: str) -> str:
+    # A token per attempt: a rejected re-submission never overwrites the manifest in flight.
+    return f"manifests/{request_id}/{token}.json"
+
+
+def plan(
+    event: dict[str, Any], *, now: int, batch_size: int, retention_seconds: int, default_deadline: int
+) -> dict[str, Any]:
+    """The PreProcess state after Prepare; numbers are strings, as DynamoDB's N wants."""
+    request = parse_request(event, default_deadline=default_deadline)
+    cases = list(request.cases)
+    deadline = now + request.deadline_seconds
+    return {
+        "requestId": request.request_id,
+        "target": str(request.length),
+        "createdAt": str(now),
+        "deadline": str(deadline),
+        "deadlineIso": datetime.fromtimestamp(deadline, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "expiresAt": str(deadline + retention_seconds),
+        "batches": [cases[i : i + batch_size] for i in range(0, len(cases), batch_size)],
+    }
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    state = plan(
+        event,
+        now=epoch_now(),
+        batch_size=int(_ENV[c.ENV_BATCH_SIZE]),
+        retention_seconds=int(_ENV[c.ENV_RETENTION_SECONDS]),
+        default_deadline=int(_ENV[c.ENV_DEFAULT_DEADLINE_SECONDS]),
+    )
+    key = manifest_key(state["requestId"], context.aws_request_id)
+    case_ids = [case[c.ATTR_CASE_ID] for batch in state["batches"] for case in batch]
+    _S3.put_object(
+        Bucket=_ENV[c.ENV_ARTIFACTS_BUCKET],
+        Key=key,
+        Body=json.dumps({"requestId": state["requestId"], "caseIds": case_ids}).encode(),
+        ContentType="application/json",
+    )
+    state["manifestKey"] = key
+    log(_LOG, logging.INFO, "request prepared", requestId=state["requestId"],
+        cases=len(case_ids), batches=len(state["batches"]))
+    return state

@@ -1,0 +1,125 @@
+"""Validation and normalisation of a fan-out request, shared by the CLI (which rejects a
+bad request before anything is written) and the Prepare function (which guards direct
+StartExecution calls)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from . import constants as c
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class RequestError(ValueError):
+    """A request that fanflow will not start; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class FanRequest:
+    request_id: str
+    cases: tuple[dict[str, Any], ...]
+    deadline_seconds: int
+
+    @property
+    def length(self) -> int:
+        return len(self.cases)
+
+    @property
+    def case_ids(self) -> list[str]:
+        return [case[c.ATTR_CASE_ID] for case in self.cases]
+
+    def to_input(self) -> dict[str, Any]:
+        """The PreProcess execution input, in the seed's format (length as a string)."""
+        return {
+            "requestId": self.request_id,
+            "requests": list(self.cases),
+            "length": str(self.length),
+            "deadlineSeconds": self.deadline_seconds,
+        }
+
+
+def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | None = None) -> FanRequest:
+    """Parse and validate a request; raise RequestError naming the first problem."""
+    if isinstance(raw, (str, bytes)):
+        size = len(raw.encode() if isinstance(raw, str) else raw)
+        if size > c.MAX_REQUEST_BYTES:
+            raise RequestError(
+                f"request is {size} bytes; the limit is {c.MAX_REQUEST_BYTES} bytes because a "
+                f"Step Functions execution input is capped at {c.SFN_MAX_INPUT_BYTES} bytes. "
+                "Split it into several requests."
+            )
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise RequestError(f"request is not valid JSON: {exc}") from None
+    else:
+        data = raw
+    if not isinstance(data, dict):
+        raise RequestError(f"request must be a JSON object, got {type(data).__name__}")
+
+    request_id = data.get("requestId")
+    if request_id is None or request_id == "":
+        raise RequestError("request has no requestId")
+    if isinstance(request_id, int) and not isinstance(request_id, bool):
+        request_id = str(request_id)
+    if not isinstance(request_id, str):
+        raise RequestError(f"requestId must be a string, got {type(request_id).__name__}")
+    if len(request_id) > c.MAX_REQUEST_ID_LENGTH or not _REQUEST_ID.match(request_id):
+        raise RequestError(
+            f"requestId {request_id!r} must be 1-{c.MAX_REQUEST_ID_LENGTH} characters of "
+            "letters, digits, '-' or '_' (it names the PreProcess execution)"
+        )
+
+    if "requests" not in data:
+        raise RequestError("request has no 'requests' array")
+    cases = data["requests"]
+    if not isinstance(cases, list):
+        raise RequestError(f"'requests' must be an array, got {type(cases).__name__}")
+    if not cases:
+        raise RequestError("'requests' is empty: a request needs at least one case")
+    if len(cases) > c.MAX_CASES:
+        raise RequestError(f"'requests' has {len(cases)} cases; the limit is {c.MAX_CASES}")
+
+    seen: dict[str, int] = {}
+    for index, case in enumerate(cases):
+        if not isinstance(case, dict):
+            raise RequestError(f"requests[{index}] must be an object with a caseId")
+        case_id = case.get(c.ATTR_CASE_ID)
+        if not isinstance(case_id, str) or not case_id:
+            raise RequestError(f"requests[{index}].caseId must be a non-empty string")
+        if len(case_id) > c.MAX_CASE_ID_LENGTH:
+            raise RequestError(
+                f"requests[{index}].caseId is longer than {c.MAX_CASE_ID_LENGTH} characters"
+            )
+        if case_id in seen:
+            raise RequestError(
+                f"duplicate caseId {case_id!r} at requests[{seen[case_id]}] and requests[{index}]"
+            )
+        seen[case_id] = index
+
+    if data.get("length") is not None:
+        declared = _parse_length(data["length"])
+        if declared != len(cases):
+            raise RequestError(
+                f"length says {declared} but 'requests' has {len(cases)} cases"
+            )
+
+    deadline = data.get("deadlineSeconds", default_deadline or c.DEFAULT_DEADLINE_SECONDS)
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline <= 0:
+        raise RequestError("deadlineSeconds must be a positive number of seconds")
+
+    return FanRequest(request_id=request_id, cases=tuple(cases), deadline_seconds=int(max(1, deadline)))
+
+
+def _parse_length(value: Any) -> int:
+    if isinstance(value, bool):
+        raise RequestError(f"length must be a whole number, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    raise RequestError(f"length must be a whole number (as in \"length\": \"100\"), got {value!r}")

@@ -1,0 +1,65 @@
+"""The synthesized cloud assembly the embedded target deploys: `cdk synth` output,
+rebuilt only when the infrastructure or handler sources (or the CDK libraries) change."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import infra
+import lambda_fns
+from lambda_fns import constants as c
+
+SOURCE_DIRS = (Path(infra.__file__).resolve().parent, Path(lambda_fns.__file__).resolve().parent)
+FINGERPRINT_FILE = ".fanflow-fingerprint"
+
+
+class SynthError(RuntimeError):
+    pass
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("FANFLOW_CACHE_DIR", Path.home() / ".cache" / "fanflow"))
+
+
+def fingerprint() -> str:
+    digest = hashlib.sha256()
+    for package in ("aws-cdk-lib", "cdk-nag", "constructs"):
+        digest.update(f"{package}={metadata.version(package)}".encode())
+    for root in SOURCE_DIRS:
+        for path in sorted(root.rglob("*")):
+            if path.suffix in (".py", ".json") and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(root.parent)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def template_path(assembly: Path) -> Path:
+    return assembly / f"{c.STACK_NAME}.template.json"
+
+
+def ensure_assembly(*, force: bool = False) -> Path:
+    """A synthesized assembly matching the current sources, synthesizing if needed."""
+    key = fingerprint()
+    outdir = cache_root() / "cdk.out"
+    marker = outdir / FINGERPRINT_FILE
+    if not force and marker.is_file() and marker.read_text() == key and template_path(outdir).is_file():
+        return outdir
+    staging = outdir.with_name(f"cdk.out.{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    env = dict(os.environ, CDK_OUTDIR=str(staging), JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION="1")
+    result = subprocess.run(
+        [sys.executable, str(SOURCE_DIRS[0] / "app.py")],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0 or not template_path(staging).is_file():
+        raise SynthError(f"cdk synth failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
+    (staging / FINGERPRINT_FILE).write_text(key)
+    shutil.rmtree(outdir, ignore_errors=True)
+    staging.rename(outdir)
+    return outdir

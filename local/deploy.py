@@ -1,0 +1,88 @@
+"""Deploys a synthesized assembly the way `cdk deploy` does, against any boto3 endpoint
+the caller's clients point at: publish the file assets to the bucket the assembly names,
+then create the stack through CloudFormation and wait for it."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from lambda_fns import constants as c
+
+from .assembly import template_path
+
+
+class DeployError(RuntimeError):
+    pass
+
+
+def zip_directory(directory: Path) -> bytes:
+    """A deterministic zip of a directory (sorted entries, fixed timestamps)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                info = zipfile.ZipInfo(str(path.relative_to(directory)), date_time=(1980, 1, 1, 0, 0, 0))
+                info.external_attr = 0o644 << 16
+                archive.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+def _placeholders(value: str, account: str, region: str) -> str:
+    return (value.replace("${AWS::AccountId}", account).replace("${AWS::Region}", region)
+            .replace("${AWS::Partition}", "aws"))
+
+
+def publish_assets(assembly: Path, s3: Any, *, account: str, region: str) -> int:
+    manifest = json.loads((assembly / f"{c.STACK_NAME}.assets.json").read_text())
+    published = 0
+    for asset in manifest.get("files", {}).values():
+        source = assembly / asset["source"]["path"]
+        body = zip_directory(source) if asset["source"].get("packaging") == "zip" else source.read_bytes()
+        for destination in asset["destinations"].values():
+            bucket = _placeholders(destination["bucketName"], account, region)
+            try:
+                if region == "us-east-1":
+                    s3.create_bucket(Bucket=bucket)
+                else:
+                    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+            except s3.exceptions.BucketAlreadyOwnedByYou:
+                pass
+            s3.put_object(Bucket=bucket, Key=_placeholders(destination["objectKey"], account, region), Body=body)
+            published += 1
+    return published
+
+
+def stack_outputs(cloudformation: Any, stack_name: str = c.STACK_NAME) -> dict[str, str]:
+    stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
+
+
+def create_stack(assembly: Path, cloudformation: Any, *, timeout: float = 120.0) -> dict[str, str]:
+    """Create the stack and wait for CREATE_COMPLETE; returns the stack outputs."""
+    cloudformation.create_stack(
+        StackName=c.STACK_NAME,
+        TemplateBody=template_path(assembly).read_text(),
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        stack = cloudformation.describe_stacks(StackName=c.STACK_NAME)["Stacks"][0]
+        status = stack["StackStatus"]
+        if status == "CREATE_COMPLETE":
+            return stack_outputs(cloudformation)
+        if not status.endswith("IN_PROGRESS") or time.monotonic() > deadline:
+            events = cloudformation.describe_stack_events(StackName=c.STACK_NAME)["StackEvents"]
+            failures = [f"{e['LogicalResourceId']} ({e['ResourceType']}): {e.get('ResourceStatusReason', '')}"
+                        for e in events if e["ResourceStatus"].endswith("FAILED")]
+            raise DeployError(f"stack {c.STACK_NAME} ended {status}: " + "; ".join(failures[:5]))
+        time.sleep(0.2)
+
+
+def account_and_region(sts: Any) -> tuple[str, str]:
+    return sts.get_caller_identity()["Account"], sts.meta.region_name or os.environ["AWS_DEFAULT_REGION"]

@@ -1,0 +1,187 @@
+"""Every adaptation fanflow makes to moto, in one place. moto is pinned (see
+pyproject.toml) because each patch reaches into its internals; each patch has a test in
+tests/unit/test_moto_patches.py that fails if an upgrade changes the behaviour it fixes.
+
+What moto 5.2.5 lacks, and what is done here:
+1. EventBridge rules whose target is a Lambda function or a state machine raise
+   NotImplementedError. Those targets are handed to the runtime's `deliver` callback
+   (asynchronous, as on AWS) with their input rendered (Input, InputPath,
+   InputTransformer, or the whole event). DISABLED rules deliver nothing.
+2. Lambda code runs only in Docker. Invocations are handed to the runtime's `invoke`
+   callback, which runs the handler from the deployed asset in-process.
+3. Executions started without a name get an ARN ending in ':None'. They are named.
+4. CloudFormation: `Ref` to an AWS::Events::EventBus resolves to a Python object, and
+   state machines land in the backend that does not execute them. Both are fixed.
+5. Speed: the ASL engine parses every JSONPath anew and builds a boto3 client per task
+   state. Both are cached.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import moto
+from jsonpath_ng.ext import parse as jsonpath_parse
+from moto.awslambda.models import LambdaFunction
+from moto.events.models import EventBus, Rule
+from moto.events.utils import EventTemplateParser
+from moto.utilities.arns import parse_arn
+
+PINNED_MOTO_VERSION = "5.2.5"
+
+Invoke = Callable[[LambdaFunction, Any], "tuple[str, bool, str]"]
+Deliver = Callable[[dict[str, Any], Any, dict[str, Any]], None]
+
+
+class MotoVersionError(RuntimeError):
+    pass
+
+
+@dataclass
+class _Installed:
+    originals: list[tuple[Any, str, Any]]
+
+
+_lock = threading.Lock()
+_installed: _Installed | None = None
+
+
+def check_version() -> None:
+    if moto.__version__ != PINNED_MOTO_VERSION:
+        raise MotoVersionError(
+            f"fanflow's embedded runtime adapts moto {PINNED_MOTO_VERSION}, found {moto.__version__}; "
+            f"install the pinned version: pip install 'moto[all]=={PINNED_MOTO_VERSION}'"
+        )
+
+
+def target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
+    """What EventBridge hands a target for `event`, following the target's input settings."""
+    if "Input" in target:
+        return json.loads(target["Input"])
+    if "InputPath" in target:
+        found = _jsonpath(target["InputPath"]).find(event)
+        return found[0].value if found else None
+    if "InputTransformer" in target:
+        transformer = target["InputTransformer"]
+        rendered = EventTemplateParser.parse(
+            input_template=transformer.get("InputTemplate"),
+            input_paths_map=transformer.get("InputPathsMap", {}),
+            event=event,  # type: ignore[arg-type]
+        )
+        return rendered
+    whole = {key: value for key, value in event.items() if key != "ingestion-time"}
+    if isinstance(whole.get("time"), (int, float)):
+        whole["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(whole["time"]))
+    return whole
+
+
+@functools.lru_cache(maxsize=4096)
+def _jsonpath(path: str) -> Any:
+    return jsonpath_parse(path)
+
+
+def install(*, invoke: Invoke, deliver: Deliver) -> None:
+    """Install every patch. `invoke(fn, event)` runs a Lambda invocation and returns
+    (payload, errored, logs) as moto expects; `deliver(target, input, event)` hands a rule
+    target its input asynchronously."""
+    global _installed
+    check_version()
+    with _lock:
+        if _installed is not None:
+            raise RuntimeError("moto patches are already installed; uninstall them first")
+        originals: list[tuple[Any, str, Any]] = []
+
+        def patch(owner: Any, name: str, value: Any) -> None:
+            originals.append((owner, name, owner.__dict__.get(name, _MISSING)))
+            setattr(owner, name, value)
+
+        original_send = Rule.send_to_targets
+
+        def send_to_targets(self: Rule, original_event: dict[str, Any], transform_input: bool = True) -> None:
+            if self.state == "DISABLED" or not self.event_pattern.matches_event(original_event):  # type: ignore[arg-type]
+                return
+            ours = [t for t in self.targets if parse_arn(t["Arn"]).service in ("lambda", "states")]
+            for target in ours:
+                event = copy.deepcopy(original_event)
+                deliver(target, target_input(target, event), event)
+            native = [t for t in self.targets if t not in ours]
+            if native:
+                clone = copy.copy(self)
+                clone.targets = native
+                original_send(clone, original_event, transform_input)  # type: ignore[arg-type]
+
+        patch(Rule, "send_to_targets", send_to_targets)
+        patch(LambdaFunction, "_invoke_lambda", lambda self, event=None: invoke(self, event))
+
+        from moto.stepfunctions.parser.models import StepFunctionsParserBackend, stepfunctions_parser_backends
+
+        original_start = StepFunctionsParserBackend.start_execution
+
+        def start_execution(self: Any, state_machine_arn: str, name: str | None = None, *args: Any,
+                            **kwargs: Any) -> Any:
+            return original_start(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
+
+        patch(StepFunctionsParserBackend, "start_execution", start_execution)
+
+        if "physical_resource_id" not in EventBus.__dict__:
+            patch(EventBus, "physical_resource_id", property(lambda self: self.name))
+        import moto.stepfunctions.models as sfn_models
+
+        patch(sfn_models, "stepfunctions_backends", stepfunctions_parser_backends)
+        _install_engine_caches(patch)
+        _installed = _Installed(originals)
+
+
+_MISSING = object()
+
+
+def _install_engine_caches(patch: Callable[[Any, str, Any], None]) -> None:
+    import sys
+
+    import moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils
+    import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_factory  # noqa: F401
+    import moto.stepfunctions.parser.asl.utils.boto_client as boto_client
+    import moto.stepfunctions.parser.asl.utils.json_path as json_path
+
+    patch(json_path, "parse", _jsonpath)
+    original = boto_client.boto_client_for
+    clients: dict[tuple[str, str, bool], Any] = {}
+    clients_lock = threading.Lock()
+
+    def cached_client(region: str, service: str, state_credentials: Any = None) -> Any:
+        key = (region, service, boto_client.botocore_stubber.enabled)
+        with clients_lock:
+            if key not in clients:
+                clients[key] = original(region, service, state_credentials)
+            return clients[key]
+
+    # Each engine module imported the function by name; replace it where it was imported.
+    for module in list(sys.modules.values()):
+        name = getattr(module, "__name__", "") or ""
+        if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is original:
+            patch(module, "boto_client_for", cached_client)
+
+
+def uninstall() -> None:
+    global _installed
+    with _lock:
+        if _installed is None:
+            return
+        for owner, name, value in reversed(_installed.originals):
+            if value is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, value)
+        _installed = None
+
+
+def installed() -> bool:
+    return _installed is not None

@@ -1,0 +1,176 @@
+"""The embedded emulator: moto in this process, fanflow's stack deployed into it through
+CloudFormation, rule targets delivered asynchronously and Lambda handlers run in-process."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from moto import mock_aws
+from moto.utilities.arns import parse_arn
+
+from lambda_fns import constants as c
+
+from . import moto_patches
+from .assembly import cache_root, ensure_assembly
+from .deploy import create_stack, publish_assets
+from .lambda_runner import LambdaRunner
+
+LOG = logging.getLogger("fanflow.embedded")
+ACCOUNT = "123456789012"
+DEFAULT_REGION = "us-east-1"
+# Lambda retries a failed asynchronous invocation twice before giving up on it.
+ASYNC_RETRIES = 2
+DELIVERY_ATTEMPTS = 3
+
+
+@dataclass
+class Delivery:
+    """What became of events the emulated EventBridge delivered."""
+
+    delivered: int = 0
+    dead_lettered: int = 0
+    failed: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class EmbeddedEmulator:
+    """Use as a context manager: on entry the stack is deployed and `outputs` is set."""
+
+    def __init__(self, *, region: str = DEFAULT_REGION, lambda_concurrency: int = 1000,
+                 compute_seconds: float | None = c.COMPUTE_SECONDS_EMBEDDED) -> None:
+        self.region = region
+        self.log_file = cache_root() / "logs" / "lambda.log"
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.write_text("")
+        self.runner = LambdaRunner(concurrency=lambda_concurrency, log_file=self.log_file)
+        self.compute_seconds = compute_seconds
+        self.delivery = Delivery()
+        self._pool = ThreadPoolExecutor(max_workers=max(8, lambda_concurrency),
+                                        thread_name_prefix="fanflow-eventbridge")
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._saved_env: dict[str, str | None] = {}
+        self.outputs: dict[str, str] = {}
+        self.session: boto3.session.Session | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def __enter__(self) -> EmbeddedEmulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        assembly = ensure_assembly()
+        for name, value in {"AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region,
+                            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+            self._saved_env[name] = os.environ.get(name)
+            os.environ[name] = value
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+            self._saved_env[name] = os.environ.pop(name, None)
+        moto_patches.install(invoke=self.runner.invoke, deliver=self._deliver)
+        self._mock.start()
+        try:
+            self.session = boto3.session.Session(region_name=self.region)
+            publish_assets(assembly, self.client("s3"), account=ACCOUNT, region=self.region)
+            self.outputs = create_stack(assembly, self.client("cloudformation"))
+            if self.compute_seconds is not None:
+                self.set_compute_seconds(self.compute_seconds)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(RuntimeError):  # already stopped
+            self._mock.stop()
+        moto_patches.uninstall()
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+
+    def client(self, service: str) -> Any:
+        assert self.session is not None, "the emulator is not started"
+        return self.session.client(service)
+
+    def set_compute_seconds(self, seconds: float) -> None:
+        """Set the Compute function's simulated work time, as `aws lambda
+        update-function-configuration` would on any target."""
+        lam = self.client("lambda")
+        name = self.outputs[c.OUTPUT_COMPUTE_FUNCTION]
+        env = lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+        env[c.ENV_COMPUTE_SECONDS] = str(seconds)
+        lam.update_function_configuration(FunctionName=name, Environment={"Variables": env})
+
+    def summary_invocations(self, request_id: str) -> int:
+        return self.runner.stats.count(self.outputs[c.OUTPUT_SUMMARY_FUNCTION], request_id)
+
+    # -- EventBridge target delivery ----------------------------------------------------
+    def _deliver(self, target: dict[str, Any], payload: Any, event: dict[str, Any]) -> None:
+        self._pool.submit(self._deliver_now, target, payload)
+
+    def _deliver_now(self, target: dict[str, Any], payload: Any) -> None:
+        arn = parse_arn(target["Arn"])
+        last_error = ""
+        for _ in range(DELIVERY_ATTEMPTS):
+            try:
+                if arn.service == "lambda":
+                    self._invoke_async(target["Arn"], payload)
+                else:
+                    self._start_execution(target["Arn"], payload)
+                with self.delivery.lock:
+                    self.delivery.delivered += 1
+                return
+            except Exception as exc:  # retried, then dead-lettered, as EventBridge does
+                last_error = f"{type(exc).__name__}: {exc}"
+        self._dead_letter(target, payload, last_error)
+
+    def _invoke_async(self, function_arn: str, payload: Any) -> None:
+        from moto.awslambda.utils import get_backend
+
+        arn = parse_arn(function_arn)
+        fn = get_backend(arn.account, arn.region).get_function(function_arn)
+        for _ in range(1 + ASYNC_RETRIES):
+            _, errored, logs = self.runner.invoke(fn, payload)
+            if not errored:
+                return
+        LOG.warning("asynchronous invocation of %s failed after retries: %s", fn.function_name,
+                    logs.splitlines()[-1] if logs else "")
+        with self.delivery.lock:
+            self.delivery.failed.append(f"{fn.function_name}: {logs.splitlines()[-1] if logs else ''}")
+
+    def _start_execution(self, state_machine_arn: str, payload: Any) -> None:
+        import json
+        import uuid
+
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        arn = parse_arn(state_machine_arn)
+        backend = stepfunctions_parser_backends[arn.account][arn.region]
+        backend.start_execution(state_machine_arn, name=str(uuid.uuid4()), execution_input=json.dumps(payload))
+
+    def _dead_letter(self, target: dict[str, Any], payload: Any, error: str) -> None:
+        import json
+
+        dlq = target.get("DeadLetterConfig", {}).get("Arn")
+        with self.delivery.lock:
+            self.delivery.failed.append(error)
+            if dlq:
+                self.delivery.dead_lettered += 1
+        if dlq:
+            from moto.sqs.models import sqs_backends
+
+            arn = parse_arn(dlq)
+            sqs_backends[arn.account][arn.region].send_message(
+                arn.resource_id, json.dumps(payload), message_attributes={}, delay_seconds=0
+            )
