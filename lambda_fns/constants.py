@@ -97,6 +97,7 @@ FANOUT_TIMEOUT_SECONDS = 120
 # EventBridge invokes a Lambda target asynchronously; Lambda retries twice, so a case can
 # take three compute timeouts before its failure is final. Plus room for queueing.
 DEFAULT_DEADLINE_SECONDS = 3 * COMPUTE_TIMEOUT_SECONDS + 300
+MAX_DEADLINE_SECONDS = 365 * 86_400  # a Standard execution lasts at most one year
 DEFAULT_RETENTION_DAYS = 7
 RULE_TARGET_RETRY_ATTEMPTS = 8
 RULE_TARGET_MAX_EVENT_AGE_SECONDS = 3600

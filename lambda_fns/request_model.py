@@ -5,6 +5,7 @@ StartExecution calls)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +55,7 @@ def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | 
             )
         try:
             data = json.loads(raw)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RequestError(f"request is not valid JSON: {exc}") from None
     else:
         data = raw
@@ -68,7 +69,7 @@ def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | 
         request_id = str(request_id)
     if not isinstance(request_id, str):
         raise RequestError(f"requestId must be a string, got {type(request_id).__name__}")
-    if len(request_id) > c.MAX_REQUEST_ID_LENGTH or not _REQUEST_ID.match(request_id):
+    if len(request_id) > c.MAX_REQUEST_ID_LENGTH or not _REQUEST_ID.fullmatch(request_id):
         raise RequestError(
             f"requestId {request_id!r} must be 1-{c.MAX_REQUEST_ID_LENGTH} characters of "
             "letters, digits, '-' or '_' (it names the PreProcess execution)"
@@ -109,8 +110,12 @@ def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | 
             )
 
     deadline = data.get("deadlineSeconds", default_deadline or c.DEFAULT_DEADLINE_SECONDS)
-    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline <= 0:
-        raise RequestError("deadlineSeconds must be a positive number of seconds")
+    if (isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not math.isfinite(deadline)
+            or not 0 < deadline <= c.MAX_DEADLINE_SECONDS):
+        raise RequestError(
+            f"deadlineSeconds must be a number of seconds between 1 and {c.MAX_DEADLINE_SECONDS} "
+            "(a Standard workflow runs for at most a year)"
+        )
 
     return FanRequest(request_id=request_id, cases=tuple(cases), deadline_seconds=int(max(1, deadline)))
 
@@ -120,6 +125,6 @@ def _parse_length(value: Any) -> int:
         raise RequestError(f"length must be a whole number, got {value!r}")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdecimal():
         return int(value.strip())
     raise RequestError(f"length must be a whole number (as in \"length\": \"100\"), got {value!r}")

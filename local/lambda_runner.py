@@ -106,6 +106,8 @@ class LambdaRunner:
         self._containers_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(concurrency)
         self.concurrency = concurrency
+        # Module names are private to this runner: a new runner cold-starts afresh.
+        self._instance = uuid.uuid4().hex[:8]
         self.stats = InvocationStats()
         self.hooks: list[Callable[[LambdaFunction, Any], None]] = []
 
@@ -113,6 +115,8 @@ class LambdaRunner:
         """moto's `_invoke_lambda` contract: (payload as JSON, errored, log text)."""
         if event is None:
             event = {}
+        elif isinstance(event, (str, bytes)):
+            event = json.loads(event)  # moto passes an empty payload as the string "{}"
         with self._slots:
             error = None
             try:
@@ -153,7 +157,7 @@ class LambdaRunner:
         package, _, module_name = module_path.rpartition(".")
         if not package:
             raise ImportError(f"handler {fn.handler!r}: expected package.module.function")
-        alias = "_fanflow_fn_" + hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+        alias = f"_fanflow_fn_{self._instance}_" + hashlib.sha256(repr(key).encode()).hexdigest()[:16]
         package_dir = code_dir / package.replace(".", "/")
         spec = importlib.util.spec_from_file_location(
             alias, package_dir / "__init__.py", submodule_search_locations=[str(package_dir)]

@@ -14,6 +14,12 @@ What moto 5.2.5 lacks, and what is done here:
    state machines land in the backend that does not execute them. Both are fixed.
 5. Speed: the ASL engine parses every JSONPath anew and builds a boto3 client per task
    state. Both are cached.
+6. moto's DynamoDB is not thread-safe: concurrent transactions fail with "dictionary
+   changed size during iteration" or apply half. Item operations are serialised, as
+   DynamoDB serialises the writes to one item.
+7. Speed: every backend lookup (`lambda_backends[account]`, ...) takes a process-wide lock
+   and scans a list of every backend dict. Once an account's backend exists, it is
+   returned directly.
 """
 
 from __future__ import annotations
@@ -98,46 +104,55 @@ def install(*, invoke: Invoke, deliver: Deliver) -> None:
         if _installed is not None:
             raise RuntimeError("moto patches are already installed; uninstall them first")
         originals: list[tuple[Any, str, Any]] = []
-
-        def patch(owner: Any, name: str, value: Any) -> None:
-            originals.append((owner, name, owner.__dict__.get(name, _MISSING)))
-            setattr(owner, name, value)
-
-        original_send = Rule.send_to_targets
-
-        def send_to_targets(self: Rule, original_event: dict[str, Any], transform_input: bool = True) -> None:
-            if self.state == "DISABLED" or not self.event_pattern.matches_event(original_event):  # type: ignore[arg-type]
-                return
-            ours = [t for t in self.targets if parse_arn(t["Arn"]).service in ("lambda", "states")]
-            for target in ours:
-                event = copy.deepcopy(original_event)
-                deliver(target, target_input(target, event), event)
-            native = [t for t in self.targets if t not in ours]
-            if native:
-                clone = copy.copy(self)
-                clone.targets = native
-                original_send(clone, original_event, transform_input)  # type: ignore[arg-type]
-
-        patch(Rule, "send_to_targets", send_to_targets)
-        patch(LambdaFunction, "_invoke_lambda", lambda self, event=None: invoke(self, event))
-
-        from moto.stepfunctions.parser.models import StepFunctionsParserBackend, stepfunctions_parser_backends
-
-        original_start = StepFunctionsParserBackend.start_execution
-
-        def start_execution(self: Any, state_machine_arn: str, name: str | None = None, *args: Any,
-                            **kwargs: Any) -> Any:
-            return original_start(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
-
-        patch(StepFunctionsParserBackend, "start_execution", start_execution)
-
-        if "physical_resource_id" not in EventBus.__dict__:
-            patch(EventBus, "physical_resource_id", property(lambda self: self.name))
-        import moto.stepfunctions.models as sfn_models
-
-        patch(sfn_models, "stepfunctions_backends", stepfunctions_parser_backends)
-        _install_engine_caches(patch)
+        try:
+            _install_all(originals, invoke, deliver)
+        except BaseException:
+            _restore(originals)
+            raise
         _installed = _Installed(originals)
+
+
+def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver: Deliver) -> None:
+    def patch(owner: Any, name: str, value: Any) -> None:
+        originals.append((owner, name, owner.__dict__.get(name, _MISSING)))
+        setattr(owner, name, value)
+
+    original_send = Rule.send_to_targets
+
+    def send_to_targets(self: Rule, original_event: dict[str, Any], transform_input: bool = True) -> None:
+        if self.state == "DISABLED" or not self.event_pattern.matches_event(original_event):  # type: ignore[arg-type]
+            return
+        ours = [t for t in self.targets if parse_arn(t["Arn"]).service in ("lambda", "states")]
+        for target in ours:
+            event = copy.deepcopy(original_event)
+            deliver(target, target_input(target, event), event)
+        native = [t for t in self.targets if t not in ours]
+        if native:
+            clone = copy.copy(self)
+            clone.targets = native
+            original_send(clone, original_event, transform_input)  # type: ignore[arg-type]
+
+    patch(Rule, "send_to_targets", send_to_targets)
+    patch(LambdaFunction, "_invoke_lambda", lambda self, event=None: invoke(self, event))
+
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend, stepfunctions_parser_backends
+
+    original_start = StepFunctionsParserBackend.start_execution
+
+    def start_execution(self: Any, state_machine_arn: str, name: str | None = None, *args: Any,
+                        **kwargs: Any) -> Any:
+        return original_start(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
+
+    patch(StepFunctionsParserBackend, "start_execution", start_execution)
+
+    if "physical_resource_id" not in EventBus.__dict__:
+        patch(EventBus, "physical_resource_id", property(lambda self: self.name))
+    import moto.stepfunctions.models as sfn_models
+
+    patch(sfn_models, "stepfunctions_backends", stepfunctions_parser_backends)
+    _install_engine_caches(patch)
+    _serialise_dynamodb(patch)
+    _fast_backend_lookup(patch)
 
 
 _MISSING = object()
@@ -170,17 +185,56 @@ def _install_engine_caches(patch: Callable[[Any, str, Any], None]) -> None:
             patch(module, "boto_client_for", cached_client)
 
 
+def _fast_backend_lookup(patch: Callable[[Any, str, Any], None]) -> None:
+    from moto.core.base_backend import BackendDict
+
+    original = BackendDict.__getitem__
+
+    def getitem(self: Any, account_id: str) -> Any:
+        try:
+            return dict.__getitem__(self, account_id)
+        except KeyError:
+            return original(self, account_id)
+
+    patch(BackendDict, "__getitem__", getitem)
+
+
+DYNAMODB_ITEM_OPERATIONS = (
+    "put_item", "get_item", "update_item", "delete_item", "query", "scan", "transact_write_items",
+    "transact_get_items", "batch_write_item", "batch_get_item", "execute_statement", "execute_transaction",
+)
+
+
+def _serialise_dynamodb(patch: Callable[[Any, str, Any], None]) -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in DYNAMODB_ITEM_OPERATIONS:
+        original = getattr(DynamoDBBackend, name)
+
+        @functools.wraps(original)
+        def serialised(*args: Any, __original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return __original(*args, **kwargs)
+
+        patch(DynamoDBBackend, name, serialised)
+
+
 def uninstall() -> None:
     global _installed
     with _lock:
         if _installed is None:
             return
-        for owner, name, value in reversed(_installed.originals):
-            if value is _MISSING:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, value)
+        _restore(_installed.originals)
         _installed = None
+
+
+def _restore(originals: list[tuple[Any, str, Any]]) -> None:
+    for owner, name, value in reversed(originals):
+        if value is _MISSING:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, value)
 
 
 def installed() -> bool:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +70,13 @@ class EmbeddedEmulator:
 
     def start(self) -> None:
         assembly = ensure_assembly()
+        # moto's CloudFormation has no model for bucket and queue policies and says so for
+        # each; they only restrict access, which the emulator does not enforce anyway.
+        warnings.filterwarnings("ignore", message=r"Tried to parse AWS::(S3::Bucket|SQS::Queue)Policy")
+        logging.getLogger("moto.cloudformation").setLevel(logging.ERROR)
+        # The ASL engine logs each failed state with its whole parse tree; the failure is
+        # in the execution's history and status already.
+        logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
         for name, value in {"AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region,
                             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
             self._saved_env[name] = os.environ.get(name)

@@ -19,7 +19,7 @@ DDB_TRANSIENT_ERRORS = [
     "DynamoDb.InternalServerErrorException",
     "DynamoDb.ThrottlingException",
     "DynamoDb.ProvisionedThroughputExceededException",
-    "DynamoDb.RequestLimitExceeded",
+    "DynamoDb.RequestLimitExceededException",
 ]
 
 
@@ -36,7 +36,7 @@ def summary_invocation(scope: Construct, construct_id: str, function: lambda_.IF
         output_path="$.Payload",
     )
     # Summary is idempotent: a retry rewrites the same summary and finds the row closed.
-    task.add_retry(errors=["States.TaskFailed"], max_attempts=2, interval=Duration.seconds(2))
+    task.add_retry(errors=["States.TaskFailed"], max_attempts=4, interval=Duration.seconds(2), backoff_rate=2)
     return task
 
 

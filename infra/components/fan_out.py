@@ -112,7 +112,8 @@ class FanOutWorkflow(Construct):
             table=counter_table,
             key=request_key(),
             update_expression="SET #status = :summarizing",
-            condition_expression="#status = :running",
+            # SUMMARIZING at the deadline means Summary failed after its retries: run it again.
+            condition_expression="#status IN (:running, :summarizing)",
             expression_attribute_names={"#status": c.ATTR_STATUS},
             expression_attribute_values={
                 ":summarizing": tasks.DynamoAttributeValue.from_string(c.STATUS_SUMMARIZING),

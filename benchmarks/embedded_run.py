@@ -1,0 +1,51 @@
+"""Wall time and peak memory of `fanflow run --cases N --json` on the embedded target,
+one fresh process per size, so each peak is that run's own. Prints a table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+
+def measure(cases: int, compute_seconds: float) -> dict[str, object]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "fanflow.cli", "run", "--cases", str(cases), "--json",
+         "--compute-seconds", str(compute_seconds)],
+        capture_output=True, text=True, check=False,
+    )
+    wall = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if proc.returncode not in (0, 3):
+        raise SystemExit(f"run of {cases} cases failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    result = json.loads(proc.stdout)
+    return {
+        "cases": cases,
+        "status": result["status"],
+        "processSeconds": round(wall, 2),
+        "requestSeconds": result["clientWallSeconds"],
+        # ru_maxrss of children is the largest child so far: report it only when it grew.
+        "peakRssMb": round(peak_mb, 1) if peak_mb * 1024 > before else None,
+        "summaryInvocations": result.get("summaryInvocations"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("sizes", nargs="*", type=int, default=[100, 1000])
+    parser.add_argument("--compute-seconds", type=float, default=0.0)
+    args = parser.parse_args()
+    rows = [measure(size, args.compute_seconds) for size in sorted(args.sizes)]
+    print(f"{'cases':>7} {'status':>10} {'process s':>10} {'request s':>10} {'peak RSS MB':>12} {'Summary runs':>13}")
+    for row in rows:
+        print(f"{row['cases']:>7} {row['status']:>10} {row['processSeconds']:>10} {row['requestSeconds']:>10} "
+              f"{row['peakRssMb'] if row['peakRssMb'] is not None else '-':>12} {row['summaryInvocations']:>13}")
+
+
+if __name__ == "__main__":
+    main()

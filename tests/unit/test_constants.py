@@ -1,0 +1,86 @@
+"""lambda_fns/constants.py: the shared names are consistent, and written only there."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from lambda_fns import constants as c
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = ["PREPROCESS_SOURCE", "COMPUTE_SOURCE", "SUMMARY_SOURCE"]
+DETAIL_TYPES = ["CASE_DETAIL_TYPE", "COMPLETION_DETAIL_TYPE", "SUMMARY_DETAIL_TYPE"]
+# The seed's event contract: the literals must live in constants.py only.
+CONTRACT_LITERALS = ["com.preprocess.stepfunction", "com.computing.lambda"]
+
+
+def test_sources_and_detail_types_are_distinct_non_empty_strings() -> None:
+    # GIVEN every event source and detail-type  THEN each is a non-empty string and no two are equal
+    values = [getattr(c, name) for name in SOURCES + DETAIL_TYPES]
+    assert all(isinstance(v, str) and v.strip() for v in values)
+    assert len(set(values)) == len(values)
+
+
+def test_seed_event_contract_is_kept() -> None:
+    # GIVEN seed-style compute functions  THEN the fan-out and completion sources are the seed's
+    assert [c.PREPROCESS_SOURCE, c.COMPUTE_SOURCE] == CONTRACT_LITERALS
+
+
+def test_final_statuses() -> None:
+    # GIVEN the lifecycle statuses  THEN the final ones are exactly the four outcomes
+    assert frozenset({c.STATUS_SUCCEEDED, c.STATUS_PARTIAL, c.STATUS_FAILED, c.STATUS_TIMED_OUT}) == c.FINAL_STATUSES
+    assert c.STATUS_RUNNING not in c.FINAL_STATUSES
+    assert c.STATUS_SUMMARIZING not in c.FINAL_STATUSES
+    statuses = [getattr(c, name) for name in dir(c) if name.startswith("STATUS_")]
+    assert len(set(statuses)) == len(statuses) == 6
+
+
+def test_case_outcomes_are_final_statuses() -> None:
+    # GIVEN a case outcome  THEN it is also the request status when every case shares it
+    assert {c.CASE_SUCCEEDED, c.CASE_FAILED} <= c.FINAL_STATUSES
+
+
+def test_fanout_batch_is_a_whole_number_of_put_events_calls() -> None:
+    # GIVEN the fan-out batch size  THEN it fills whole PutEvents calls of at most 10 entries
+    assert c.PUT_EVENTS_MAX_ENTRIES == 10
+    assert c.FANOUT_BATCH_SIZE > 0
+    assert c.FANOUT_BATCH_SIZE % c.PUT_EVENTS_MAX_ENTRIES == 0
+    # so a request of N cases costs ceil(N / 10) calls whichever batch a case lands in
+    for n in (1, 10, 11, 250, c.MAX_CASES):
+        batches = [min(c.FANOUT_BATCH_SIZE, n - start) for start in range(0, n, c.FANOUT_BATCH_SIZE)]
+        calls = sum(math.ceil(size / c.PUT_EVENTS_MAX_ENTRIES) for size in batches)
+        assert calls == math.ceil(n / c.PUT_EVENTS_MAX_ENTRIES)
+
+
+def test_limits_are_coherent() -> None:
+    # GIVEN the size limits  THEN a request fits in a Step Functions input with room to spare
+    assert c.SFN_MAX_INPUT_BYTES == 256 * 1024
+    assert 0 < c.MAX_REQUEST_BYTES < c.SFN_MAX_INPUT_BYTES
+    # AND the deadline outlasts a case's three compute attempts
+    assert c.DEFAULT_DEADLINE_SECONDS > 3 * c.COMPUTE_TIMEOUT_SECONDS
+
+
+def python_sources() -> list[Path]:
+    handlers = [p for p in sorted((ROOT / "lambda_fns").glob("*.py")) if p.name != "constants.py"]
+    infra = sorted((ROOT / "infra").rglob("*.py"))
+    return handlers + infra
+
+
+def test_the_source_scan_sees_the_code() -> None:
+    # GIVEN the scan below  THEN it actually covers the handlers and the infra
+    names = {p.relative_to(ROOT).as_posix() for p in python_sources()}
+    assert {"lambda_fns/compute.py", "lambda_fns/emit.py", "infra/stack.py"} <= names
+    assert "lambda_fns/constants.py" not in names
+
+
+@pytest.mark.parametrize("literal", CONTRACT_LITERALS)
+def test_handlers_and_infra_use_the_constants_not_literals(literal: str) -> None:
+    # GIVEN the handler and infra sources (constants.py aside)
+    # WHEN they are searched for the contract's literal strings
+    offenders = [p.relative_to(ROOT).as_posix() for p in python_sources() if literal in p.read_text()]
+    # THEN none writes it: each refers to lambda_fns.constants
+    assert offenders == []
+    # AND the literal does live in constants.py (the scan would find it)
+    assert literal in (ROOT / "lambda_fns" / "constants.py").read_text()

@@ -1,0 +1,610 @@
+"""The synthesized CloudFormation of the fanflow stack: the workflows' ASL, the event
+routing, least-privilege IAM, storage settings, cdk-nag and cfn-lint. No AWS, no network:
+the stack is built in-process once per module."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import Stack
+from aws_cdk.assertions import Annotations, Match, Template
+from cfnlint.api import ManualArgs, lint_file
+
+from infra.app import build_app
+from lambda_fns import constants as c
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ENV_WITHOUT_ACCOUNT = ("CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION")
+STATE_MACHINE = "AWS::StepFunctions::StateMachine"
+FUNCTION = "AWS::Lambda::Function"
+TABLE = "AWS::DynamoDB::Table"
+CONDITION_FAILED = "DynamoDB.ConditionalCheckFailedException"  # optimized DynamoDB integrations
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    stack: Stack
+    template: Template
+    annotations: Annotations
+    template_file: Path
+
+
+def logical_id(template: Template, resource_type: str, fragment: str) -> str:
+    """The one resource of this type whose logical id contains `fragment`."""
+    found = [lid for lid in template.find_resources(resource_type) if fragment in lid]
+    assert len(found) == 1, f"expected one {resource_type} matching {fragment!r}, found {found}"
+    return found[0]
+
+
+def placeholder(token: dict[str, Any]) -> str:
+    """A JSON-string-safe stand-in for a CloudFormation token inside the definition."""
+    if "Ref" in token:
+        return ref(token["Ref"])
+    if "Fn::GetAtt" in token:
+        return "${GetAtt:" + ".".join(token["Fn::GetAtt"]) + "}"
+    raise AssertionError(f"unexpected token in a state machine definition: {token}")
+
+
+def definition(template: Template, fragment: str) -> dict[str, Any]:
+    """The ASL of the state machine whose logical id contains `fragment`, tokens as placeholders."""
+    sm_id = logical_id(template, STATE_MACHINE, fragment)
+    rendered = template.to_json()["Resources"][sm_id]["Properties"]["DefinitionString"]
+    if isinstance(rendered, str):
+        return json.loads(rendered)
+    separator, parts = rendered["Fn::Join"]
+    return json.loads(separator.join(p if isinstance(p, str) else placeholder(p) for p in parts))
+
+
+def ref(lid: str) -> str:
+    return "${Ref:" + lid + "}"
+
+
+def arn(lid: str) -> str:
+    return "${GetAtt:" + lid + ".Arn}"
+
+
+def caught_by(task: dict[str, Any], error: str) -> str:
+    """The state a task's Catch sends `error` to."""
+    targets = [catch["Next"] for catch in task.get("Catch", []) if error in catch["ErrorEquals"]]
+    assert len(targets) == 1, f"expected one Catch for {error!r}, found {task.get('Catch')}"
+    return targets[0]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def references(value: Any, lid: str) -> bool:
+    """Whether a CloudFormation value (Ref, GetAtt, or a Join of them) points at `lid`."""
+    if isinstance(value, dict):
+        if value.get("Ref") == lid or value.get("Fn::GetAtt", [None])[0] == lid:
+            return True
+        return any(references(v, lid) for v in value.values())
+    if isinstance(value, list):
+        return any(references(v, lid) for v in value)
+    return False
+
+
+def role_of(template: Template, resource_id: str) -> str:
+    """The logical id of the IAM role a function (Role) or state machine (RoleArn) runs as."""
+    props = template.to_json()["Resources"][resource_id]["Properties"]
+    return (props.get("Role") or props["RoleArn"])["Fn::GetAtt"][0]
+
+
+def role_statements(template: Template, role_id: str) -> list[dict[str, Any]]:
+    """The Allow statements of every AWS::IAM::Policy attached to the role."""
+    statements: list[dict[str, Any]] = []
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            statements += [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    assert statements, f"no inline policy is attached to {role_id}"
+    return statements
+
+
+def role_actions(template: Template, role_id: str) -> set[str]:
+    return {action for s in role_statements(template, role_id) for action in as_list(s["Action"])}
+
+
+def allows(template: Template, role_id: str, action: str, resource_id: str) -> bool:
+    """Whether the role may perform `action` (exactly or by wildcard) on a resource built from `resource_id`."""
+    return any(
+        any(fnmatchcase(action, granted) for granted in as_list(s["Action"]))
+        and any(references(r, resource_id) for r in as_list(s["Resource"]))
+        for s in role_statements(template, role_id)
+    )
+
+
+def rule_by_source(template: Template, source: str) -> dict[str, Any]:
+    rules = [r["Properties"] for r in template.find_resources("AWS::Events::Rule").values()
+             if r["Properties"]["EventPattern"].get("source") == [source]]
+    assert len(rules) == 1, f"expected one rule for source {source!r}, found {len(rules)}"
+    return rules[0]
+
+
+def required_env(module: str) -> set[str]:
+    """The variables a handler reads at cold start: the names it passes to require_env."""
+    tree = ast.parse((Path(c.__file__).parent / f"{module}.py").read_text())
+    calls = [node for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "require_env"]
+    assert len(calls) == 1, f"lambda_fns/{module}.py should call require_env once"
+    names = calls[0].args[0]
+    assert isinstance(names, ast.List)
+    return {getattr(c, element.attr) for element in names.elts if isinstance(element, ast.Attribute)}
+
+
+def nag_findings(messages: list[Any]) -> str:
+    return "\n".join(f"{m.id}: {m.entry.data}" for m in messages)
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesized]:
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    with pytest.MonkeyPatch.context() as mp:
+        # An environment-agnostic stack, whatever the developer's shell exports.
+        for name in ENV_WITHOUT_ACCOUNT:
+            mp.delenv(name, raising=False)
+        mp.setenv("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+        app = build_app(outdir=str(outdir))
+        stack = app.node.find_child(c.STACK_NAME)
+        assert isinstance(stack, Stack)
+        assembly = app.synth()
+        template_file = Path(assembly.get_stack_by_name(c.STACK_NAME).template_full_path)
+        yield Synthesized(stack=stack, template=Template.from_stack(stack),
+                          annotations=Annotations.from_stack(stack), template_file=template_file)
+
+
+@pytest.fixture(scope="module")
+def template(synthesized: Synthesized) -> Template:
+    return synthesized.template
+
+
+@pytest.fixture(scope="module")
+def preprocess(template: Template) -> dict[str, Any]:
+    return definition(template, "PreProcess")
+
+
+@pytest.fixture(scope="module")
+def increment(template: Template) -> dict[str, Any]:
+    return definition(template, "Increment")
+
+
+@pytest.fixture(scope="module")
+def ids(template: Template) -> dict[str, str]:
+    """Logical ids of the resources the assertions talk about."""
+    return {
+        "counter": logical_id(template, TABLE, "CounterTable"),
+        "results": logical_id(template, TABLE, "ResultsTable"),
+        "bucket": logical_id(template, "AWS::S3::Bucket", "ArtifactsBucket"),
+        "bus": logical_id(template, "AWS::Events::EventBus", "Bus"),
+        "queue": logical_id(template, "AWS::SQS::Queue", "DeadLetterQueue"),
+        "compute": logical_id(template, FUNCTION, "ComputeFunction"),
+        "summary": logical_id(template, FUNCTION, "SummaryFunction"),
+        "prepare": logical_id(template, FUNCTION, "PrepareFunction"),
+        "emit": logical_id(template, FUNCTION, "EmitFunction"),
+        "preprocess": logical_id(template, STATE_MACHINE, "PreProcess"),
+        "increment": logical_id(template, STATE_MACHINE, "Increment"),
+    }
+
+
+# ---------------------------------------------------------------------------- PreProcess (fan-out)
+
+
+def test_preprocess_prepares_then_opens_the_request_once(preprocess: dict[str, Any], ids: dict[str, str]) -> None:
+    # GIVEN the rendered PreProcess definition
+    states = preprocess["States"]
+    # WHEN it starts THEN Prepare validates the request, and a RequestError ends it as InvalidRequest
+    assert preprocess["StartAt"] == "Prepare"
+    prepare = states["Prepare"]
+    assert prepare["Resource"].endswith(":states:::lambda:invoke")
+    assert prepare["Parameters"]["FunctionName"] == arn(ids["prepare"])
+    rejected = states[caught_by(prepare, "RequestError")]
+    assert rejected["Type"] == "Fail"
+    assert rejected["Error"] == "InvalidRequest"
+    # AND THEN OpenRequest writes the counter row only if it does not exist yet
+    assert prepare["Next"] == "OpenRequest"
+    open_request = states["OpenRequest"]
+    assert open_request["Resource"].endswith(":states:::dynamodb:putItem")
+    params = open_request["Parameters"]
+    assert params["TableName"] == ref(ids["counter"])
+    assert params["ConditionExpression"] == "attribute_not_exists(#requestId)"
+    assert params["ExpressionAttributeNames"] == {"#requestId": c.ATTR_REQUEST_ID}
+    exists = states[caught_by(open_request, CONDITION_FAILED)]
+    assert exists["Type"] == "Fail"
+    assert exists["Error"] == "RequestAlreadyExists"
+    # AND the new row starts at zero, RUNNING, with the planned target
+    item = params["Item"]
+    assert item[c.ATTR_REQUEST_ID] == {"S.$": "$.requestId"}
+    assert item[c.ATTR_COUNTER] == {"N": "0"}
+    assert item[c.ATTR_SUCCEEDED] == {"N": "0"}
+    assert item[c.ATTR_FAILED] == {"N": "0"}
+    assert item[c.ATTR_STATUS] == {"S": c.STATUS_RUNNING}
+    assert item[c.ATTR_TARGET] == {"N.$": "$.target"}
+    assert item[c.ATTR_EXPIRES_AT] == {"N.$": "$.expiresAt"}
+
+
+def test_preprocess_fans_out_batches_with_bounded_concurrency(preprocess: dict[str, Any], ids: dict[str, str]) -> None:
+    # GIVEN the rendered PreProcess definition
+    states = preprocess["States"]
+    # WHEN the request is open THEN FanOut maps over the planned batches, at most N at a time
+    assert states["OpenRequest"]["Next"] == "FanOut"
+    fan_out = states["FanOut"]
+    assert fan_out["Type"] == "Map"
+    assert fan_out["ItemsPath"] == "$.batches"
+    assert fan_out["MaxConcurrency"] == c.FANOUT_MAX_CONCURRENCY
+    # AND each iteration invokes EmitBatch, retried when the function fails
+    processor = fan_out["ItemProcessor"]
+    assert processor["StartAt"] == "EmitBatch"
+    emit = processor["States"]["EmitBatch"]
+    assert emit["Resource"].endswith(":states:::lambda:invoke")
+    assert emit["Parameters"]["FunctionName"] == arn(ids["emit"])
+    assert any("States.TaskFailed" in retry["ErrorEquals"] and retry["MaxAttempts"] >= 1 for retry in emit["Retry"])
+
+
+def test_preprocess_times_out_an_open_request_at_its_deadline(preprocess: dict[str, Any], ids: dict[str, str]) -> None:
+    # GIVEN the rendered PreProcess definition
+    states = preprocess["States"]
+    # WHEN the cases are emitted THEN it waits until the request's deadline
+    wait = states["AwaitDeadline"]
+    assert wait["Type"] == "Wait"
+    assert wait["TimestampPath"] == "$.deadlineIso"
+    # AND THEN it claims the request unless it is closed (a SUMMARIZING row at the deadline
+    # means Summary failed and must run again); a closed request ends successfully
+    assert wait["Next"] == "ClaimTimeout"
+    claim = states["ClaimTimeout"]
+    assert claim["Resource"].endswith(":states:::dynamodb:updateItem")
+    assert claim["Parameters"]["TableName"] == ref(ids["counter"])
+    assert claim["Parameters"]["ConditionExpression"] == "#status IN (:running, :summarizing)"
+    assert claim["Parameters"]["ExpressionAttributeValues"][":running"] == {"S": c.STATUS_RUNNING}
+    assert claim["Parameters"]["ExpressionAttributeValues"][":summarizing"] == {"S": c.STATUS_SUMMARIZING}
+    assert states[caught_by(claim, CONDITION_FAILED)]["Type"] == "Succeed"
+    # AND a claimed request is summarized as timed out
+    summarize = states[claim["Next"]]
+    assert claim["Next"] == "SummarizeTimedOut"
+    assert summarize["Resource"].endswith(":states:::lambda:invoke")
+    assert summarize["Parameters"]["FunctionName"] == arn(ids["summary"])
+    assert summarize["Parameters"]["Payload"] == {"requestId.$": "$.requestId", "reason": c.REASON_TIMED_OUT}
+    assert summarize.get("End") is True
+
+
+# ---------------------------------------------------------------------------- Increment (fan-in)
+
+
+def test_increment_reads_the_completion_event_and_branches_on_failure(increment: dict[str, Any]) -> None:
+    # GIVEN the rendered Increment definition, started with the whole EventBridge event
+    states = increment["States"]
+    # WHEN it starts THEN it takes requestId, caseId and state from the event's detail
+    assert increment["StartAt"] == "ReadCompletion"
+    read = states["ReadCompletion"]
+    assert read["Type"] == "Pass"
+    assert read["Parameters"] == {
+        "requestId.$": "$.detail.requestId",
+        "caseId.$": "$.detail.request.caseId",
+        "state.$": "$.detail.state",
+    }
+    # AND THEN a failed case is counted as failed, any other as succeeded
+    choice = states[read["Next"]]
+    assert read["Next"] == "CaseFailed?"
+    assert choice["Type"] == "Choice"
+    [rule] = choice["Choices"]
+    assert rule["Variable"] == "$.state"
+    assert rule["StringEquals"] == c.CASE_FAILED
+    assert states[rule["Next"]]["Result"] == c.ATTR_FAILED
+    assert states[choice["Default"]]["Result"] == c.ATTR_SUCCEEDED
+    assert states[rule["Next"]]["Next"] == states[choice["Default"]]["Next"] == "CountCase"
+
+
+def test_increment_counts_each_case_once_in_one_transaction(increment: dict[str, Any], ids: dict[str, str]) -> None:
+    # GIVEN the CountCase task of the Increment definition
+    states = increment["States"]
+    count = states["CountCase"]
+    # WHEN a completion is counted THEN one DynamoDB transaction updates both tables
+    assert count["Resource"] == "arn:${Ref:AWS::Partition}:states:::aws-sdk:dynamodb:transactWriteItems"
+    results_update, counter_update = (item["Update"] for item in count["Parameters"]["TransactItems"])
+    # AND the results row is marked counted only once
+    assert results_update["TableName"] == ref(ids["results"])
+    assert results_update["ConditionExpression"] == "attribute_not_exists(#outcome)"
+    assert results_update["ExpressionAttributeNames"] == {"#outcome": c.ATTR_OUTCOME}
+    # AND the counter row is incremented only while the request is running
+    assert counter_update["TableName"] == ref(ids["counter"])
+    assert counter_update["UpdateExpression"] == "ADD #counter :one, #outcomeCounter :one"
+    assert counter_update["ConditionExpression"] == "#status = :running"
+    assert counter_update["ExpressionAttributeNames"]["#counter"] == c.ATTR_COUNTER
+    assert counter_update["ExpressionAttributeNames"]["#outcomeCounter.$"] == "$.outcomeCounter"
+    assert counter_update["ExpressionAttributeValues"] == {":one": {"N": "1"}, ":running": {"S": c.STATUS_RUNNING}}
+    # AND a cancelled transaction goes to the claim if a condition failed, else back off and retry
+    [cancelled] = [catch for catch in count["Catch"]
+                   if catch["ErrorEquals"] == ["DynamoDb.TransactionCanceledException"]]
+    assert cancelled["ResultPath"] == "$.countError"
+    choice = states[cancelled["Next"]]
+    assert choice["Type"] == "Choice"
+    [rule] = choice["Choices"]
+    assert rule["Variable"] == "$.countError.Cause"
+    assert rule["StringMatches"] == "*ConditionalCheckFailed*"
+    assert rule["Next"] == "ClaimSummary"
+    backoff = states[choice["Default"]]
+    assert backoff["Type"] == "Wait"
+    assert backoff["Next"] == "CountCase"
+
+
+def test_increment_claims_and_summarizes_after_the_last_case(increment: dict[str, Any], ids: dict[str, str]) -> None:
+    # GIVEN the Increment definition after a case has been counted
+    states = increment["States"]
+    assert states["CountCase"]["Next"] == "ClaimSummary"
+    # WHEN the claim runs THEN it succeeds only for the running request whose count reached the target
+    claim = states["ClaimSummary"]
+    assert claim["Resource"].endswith(":states:::dynamodb:updateItem")
+    assert claim["Parameters"]["TableName"] == ref(ids["counter"])
+    assert claim["Parameters"]["ConditionExpression"] == "#status = :running AND #counter >= #target"
+    assert claim["Parameters"]["ExpressionAttributeNames"] == {
+        "#status": c.ATTR_STATUS, "#counter": c.ATTR_COUNTER, "#target": c.ATTR_TARGET,
+    }
+    # AND otherwise the execution ends successfully (not the last case)
+    assert states[caught_by(claim, CONDITION_FAILED)]["Type"] == "Succeed"
+    # AND the claimer runs Summary as completed
+    run = states[claim["Next"]]
+    assert claim["Next"] == "RunSummary"
+    assert run["Resource"].endswith(":states:::lambda:invoke")
+    assert run["Parameters"]["FunctionName"] == arn(ids["summary"])
+    assert run["Parameters"]["Payload"] == {"requestId.$": "$.requestId", "reason": c.REASON_COMPLETED}
+
+
+@pytest.mark.parametrize("fragment", ["PreProcess", "Increment"])
+def test_state_machines_are_standard_traced_and_logged(template: Template, fragment: str) -> None:
+    # GIVEN a workflow WHEN it is synthesized THEN it is a Standard state machine with X-Ray and full logging
+    props = template.to_json()["Resources"][logical_id(template, STATE_MACHINE, fragment)]["Properties"]
+    assert props["StateMachineType"] == "STANDARD"
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    assert props["LoggingConfiguration"]["Level"] == "ALL"
+    assert props["LoggingConfiguration"]["Destinations"], "execution logs need a log group"
+
+
+# ---------------------------------------------------------------------------- routing
+
+
+def test_case_events_are_routed_to_the_compute_function(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN the rule for fan-out events
+    rule = rule_by_source(template, c.PREPROCESS_SOURCE)
+    # WHEN a case event arrives THEN it matches on source and detail-type and goes to compute
+    assert rule["EventPattern"]["detail-type"] == [c.CASE_DETAIL_TYPE]
+    assert references(rule["EventBusName"], ids["bus"])
+    [target] = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [ids["compute"], "Arn"]}
+    # AND undeliverable events are retried, then dead-lettered, and delivered whole
+    assert references(target["DeadLetterConfig"]["Arn"], ids["queue"])
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == c.RULE_TARGET_RETRY_ATTEMPTS
+    assert "Input" not in target
+
+
+def test_completion_events_start_increment_with_the_whole_event(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN the rule for completion events
+    rule = rule_by_source(template, c.COMPUTE_SOURCE)
+    assert references(rule["EventBusName"], ids["bus"])
+    # WHEN a completion arrives THEN it starts the Increment state machine
+    [target] = rule["Targets"]
+    assert target["Arn"] == {"Ref": ids["increment"]}
+    assert references(target["DeadLetterConfig"]["Arn"], ids["queue"])
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == c.RULE_TARGET_RETRY_ATTEMPTS
+    # AND the event is delivered unchanged: LocalStack 4.14 cannot start a state machine with InputPath
+    for rewriting in ("InputPath", "InputTransformer", "Input"):
+        assert rewriting not in target, f"the Increment target must not set {rewriting}"
+
+
+# ---------------------------------------------------------------------------- IAM
+
+
+def test_increment_role_may_count_and_summarize(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN the role the Increment state machine runs as
+    role = role_of(template, ids["increment"])
+    # WHEN it counts a case and claims the request THEN it may update both tables (a transaction is per item)
+    assert allows(template, role, "dynamodb:UpdateItem", ids["counter"])
+    assert allows(template, role, "dynamodb:UpdateItem", ids["results"])
+    # AND it may invoke Summary
+    assert allows(template, role, "lambda:InvokeFunction", ids["summary"])
+    assert not any(fnmatchcase("dynamodb:DeleteItem", action) for action in role_actions(template, role))
+
+
+def test_preprocess_role_may_open_and_close_requests(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN the role the PreProcess state machine runs as
+    role = role_of(template, ids["preprocess"])
+    # WHEN it opens and times out a request THEN it may put and update the counter row
+    assert allows(template, role, "dynamodb:PutItem", ids["counter"])
+    assert allows(template, role, "dynamodb:UpdateItem", ids["counter"])
+    # AND it may invoke the functions it orchestrates
+    for function in ("prepare", "emit", "summary"):
+        assert allows(template, role, "lambda:InvokeFunction", ids[function]), function
+    # AND it has no business with the results table
+    assert not allows(template, role, "dynamodb:*", ids["results"])
+
+
+def test_compute_role_is_least_privilege(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN the role of the compute function
+    role = role_of(template, ids["compute"])
+    # WHEN it records a case and reports completion THEN it may update results and put events on the bus
+    assert allows(template, role, "events:PutEvents", ids["bus"])
+    assert allows(template, role, "dynamodb:UpdateItem", ids["results"])
+    # AND nothing broader: no deletes, no dynamodb:*, no access to the counter table
+    actions = role_actions(template, role)
+    assert "dynamodb:*" not in actions
+    assert not any(fnmatchcase("dynamodb:DeleteItem", action) for action in actions), actions
+    assert not allows(template, role, "dynamodb:UpdateItem", ids["counter"])
+
+
+def test_summary_role_may_read_results_and_close_the_request(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN the role of the summary function
+    role = role_of(template, ids["summary"])
+    # WHEN it aggregates a request THEN it may query results and read and close the counter row
+    assert allows(template, role, "dynamodb:Query", ids["results"])
+    assert allows(template, role, "dynamodb:GetItem", ids["counter"])
+    assert allows(template, role, "dynamodb:UpdateItem", ids["counter"])
+    # AND publish the summary object and event
+    assert allows(template, role, "s3:PutObject", ids["bucket"])
+    assert allows(template, role, "events:PutEvents", ids["bus"])
+
+
+# ---------------------------------------------------------------------------- storage
+
+
+@pytest.mark.parametrize("table", ["counter", "results"])
+def test_tables_are_encrypted_recoverable_expiring_and_on_demand(
+    template: Template, ids: dict[str, str], table: str
+) -> None:
+    # GIVEN a table WHEN it is synthesized THEN it is encrypted, has PITR and TTL, and is on-demand
+    props = template.to_json()["Resources"][ids[table]]["Properties"]
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["TimeToLiveSpecification"] == {"AttributeName": c.ATTR_EXPIRES_AT, "Enabled": True}
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_table_keys(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN both tables THEN the counter is keyed by request, results by request and case
+    resources = template.to_json()["Resources"]
+    assert resources[ids["counter"]]["Properties"]["KeySchema"] == [
+        {"AttributeName": c.ATTR_REQUEST_ID, "KeyType": "HASH"},
+    ]
+    assert resources[ids["results"]]["Properties"]["KeySchema"] == [
+        {"AttributeName": c.ATTR_REQUEST_ID, "KeyType": "HASH"},
+        {"AttributeName": c.ATTR_CASE_ID, "KeyType": "RANGE"},
+    ]
+
+
+def test_artifacts_bucket_is_private_encrypted_expiring_and_tls_only(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN the artifacts bucket
+    props = template.to_json()["Resources"][ids["bucket"]]["Properties"]
+    # THEN objects are encrypted, public access is blocked and objects expire
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+    }
+    assert any(rule["Status"] == "Enabled" and rule.get("ExpirationInDays", 0) > 0
+               for rule in props["LifecycleConfiguration"]["Rules"])
+    # AND its policy denies any request not made over TLS
+    template.has_resource_properties("AWS::S3::BucketPolicy", {
+        "Bucket": {"Ref": ids["bucket"]},
+        "PolicyDocument": Match.object_like({"Statement": Match.array_with([Match.object_like({
+            "Effect": "Deny",
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        })])}),
+    })
+
+
+def test_dead_letter_queue_is_encrypted(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN the rule targets' dead-letter queue THEN it is encrypted with SQS-managed keys
+    assert template.to_json()["Resources"][ids["queue"]]["Properties"]["SqsManagedSseEnabled"] is True
+
+
+# ---------------------------------------------------------------------------- functions
+
+
+def test_functions_run_python_312_with_tracing(template: Template) -> None:
+    # GIVEN every Lambda function of the stack THEN each runs Python 3.12 with active X-Ray tracing
+    functions = template.find_resources(FUNCTION)
+    assert functions
+    for lid, function in functions.items():
+        assert function["Properties"]["Runtime"] == "python3.12", lid
+        assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, lid
+
+
+def test_compute_function_keeps_the_seed_environment(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN the compute function WHEN it starts THEN it finds the seed's variables and its own
+    env = template.to_json()["Resources"][ids["compute"]]["Properties"]["Environment"]["Variables"]
+    assert env[c.ENV_EVENTBUS_NAME] == {"Ref": ids["bus"]}
+    assert env[c.ENV_EVENTBUS_ARN] == {"Fn::GetAtt": [ids["bus"], "Arn"]}
+    assert env[c.ENV_EVENTBUS_SOURCE] == c.COMPUTE_SOURCE
+    assert env[c.ENV_EVENTBUS_DETAILTYPE] == c.COMPLETION_DETAIL_TYPE
+    assert float(env[c.ENV_COMPUTE_SECONDS]) == c.COMPUTE_SECONDS_AWS
+    assert env[c.ENV_RESULTS_TABLE] == {"Ref": ids["results"]}
+
+
+def test_every_function_gets_the_environment_its_handler_requires(template: Template) -> None:
+    # GIVEN each function and the variables its handler module passes to require_env
+    for lid, function in template.find_resources(FUNCTION).items():
+        package, module, _ = function["Properties"]["Handler"].split(".")
+        assert package == "lambda_fns", lid
+        # WHEN it cold-starts THEN every required variable is set
+        provided = set(function["Properties"]["Environment"]["Variables"])
+        assert required_env(module) <= provided, f"{lid} lacks {required_env(module) - provided}"
+
+
+# ---------------------------------------------------------------------------- outputs
+
+
+def test_outputs_name_every_resource_clients_need(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN the stack outputs THEN every documented output exists and points at its resource
+    expected = {
+        c.OUTPUT_PREPROCESS_ARN: ids["preprocess"],
+        c.OUTPUT_INCREMENT_ARN: ids["increment"],
+        c.OUTPUT_COUNTER_TABLE: ids["counter"],
+        c.OUTPUT_RESULTS_TABLE: ids["results"],
+        c.OUTPUT_BUS_NAME: ids["bus"],
+        c.OUTPUT_ARTIFACTS_BUCKET: ids["bucket"],
+        c.OUTPUT_COMPUTE_FUNCTION: ids["compute"],
+        c.OUTPUT_SUMMARY_FUNCTION: ids["summary"],
+    }
+    documented = {value for name, value in vars(c).items() if name.startswith("OUTPUT_")}
+    assert set(expected) == documented, "a new OUTPUT_* constant needs an expectation here"
+    outputs = template.find_outputs("*")
+    for name, lid in expected.items():
+        assert name in outputs, f"missing output {name}"
+        assert outputs[name]["Value"] == {"Ref": lid}, name
+
+
+# ---------------------------------------------------------------------------- compliance
+
+
+def test_cdk_nag_reports_no_unsuppressed_errors(synthesized: Synthesized) -> None:
+    # GIVEN the AwsSolutions checks applied to the stack WHEN it synthesizes THEN no error is left
+    errors = synthesized.annotations.find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
+    assert not errors, nag_findings(errors)
+
+
+def test_cdk_nag_reports_no_unsuppressed_warnings(synthesized: Synthesized) -> None:
+    # GIVEN the AwsSolutions checks applied to the stack WHEN it synthesizes THEN no warning is left
+    warnings = synthesized.annotations.find_warning("*", Match.string_like_regexp("AwsSolutions-.*"))
+    assert not warnings, nag_findings(warnings)
+
+
+def test_cfn_lint_finds_no_errors(synthesized: Synthesized) -> None:
+    # GIVEN the synthesized template file WHEN cfn-lint checks it THEN it reports no error
+    matches = lint_file(synthesized.template_file, config=ManualArgs(regions=["us-east-1"]))
+    errors = [m for m in matches if m.rule.severity == "error"]
+    assert not errors, "\n".join(str(m) for m in errors)
+    # AND the only warnings are W3005 (the redundant DependsOn CDK adds next to a GetAtt of the role)
+    unexpected = [m for m in matches if m.rule.severity == "warning" and m.rule.id != "W3005"]
+    assert not unexpected, "\n".join(str(m) for m in unexpected)
+
+
+def test_synthesis_needs_no_credentials(tmp_path: Path) -> None:
+    # GIVEN an environment without AWS credentials, profile or instance metadata
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k not in ENV_WITHOUT_ACCOUNT}
+    env.update(
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-credentials"),
+        AWS_CONFIG_FILE=str(tmp_path / "no-config"),
+        CDK_OUTDIR=str(tmp_path / "cdk.out"),
+        JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION="1",
+    )
+    # WHEN the CDK app runs as `cdk synth` would run it
+    result = subprocess.run([sys.executable, "infra/app.py"], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True, timeout=240, check=False)
+    # THEN it succeeds and writes the stack template
+    assert result.returncode == 0, result.stderr[-4000:]
+    template_file = tmp_path / "cdk.out" / f"{c.STACK_NAME}.template.json"
+    assert template_file.is_file()
+    assert json.loads(template_file.read_text())["Resources"]

@@ -1,0 +1,246 @@
+"""lambda_fns/request_model.py: every rejection names its problem; the seed's format is accepted."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from lambda_fns import constants as c
+from lambda_fns.request_model import FanRequest, RequestError, parse_request
+
+# The seed's dataset_5.json, byte for byte: compact, "length" as a string.
+SEED = (
+    '{"requestId":"123456","requests":[{"caseId":"0"},{"caseId":"1"},{"caseId":"2"},'
+    '{"caseId":"3"},{"caseId":"4"}],"length":"5"}'
+)
+
+
+def request(**overrides: Any) -> str:
+    """A valid 4-case request as JSON text, with fields overridden (None removes a field)."""
+    data: dict[str, Any] = {"requestId": "req-1", "requests": [{"caseId": str(i)} for i in range(4)]}
+    for key, value in overrides.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return json.dumps(data)
+
+
+REJECTIONS: list[tuple[str | bytes | dict[str, Any], str]] = [
+    # not JSON / not an object
+    ("{not json", "not valid JSON"),
+    (b"\xff\xfe", "not valid JSON"),
+    ("", "not valid JSON"),
+    ("[1, 2]", "must be a JSON object, got list"),
+    ('"a string"', "must be a JSON object, got str"),
+    ("null", "must be a JSON object, got NoneType"),
+    # requestId
+    (request(requestId=None), "no requestId"),
+    (request(requestId=""), "no requestId"),
+    (request(requestId=["a"]), "requestId must be a string, got list"),
+    (request(requestId=1.5), "requestId must be a string, got float"),
+    (request(requestId=True), "requestId must be a string, got bool"),
+    (request(requestId="has space"), "requestId 'has space' must be 1-80 characters"),
+    (request(requestId="a/b"), "letters, digits, '-' or '_'"),
+    (request(requestId="é"), "letters, digits, '-' or '_'"),
+    (request(requestId="x" * (c.MAX_REQUEST_ID_LENGTH + 1)), f"must be 1-{c.MAX_REQUEST_ID_LENGTH} characters"),
+    # the cases array
+    (request(requests=None), "no 'requests' array"),
+    (request(requests={"caseId": "0"}), "'requests' must be an array, got dict"),
+    (request(requests="0,1,2"), "'requests' must be an array, got str"),
+    (request(requests=[]), "'requests' is empty"),
+    (request(requests=[{"caseId": "0"}, "1"]), "requests[1] must be an object with a caseId"),
+    (request(requests=[["0"]]), "requests[0] must be an object with a caseId"),
+    # caseId
+    (request(requests=[{"caseId": "0"}, {"id": "1"}]), "requests[1].caseId must be a non-empty string"),
+    (request(requests=[{"caseId": ""}]), "requests[0].caseId must be a non-empty string"),
+    (request(requests=[{"caseId": 7}]), "requests[0].caseId must be a non-empty string"),
+    (request(requests=[{"caseId": None}]), "requests[0].caseId must be a non-empty string"),
+    (
+        request(requests=[{"caseId": "0"}, {"caseId": "y" * (c.MAX_CASE_ID_LENGTH + 1)}]),
+        f"requests[1].caseId is longer than {c.MAX_CASE_ID_LENGTH} characters",
+    ),
+    (
+        request(requests=[{"caseId": "a"}, {"caseId": "b"}, {"caseId": "c"}, {"caseId": "b"}]),
+        "duplicate caseId 'b' at requests[1] and requests[3]",
+    ),
+    # length
+    (request(length="5"), "length says 5 but 'requests' has 4 cases"),
+    (request(length=3), "length says 3 but 'requests' has 4 cases"),
+    (request(length="0"), "length says 0 but 'requests' has 4 cases"),
+    (request(length="four"), "length must be a whole number"),
+    (request(length="-4"), "length must be a whole number"),
+    (request(length=4.0), "length must be a whole number"),
+    (request(length=[4]), "length must be a whole number"),
+    (request(length=True), "length must be a whole number, got True"),
+    # deadlineSeconds
+    (request(deadlineSeconds=0), "deadlineSeconds must be a number of seconds between 1 and"),
+    (request(deadlineSeconds=-30), "deadlineSeconds must be a number of seconds between 1 and"),
+    (request(deadlineSeconds="600"), "deadlineSeconds must be a number of seconds between 1 and"),
+    (request(deadlineSeconds=True), "deadlineSeconds must be a number of seconds between 1 and"),
+]
+
+
+@pytest.mark.parametrize(("raw", "fragment"), REJECTIONS)
+def test_rejection_names_the_problem(raw: str | bytes | dict[str, Any], fragment: str) -> None:
+    # GIVEN a bad request  WHEN it is parsed  THEN RequestError names the problem
+    with pytest.raises(RequestError) as info:
+        parse_request(raw)
+    assert fragment in str(info.value)
+
+
+def test_request_error_is_a_value_error() -> None:
+    # GIVEN callers that catch ValueError  THEN RequestError is one
+    assert issubclass(RequestError, ValueError)
+
+
+def test_too_many_cases() -> None:
+    # GIVEN one case more than MAX_CASES (as a dict, so the byte limit is not what fires)
+    data = {"requestId": "big", "requests": [{"caseId": str(i)} for i in range(c.MAX_CASES + 1)]}
+    # WHEN parsed  THEN the count and the limit are named
+    with pytest.raises(RequestError, match=rf"has {c.MAX_CASES + 1} cases; the limit is {c.MAX_CASES}"):
+        parse_request(data)
+
+
+def test_exactly_max_cases_is_accepted() -> None:
+    # GIVEN exactly MAX_CASES cases  WHEN parsed  THEN accepted
+    data = {"requestId": "big", "requests": [{"caseId": str(i)} for i in range(c.MAX_CASES)]}
+    assert parse_request(data).length == c.MAX_CASES
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_request_larger_than_max_bytes_names_the_step_functions_limit(as_bytes: bool) -> None:
+    # GIVEN a request of a few cases whose payload pushes it past MAX_REQUEST_BYTES
+    pad = "p" * (c.MAX_REQUEST_BYTES // 3)
+    raw = json.dumps({"requestId": "huge", "requests": [{"caseId": str(i), "pad": pad} for i in range(4)]})
+    assert len(raw) > c.MAX_REQUEST_BYTES
+    # WHEN parsed  THEN rejected for its size, naming the 256 KB Step Functions input limit
+    with pytest.raises(RequestError) as info:
+        parse_request(raw.encode() if as_bytes else raw)
+    message = str(info.value)
+    assert f"request is {len(raw)} bytes" in message
+    assert str(c.MAX_REQUEST_BYTES) in message
+    assert "Step Functions" in message and str(c.SFN_MAX_INPUT_BYTES) in message
+    assert c.SFN_MAX_INPUT_BYTES == 256 * 1024
+
+
+def test_size_is_counted_in_bytes_not_characters() -> None:
+    # GIVEN text under the limit in characters but over it in UTF-8 bytes
+    pad = "é" * (c.MAX_REQUEST_BYTES // 2)
+    raw = json.dumps({"requestId": "r", "requests": [{"caseId": "0", "pad": pad}]}, ensure_ascii=False)
+    assert len(raw) < c.MAX_REQUEST_BYTES < len(raw.encode())
+    # WHEN parsed  THEN rejected for its size
+    with pytest.raises(RequestError, match="Step Functions"):
+        parse_request(raw)
+
+
+# --- accepted requests ---------------------------------------------------------------------
+
+
+def test_seed_format_with_string_length() -> None:
+    # GIVEN the seed's compact file, "length" as a string  WHEN parsed
+    parsed = parse_request(SEED)
+    # THEN the request and its cases are taken as they are
+    assert isinstance(parsed, FanRequest)
+    assert parsed.request_id == "123456"
+    assert parsed.length == 5
+    assert parsed.case_ids == ["0", "1", "2", "3", "4"]
+    assert parsed.deadline_seconds == c.DEFAULT_DEADLINE_SECONDS
+
+
+def test_missing_length_is_computed() -> None:
+    # GIVEN no length  WHEN parsed  THEN the length is the number of cases
+    parsed = parse_request(request(length=None))
+    assert parsed.length == 4
+    assert parsed.to_input()["length"] == "4"
+
+
+@pytest.mark.parametrize("length", [4, "4", " 4 "])
+def test_integer_or_string_length_that_agrees(length: int | str) -> None:
+    # GIVEN a length, as a number or a string, that agrees with the cases  THEN accepted
+    assert parse_request(request(length=length)).length == 4
+
+
+def test_integer_request_id_becomes_a_string() -> None:
+    # GIVEN the seed's id written as a number  WHEN parsed  THEN it is the string form
+    assert parse_request(request(requestId=123456)).request_id == "123456"
+
+
+def test_dict_input_is_accepted() -> None:
+    # GIVEN the already-decoded execution input (what Prepare receives)  THEN it parses
+    assert parse_request(json.loads(SEED)).case_ids == ["0", "1", "2", "3", "4"]
+
+
+def test_max_length_ids_are_accepted() -> None:
+    # GIVEN a requestId and a caseId at their maximum lengths  THEN accepted
+    rid, cid = "r" * c.MAX_REQUEST_ID_LENGTH, "c" * c.MAX_CASE_ID_LENGTH
+    parsed = parse_request({"requestId": rid, "requests": [{"caseId": cid}]})
+    assert parsed.request_id == rid and parsed.case_ids == [cid]
+
+
+def test_deadline_seconds_default_and_explicit() -> None:
+    # GIVEN no deadlineSeconds but a default from the caller  THEN the default applies
+    assert parse_request(request(), default_deadline=42).deadline_seconds == 42
+    # GIVEN an explicit deadline  THEN it wins over the default
+    assert parse_request(request(deadlineSeconds=90), default_deadline=42).deadline_seconds == 90
+    # GIVEN a fractional deadline  THEN it becomes whole seconds
+    assert parse_request(request(deadlineSeconds=90.7)).deadline_seconds == 90
+
+
+def test_to_input_keeps_order_and_extra_fields_and_stringifies_length() -> None:
+    # GIVEN cases out of natural order carrying fields of their own
+    cases = [
+        {"caseId": "b", "computeSeconds": 0.5},
+        {"caseId": "a", "payload": {"x": [1, 2]}},
+        {"caseId": "10"},
+        {"caseId": "2", "note": "keep me"},
+    ]
+    raw = json.dumps({"requestId": "ordered", "requests": cases, "length": 4, "deadlineSeconds": 120})
+    # WHEN parsed and turned back into the PreProcess input
+    out = parse_request(raw).to_input()
+    # THEN length is a string, case order and extra fields are kept
+    assert out == {"requestId": "ordered", "requests": cases, "length": "4", "deadlineSeconds": 120}
+    assert isinstance(out["length"], str)
+    # AND the input round-trips through the parser unchanged
+    assert parse_request(json.dumps(out)).to_input() == out
+
+
+# --- inputs that once slipped through validation ---
+
+
+def test_request_id_with_trailing_newline_is_rejected() -> None:
+    # GIVEN a requestId ending in a newline (not a valid execution name)  THEN rejected
+    with pytest.raises(RequestError):
+        parse_request(request(requestId="abc\n"))
+
+
+def test_superscript_length_is_a_request_error() -> None:
+    # GIVEN a length of '²'  THEN it is a RequestError, not a bare ValueError from int()
+    with pytest.raises(RequestError):
+        parse_request(request(length="²"))
+
+
+def test_infinite_deadline_is_a_request_error() -> None:
+    # GIVEN deadlineSeconds Infinity (json.loads accepts it)  THEN it is a RequestError
+    with pytest.raises(RequestError):
+        parse_request('{"requestId": "r", "requests": [{"caseId": "0"}], "deadlineSeconds": Infinity}')
+
+
+def test_bytes_that_are_not_utf8_are_a_request_error() -> None:
+    # GIVEN bytes that are not UTF-8  THEN it is a RequestError ("not valid JSON")
+    with pytest.raises(RequestError):
+        parse_request(b'{"requestId": "r\xff"}')
+
+
+def test_nan_deadline_is_rejected() -> None:
+    # GIVEN deadlineSeconds NaN (json.loads accepts it)  THEN rejected
+    with pytest.raises(RequestError):
+        parse_request('{"requestId": "r", "requests": [{"caseId": "0"}], "deadlineSeconds": NaN}')
+
+
+def test_deadline_beyond_a_year_is_rejected() -> None:
+    # GIVEN a deadline longer than a Standard execution may run  THEN rejected up front
+    with pytest.raises(RequestError, match="at most a year"):
+        parse_request(request(deadlineSeconds=10**12))

@@ -1,0 +1,154 @@
+"""lambda_fns/summary_model.py: the final status and the per-case summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lambda_fns import constants as c
+from lambda_fns.summary_model import build_summary, final_status
+
+COUNTER = {"requestId": "req-1", "target": 4, "counter": 4, "createdAt": 1000, "status": c.STATUS_SUMMARIZING}
+
+
+def row(case_id: str, outcome: str | None, *, duration: int | None = None, error: str | None = None) -> dict[str, Any]:
+    """A plain results row as Compute and Increment leave it."""
+    out: dict[str, Any] = {"requestId": "req-1", "caseId": case_id, "state": outcome or c.CASE_SUCCEEDED}
+    if outcome is not None:
+        out["outcome"] = outcome
+    if duration is not None:
+        out["durationMs"] = duration
+    if error is not None:
+        out["error"] = error
+    return out
+
+
+@pytest.mark.parametrize(
+    ("succeeded", "failed", "missing", "expected"),
+    [
+        (4, 0, 0, c.STATUS_SUCCEEDED),
+        (3, 1, 0, c.STATUS_PARTIAL),
+        (1, 3, 0, c.STATUS_PARTIAL),
+        (0, 4, 0, c.STATUS_FAILED),
+        (3, 0, 1, c.STATUS_TIMED_OUT),
+        (0, 3, 1, c.STATUS_TIMED_OUT),
+        (0, 0, 4, c.STATUS_TIMED_OUT),
+    ],
+)
+def test_final_status(succeeded: int, failed: int, missing: int, expected: str) -> None:
+    # GIVEN counts  WHEN the final status is decided  THEN missing wins, then failures decide
+    assert final_status(succeeded=succeeded, failed=failed, missing=missing) == expected
+
+
+def test_all_succeeded() -> None:
+    # GIVEN every case counted as succeeded
+    rows = [row(str(i), c.CASE_SUCCEEDED, duration=10 * (i + 1)) for i in range(4)]
+    # WHEN summarised
+    summary = build_summary(COUNTER, rows, ["0", "1", "2", "3"], completed_at=1012.5)
+    # THEN SUCCEEDED with the counts, timing and cases
+    assert summary["status"] == c.STATUS_SUCCEEDED
+    assert (summary["succeeded"], summary["failed"], summary["timedOut"]) == (4, 0, [])
+    assert summary["requestId"] == "req-1" and summary["target"] == 4
+    assert summary["wallSeconds"] == 12.5
+    assert summary["computeMs"] == {"total": 100, "max": 40, "mean": 25.0}
+    assert [case["state"] for case in summary["cases"]] == [c.CASE_SUCCEEDED] * 4
+
+
+def test_mix_is_partial_with_exact_counts() -> None:
+    # GIVEN 3 succeeded and 1 failed
+    rows = [
+        row("0", c.CASE_SUCCEEDED),
+        row("1", c.CASE_FAILED, error="ValueError: bad"),
+        row("2", c.CASE_SUCCEEDED),
+        row("3", c.CASE_SUCCEEDED),
+    ]
+    # WHEN summarised
+    summary = build_summary(COUNTER, rows, ["0", "1", "2", "3"], completed_at=1001)
+    # THEN PARTIAL, 3 and 1, nothing timed out
+    assert summary["status"] == c.STATUS_PARTIAL
+    assert summary["succeeded"] == 3
+    assert summary["failed"] == 1
+    assert summary["timedOut"] == []
+
+
+def test_all_failed() -> None:
+    # GIVEN every case counted as failed  WHEN summarised  THEN FAILED
+    rows = [row(str(i), c.CASE_FAILED, error="boom") for i in range(4)]
+    summary = build_summary(COUNTER, rows, ["0", "1", "2", "3"], completed_at=1001)
+    assert summary["status"] == c.STATUS_FAILED
+    assert (summary["succeeded"], summary["failed"]) == (0, 4)
+
+
+def test_manifest_cases_without_a_counted_row_time_out_in_request_order() -> None:
+    # GIVEN a manifest in non-natural order, and counted rows for only two of its cases
+    manifest = ["z", "10", "a", "2", "b"]
+    rows = [row("a", c.CASE_SUCCEEDED), row("2", c.CASE_FAILED, error="x")]
+    # WHEN summarised
+    summary = build_summary(COUNTER, rows, manifest, completed_at=1001)
+    # THEN TIMED_OUT, naming exactly the missing ones in request order
+    assert summary["status"] == c.STATUS_TIMED_OUT
+    assert summary["timedOut"] == ["z", "10", "b"]
+    assert (summary["succeeded"], summary["failed"]) == (1, 1)
+    states = {case["caseId"]: case["state"] for case in summary["cases"]}
+    assert states == {
+        "z": c.STATUS_TIMED_OUT,
+        "10": c.STATUS_TIMED_OUT,
+        "a": c.CASE_SUCCEEDED,
+        "2": c.CASE_FAILED,
+        "b": c.STATUS_TIMED_OUT,
+    }
+
+
+def test_rows_without_an_outcome_do_not_count() -> None:
+    # GIVEN rows Compute wrote (state, durationMs) that Increment never counted
+    rows = [
+        row("0", c.CASE_SUCCEEDED, duration=5),
+        row("1", None, duration=7),  # state SUCCEEDED but no outcome
+        {"requestId": "req-1", "caseId": "2", "state": c.CASE_FAILED, "error": "late", "outcome": ""},
+    ]
+    # WHEN summarised
+    summary = build_summary(COUNTER, rows, ["0", "1", "2"], completed_at=1001)
+    # THEN only the counted one counts; the others are timed out, without their duration or error
+    assert summary["status"] == c.STATUS_TIMED_OUT
+    assert (summary["succeeded"], summary["failed"]) == (1, 0)
+    assert summary["timedOut"] == ["1", "2"]
+    assert summary["cases"][1] == {"caseId": "1", "state": c.STATUS_TIMED_OUT}
+    assert summary["cases"][2] == {"caseId": "2", "state": c.STATUS_TIMED_OUT}
+    assert summary["computeMs"]["total"] == 5
+
+
+def test_error_and_duration_are_carried_per_case() -> None:
+    # GIVEN a failed case with an error and a duration, a succeeded one with a duration, one without
+    rows = [
+        row("0", c.CASE_FAILED, duration=12, error="ValueError: nope"),
+        row("1", c.CASE_SUCCEEDED, duration=0),
+        row("2", c.CASE_SUCCEEDED),
+    ]
+    # WHEN summarised
+    summary = build_summary(COUNTER, rows, ["0", "1", "2"], completed_at=1001)
+    # THEN each case carries its own fields and no others
+    assert summary["cases"] == [
+        {"caseId": "0", "state": c.CASE_FAILED, "durationMs": 12, "error": "ValueError: nope"},
+        {"caseId": "1", "state": c.CASE_SUCCEEDED, "durationMs": 0},
+        {"caseId": "2", "state": c.CASE_SUCCEEDED},
+    ]
+
+
+def test_cases_follow_manifest_order_not_result_order() -> None:
+    # GIVEN results returned in DynamoDB's (lexical) order and a manifest in request order
+    manifest = [str(i) for i in range(12)]
+    rows = [row(case_id, c.CASE_SUCCEEDED) for case_id in sorted(manifest)]
+    assert [r["caseId"] for r in rows][:3] == ["0", "1", "10"]
+    # WHEN summarised  THEN cases follow the manifest
+    summary = build_summary(COUNTER, rows, manifest, completed_at=1001)
+    assert [case["caseId"] for case in summary["cases"]] == manifest
+
+
+def test_without_a_manifest_cases_are_in_natural_order_and_none_time_out() -> None:
+    # GIVEN no manifest  WHEN summarised  THEN the counted cases, numeric ids first in numeric order
+    rows = [row(case_id, c.CASE_SUCCEEDED) for case_id in ["b", "10", "2", "a", "1"]]
+    summary = build_summary(COUNTER, rows, None, completed_at=1001)
+    assert [case["caseId"] for case in summary["cases"]] == ["1", "2", "10", "a", "b"]
+    assert summary["timedOut"] == []
+    assert summary["status"] == c.STATUS_SUCCEEDED
