@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -17,6 +18,7 @@ from lambda_fns.request_model import RequestError, parse_request
 from . import samples
 from .client import FanflowClient, RequestFailed
 from .render import ProgressReporter, summary_tables
+from .targets import TARGETS, TargetOptions, open_target
 
 EXAMPLES = """examples:
   fanflow run sample_data_sets/dataset_100.json      run a seed sample on the embedded target
@@ -41,15 +43,24 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("file", nargs="?", type=Path, help="request JSON in the seed's format ('-' for stdin)")
     source.add_argument("--cases", type=int, metavar="N", help="generate a request of N cases instead of a file")
     run.add_argument("--request-id", help="requestId for a generated request (default: a timestamp)")
-    run.add_argument("--target", choices=["embedded"], default="embedded",
+    run.add_argument("--target", choices=TARGETS, default="embedded",
                      help="where to run (default: embedded, an in-process AWS emulator)")
-    run.add_argument("--compute-seconds", type=float, default=c.COMPUTE_SECONDS_EMBEDDED, metavar="S",
-                     help="simulated work per case (default: %(default)s on the embedded target)")
+    run.add_argument("--compute-seconds", type=float, metavar="S",
+                     help=f"simulated work per case (default: {c.COMPUTE_SECONDS_EMBEDDED} on the embedded target, "
+                     "else as deployed)")
     run.add_argument("--lambda-concurrency", type=int, default=1000, metavar="N",
                      help="concurrent Lambda executions the embedded target allows (default: %(default)s)")
     run.add_argument("--deadline", type=float, metavar="SECONDS",
                      help="close the request as TIMED_OUT after this long "
                      f"(default: the request's deadlineSeconds, else {c.DEFAULT_DEADLINE_SECONDS} s)")
+    faults = run.add_argument_group("fault injection (embedded target)")
+    faults.add_argument("--duplicate-rate", type=float, default=0.0, metavar="R",
+                        help="deliver each event twice with probability R")
+    faults.add_argument("--failure-rate", type=float, default=0.0, metavar="R",
+                        help="make each computation raise with probability R")
+    faults.add_argument("--drop-rate", type=float, default=0.0, metavar="R",
+                        help="lose each completion event with probability R (use with --deadline)")
+    faults.add_argument("--seed", type=int, default=0, help="seed for the fault choices (default: %(default)s)")
     run.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
                      help="stop waiting after this long (default: %(default)s)")
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of tables")
@@ -88,15 +99,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             text = json.dumps(data)
     request = parse_request(text)  # a bad request stops here: nothing has been written
 
-    from local.runtime import EmbeddedEmulator
+    from local.faults import FaultPlan
 
-    err = Console(stderr=True)
-    with err.status("starting the embedded target (synth and deploy)...") if err.is_terminal else _null():
-        emulator = EmbeddedEmulator(lambda_concurrency=args.lambda_concurrency,
-                                    compute_seconds=args.compute_seconds)
-        emulator.start()
     try:
-        client = FanflowClient(emulator.client, emulator.outputs)
+        faults = FaultPlan(duplicate_rate=args.duplicate_rate, failure_rate=args.failure_rate,
+                           drop_rate=args.drop_rate, seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if faults.active and args.target != "embedded":
+        raise UsageError("fault injection runs on the embedded target only")
+    options = TargetOptions(lambda_concurrency=args.lambda_concurrency, compute_seconds=args.compute_seconds,
+                            faults=faults)
+    err = Console(stderr=True)
+    with contextlib.ExitStack() as stack:
+        with err.status(f"starting the {args.target} target...") if err.is_terminal else contextlib.nullcontext():
+            target = stack.enter_context(open_target(args.target, options))
+        client = FanflowClient(target.client, target.outputs)
         started = time.monotonic()
         execution_arn = client.start(request)
         with ProgressReporter() as reporter:
@@ -104,15 +122,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                               on_progress=reporter.update)
         wall = time.monotonic() - started
         summary = client.summary(row)
-        runs = emulator.summary_invocations(request.request_id)
-    finally:
-        emulator.stop()
+        runs = target.summary_invocations(request.request_id)
+        injected = faults.report(request.request_id) if faults.active else None
     if args.json:
-        print(json.dumps(run_output(summary, row, runs, wall, target=args.target)))
+        out = run_output(summary, row, runs, wall, target=args.target)
+        if injected is not None:
+            out["injectedFaults"] = injected
+        print(json.dumps(out))
     else:
         console = Console()
         for table in summary_tables(summary, summary_runs=runs, max_cases=args.show_cases):
             console.print(table)
+        if injected is not None:
+            console.print(f"injected: {len(injected['duplicatedEvents'])} duplicated events, "
+                          f"{len(injected['failedCases'])} failed computations, "
+                          f"{len(injected['droppedCompletions'])} dropped completions")
     return 0 if summary["status"] == c.STATUS_SUCCEEDED else 3
 
 
@@ -138,12 +162,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+class UsageError(ValueError):
+    """A command-line option out of range."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args))
     except RequestError as exc:
         print(f"fanflow: invalid request: {exc}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"fanflow: {exc}", file=sys.stderr)
         return 2
     except RequestFailed as exc:
         print(f"fanflow: {exc}", file=sys.stderr)

@@ -35,6 +35,7 @@ class FanflowStack(Stack):
                                  retention_seconds=retention_seconds)
         routing.route_cases_to(compute.function)
         routing.route_completions_to(fan_in.state_machine)
+        routing.route_compute_failures_to(compute.function, fan_in.state_machine)
 
         self.store, self.routing, self.compute, self.fan_in, self.fan_out = store, routing, compute, fan_in, fan_out
         for name, value in {

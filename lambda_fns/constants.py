@@ -15,6 +15,12 @@ CASE_DETAIL_TYPE = "fanflow.case.requested"
 COMPLETION_DETAIL_TYPE = "fanflow.case.completed"
 SUMMARY_DETAIL_TYPE = "fanflow.request.completed"
 
+# What Lambda puts on the bus when an asynchronous invocation fails after its retries
+# (the compute function's on-failure destination).
+LAMBDA_DESTINATION_SOURCE = "lambda"
+LAMBDA_FAILURE_DETAIL_TYPE = "Lambda Function Invocation Result - Failure"
+COMPUTE_ASYNC_RETRIES = 2
+
 # Case outcomes carried by the completion event's "state".
 CASE_SUCCEEDED = "SUCCEEDED"
 CASE_FAILED = "FAILED"
@@ -48,6 +54,7 @@ ATTR_COMPLETED_AT = "completedAt"
 # Results table attributes (keyed by requestId, caseId).
 ATTR_CASE_ID = "caseId"
 ATTR_OUTCOME = "outcome"  # written once by Increment: the case has been counted
+ATTR_OUTCOME_ERROR = "outcomeError"  # the error the completion event reported, if any
 ATTR_STATE = "state"
 ATTR_ERROR = "error"
 ATTR_STARTED_AT = "startedAt"

@@ -45,8 +45,9 @@ def build_summary(
         case: dict[str, Any] = {"caseId": case_id, "state": row[c.ATTR_OUTCOME]}
         if row.get(c.ATTR_DURATION_MS) is not None:
             case["durationMs"] = row[c.ATTR_DURATION_MS]
-        if row.get(c.ATTR_ERROR):
-            case["error"] = row[c.ATTR_ERROR]
+        error = row.get(c.ATTR_ERROR) or row.get(c.ATTR_OUTCOME_ERROR)
+        if error:
+            case["error"] = error
         cases.append(case)
     succeeded = sum(1 for row in counted.values() if row[c.ATTR_OUTCOME] == c.CASE_SUCCEEDED)
     failed = len(counted) - succeeded

@@ -86,3 +86,52 @@ def create_stack(assembly: Path, cloudformation: Any, *, timeout: float = 120.0)
 
 def account_and_region(sts: Any) -> tuple[str, str]:
     return sts.get_caller_identity()["Account"], sts.meta.region_name or os.environ["AWS_DEFAULT_REGION"]
+
+
+def _resolve(value: Any, physical: dict[str, dict[str, str]], account: str, region: str) -> Any:
+    """Resolve the Ref / GetAtt Arn forms CDK renders for functions and event buses."""
+    if isinstance(value, dict) and "Ref" in value:
+        return physical[value["Ref"]]["PhysicalResourceId"]
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        logical_id, attribute = value["Fn::GetAtt"]
+        resource = physical[logical_id]
+        if attribute == "Arn" and resource["ResourceType"] == "AWS::Events::EventBus":
+            return f"arn:aws:events:{region}:{account}:event-bus/{resource['PhysicalResourceId']}"
+        if attribute == "Arn" and resource["ResourceType"] == "AWS::Lambda::Function":
+            return f"arn:aws:lambda:{region}:{account}:function:{resource['PhysicalResourceId']}"
+        raise DeployError(f"cannot resolve {attribute} of {resource['ResourceType']} {logical_id}")
+    return value
+
+
+def apply_event_invoke_configs(assembly: Path, cloudformation: Any, lambda_client: Any, *,
+                               account: str, region: str) -> int:
+    """moto's CloudFormation has no model for AWS::Lambda::EventInvokeConfig (the retry
+    count and on-failure destination of asynchronous invocations): apply each one from the
+    template through the Lambda API, as CloudFormation would."""
+    template = json.loads(template_path(assembly).read_text())
+    configs = [r["Properties"] for r in template["Resources"].values()
+               if r["Type"] == "AWS::Lambda::EventInvokeConfig"]
+    if not configs:
+        return 0
+    physical = {r["LogicalResourceId"]: r for r in
+                cloudformation.describe_stack_resources(StackName=c.STACK_NAME)["StackResources"]
+                if "LogicalResourceId" in r}
+    for props in configs:
+        resolved = _resolve_tree(props, physical, account, region)
+        lambda_client.put_function_event_invoke_config(
+            FunctionName=resolved["FunctionName"],
+            **{k: resolved[k] for k in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
+               if k in resolved},
+        )
+    return len(configs)
+
+
+def _resolve_tree(value: Any, physical: dict[str, dict[str, str]], account: str, region: str) -> Any:
+    resolved = _resolve(value, physical, account, region)
+    if resolved is not value:
+        return resolved
+    if isinstance(value, dict):
+        return {k: _resolve_tree(v, physical, account, region) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_tree(v, physical, account, region) for v in value]
+    return value

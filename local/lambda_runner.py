@@ -109,7 +109,8 @@ class LambdaRunner:
         # Module names are private to this runner: a new runner cold-starts afresh.
         self._instance = uuid.uuid4().hex[:8]
         self.stats = InvocationStats()
-        self.hooks: list[Callable[[LambdaFunction, Any], None]] = []
+        # Called with (function, handler module) once per container, before first use.
+        self.cold_start_hooks: list[Callable[[LambdaFunction, ModuleType], None]] = []
 
     def invoke(self, fn: LambdaFunction, event: Any) -> tuple[str, bool, str]:
         """moto's `_invoke_lambda` contract: (payload as JSON, errored, log text)."""
@@ -121,8 +122,6 @@ class LambdaRunner:
             error = None
             try:
                 container = self._container(fn)
-                for hook in self.hooks:
-                    hook(fn, event)
                 result = container.handler(event, LambdaContext(fn))
                 payload, errored, logs = json.dumps(result), False, ""
             except Exception as exc:  # reported to the caller as a function error
@@ -178,4 +177,6 @@ class LambdaRunner:
                         os.environ.pop(name, None)
                     else:
                         os.environ[name] = value
+        for hook in self.cold_start_hooks:
+            hook(fn, module)
         return Container(handler=getattr(module, function_name), module=module)

@@ -4,9 +4,11 @@ tests/unit/test_moto_patches.py that fails if an upgrade changes the behaviour i
 
 What moto 5.2.5 lacks, and what is done here:
 1. EventBridge rules whose target is a Lambda function or a state machine raise
-   NotImplementedError. Those targets are handed to the runtime's `deliver` callback
-   (asynchronous, as on AWS) with their input rendered (Input, InputPath,
-   InputTransformer, or the whole event). DISABLED rules deliver nothing.
+   NotImplementedError. Those targets are handed to the runtime's `deliver` callback,
+   which delivers them asynchronously, as on AWS, rendering their input with
+   `target_input` (Input, InputPath, InputTransformer, or the whole event). moto's own
+   InputTransformer inserts string values unquoted, so `{"id": <id>}` is not JSON;
+   `target_input` quotes them as EventBridge does. DISABLED rules deliver nothing.
 2. Lambda code runs only in Docker. Invocations are handed to the runtime's `invoke`
    callback, which runs the handler from the deployed asset in-process.
 3. Executions started without a name get an ARN ending in ':None'. They are named.
@@ -32,6 +34,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 import threading
 import time
 import uuid
@@ -43,13 +46,12 @@ import moto
 from jsonpath_ng.ext import parse as jsonpath_parse
 from moto.awslambda.models import LambdaFunction
 from moto.events.models import EventBus, Rule
-from moto.events.utils import EventTemplateParser
 from moto.utilities.arns import parse_arn
 
 PINNED_MOTO_VERSION = "5.2.5"
 
 Invoke = Callable[[LambdaFunction, Any], "tuple[str, bool, str]"]
-Deliver = Callable[[dict[str, Any], Any, dict[str, Any]], None]
+Deliver = Callable[[dict[str, Any], dict[str, Any]], None]
 
 
 class MotoVersionError(RuntimeError):
@@ -82,16 +84,56 @@ def target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
         return found[0].value if found else None
     if "InputTransformer" in target:
         transformer = target["InputTransformer"]
-        rendered = EventTemplateParser.parse(
-            input_template=transformer.get("InputTemplate"),
-            input_paths_map=transformer.get("InputPathsMap", {}),
-            event=event,  # type: ignore[arg-type]
-        )
-        return rendered
+        return render_input_template(transformer.get("InputTemplate", "<aws.events.event.json>"),
+                                     transformer.get("InputPathsMap", {}), event)
     whole = {key: value for key, value in event.items() if key != "ingestion-time"}
     if isinstance(whole.get("time"), (int, float)):
         whole["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(whole["time"]))
     return whole
+
+
+_PLACEHOLDER = re.compile(r"<([A-Za-z0-9_.\-]+)>")
+
+
+def render_input_template(template: str, paths: dict[str, str], event: dict[str, Any]) -> Any:
+    """EventBridge's InputTransformer: a placeholder inside a JSON string is replaced by the
+    raw value; anywhere else by the value as JSON (so strings get their quotes). The result
+    is JSON when the template renders to JSON, else the text."""
+    values: dict[str, Any] = {"aws.events.event": event, "aws.events.event.json": event}
+    for name, path in paths.items():
+        found = _jsonpath(path).find(event)
+        values[name] = found[0].value if found else None
+    out: list[str] = []
+    position = 0
+    for match in _PLACEHOLDER.finditer(template):
+        name = match.group(1)
+        if name not in values:
+            continue
+        out.append(template[position:match.start()])
+        value = values[name]
+        if _inside_json_string(template, match.start()):
+            out.append(value if isinstance(value, str) else ("" if value is None else json.dumps(value)))
+        else:
+            out.append(json.dumps(value))
+        position = match.end()
+    out.append(template[position:])
+    rendered = "".join(out)
+    try:
+        return json.loads(rendered)
+    except ValueError:
+        return rendered
+
+
+def _inside_json_string(text: str, index: int) -> bool:
+    inside, escaped = False, False
+    for char in text[:index]:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            inside = not inside
+    return inside
 
 
 @functools.lru_cache(maxsize=4096)
@@ -101,8 +143,8 @@ def _jsonpath(path: str) -> Any:
 
 def install(*, invoke: Invoke, deliver: Deliver) -> None:
     """Install every patch. `invoke(fn, event)` runs a Lambda invocation and returns
-    (payload, errored, logs) as moto expects; `deliver(target, input, event)` hands a rule
-    target its input asynchronously."""
+    (payload, errored, logs) as moto expects; `deliver(target, event)` hands a rule target
+    its matching event, to be delivered asynchronously."""
     global _installed
     check_version()
     with _lock:
@@ -129,8 +171,7 @@ def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver:
             return
         ours = [t for t in self.targets if parse_arn(t["Arn"]).service in ("lambda", "states")]
         for target in ours:
-            event = copy.deepcopy(original_event)
-            deliver(target, target_input(target, event), event)
+            deliver(target, copy.deepcopy(original_event))
         native = [t for t in self.targets if t not in ours]
         if native:
             clone = copy.copy(self)
@@ -268,10 +309,9 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> No
                     old = None
                     if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
                         old = current.to_json()["Attributes"]
-                    raise ConditionalCheckFailed(item=old)
+                    errors.append(("ConditionalCheckFailed", ConditionalCheckFailed().message, old))
+                    continue
             errors.append((None, None, None))
-        except ConditionalCheckFailed as exc:
-            errors.append(("ConditionalCheckFailed", str(exc.message), exc.item if hasattr(exc, "item") else None))
         except Exception as exc:  # moto reports any other failure as a cancellation reason
             errors.append((type(exc).__name__, str(exc), None))
     if any(code is not None for code, _, _ in errors):

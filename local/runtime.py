@@ -4,9 +4,12 @@ CloudFormation, rule targets delivered asynchronously and Lambda handlers run in
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
+import time
+import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,15 +23,24 @@ from lambda_fns import constants as c
 
 from . import moto_patches
 from .assembly import cache_root, ensure_assembly
-from .deploy import create_stack, publish_assets
+from .deploy import apply_event_invoke_configs, create_stack, publish_assets
+from .faults import FaultPlan, InjectedFailure
 from .lambda_runner import LambdaRunner
 
 LOG = logging.getLogger("fanflow.embedded")
 ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
-# Lambda retries a failed asynchronous invocation twice before giving up on it.
-ASYNC_RETRIES = 2
 DELIVERY_ATTEMPTS = 3
+
+
+UNMODELLED_RESOURCES = ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::Lambda::EventInvokeConfig")
+
+
+class _UnmodelledResourceFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (record.msg == "No Moto CloudFormation support for %s" and args
+                    and args[0] in UNMODELLED_RESOURCES)
 
 
 @dataclass
@@ -45,12 +57,15 @@ class EmbeddedEmulator:
     """Use as a context manager: on entry the stack is deployed and `outputs` is set."""
 
     def __init__(self, *, region: str = DEFAULT_REGION, lambda_concurrency: int = 1000,
-                 compute_seconds: float | None = c.COMPUTE_SECONDS_EMBEDDED) -> None:
+                 compute_seconds: float | None = c.COMPUTE_SECONDS_EMBEDDED,
+                 faults: FaultPlan | None = None) -> None:
         self.region = region
+        self.faults = faults or FaultPlan()
         self.log_file = cache_root() / "logs" / "lambda.log"
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.write_text("")
         self.runner = LambdaRunner(concurrency=lambda_concurrency, log_file=self.log_file)
+        self.runner.cold_start_hooks.append(self._inject_compute_failures)
         self.compute_seconds = compute_seconds
         self.delivery = Delivery()
         self._pool = ThreadPoolExecutor(max_workers=max(8, lambda_concurrency),
@@ -70,10 +85,12 @@ class EmbeddedEmulator:
 
     def start(self) -> None:
         assembly = ensure_assembly()
-        # moto's CloudFormation has no model for bucket and queue policies and says so for
-        # each; they only restrict access, which the emulator does not enforce anyway.
-        warnings.filterwarnings("ignore", message=r"Tried to parse AWS::(S3::Bucket|SQS::Queue)Policy")
-        logging.getLogger("moto.cloudformation").setLevel(logging.ERROR)
+        # moto's CloudFormation has no model for these resources and says so for each: the
+        # policies only restrict access, which the emulator does not enforce, and the
+        # invoke configs are applied by apply_event_invoke_configs.
+        warnings.filterwarnings("ignore", message=f"Tried to parse ({'|'.join(UNMODELLED_RESOURCES)})")
+        if not any(isinstance(f, _UnmodelledResourceFilter) for f in logging.getLogger("moto").filters):
+            logging.getLogger("moto").addFilter(_UnmodelledResourceFilter())
         # The ASL engine logs each failed state with its whole parse tree; the failure is
         # in the execution's history and status already.
         logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
@@ -89,6 +106,8 @@ class EmbeddedEmulator:
             self.session = boto3.session.Session(region_name=self.region)
             publish_assets(assembly, self.client("s3"), account=ACCOUNT, region=self.region)
             self.outputs = create_stack(assembly, self.client("cloudformation"))
+            apply_event_invoke_configs(assembly, self.client("cloudformation"), self.client("lambda"),
+                                       account=ACCOUNT, region=self.region)
             if self.compute_seconds is not None:
                 self.set_compute_seconds(self.compute_seconds)
         except BaseException:
@@ -123,12 +142,44 @@ class EmbeddedEmulator:
     def summary_invocations(self, request_id: str) -> int:
         return self.runner.stats.count(self.outputs[c.OUTPUT_SUMMARY_FUNCTION], request_id)
 
-    # -- EventBridge target delivery ----------------------------------------------------
-    def _deliver(self, target: dict[str, Any], payload: Any, event: dict[str, Any]) -> None:
-        self._pool.submit(self._deliver_now, target, payload)
+    # -- fault injection -----------------------------------------------------------------
+    def _inject_compute_failures(self, fn: Any, module: Any) -> None:
+        """Make the compute function's `work` raise for the cases the fault plan picks."""
+        if fn.function_name != self.outputs.get(c.OUTPUT_COMPUTE_FUNCTION) or not hasattr(module, "work"):
+            return
+        work = module.work
+        faults = self.faults
 
-    def _deliver_now(self, target: dict[str, Any], payload: Any) -> None:
+        def work_with_faults(request: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            if faults.fail(str(request.get(c.ATTR_CASE_ID))):
+                raise InjectedFailure("injected failure (--failure-rate)")
+            return work(request, *args, **kwargs)
+
+        module.work = work_with_faults
+
+    # -- EventBridge target delivery ----------------------------------------------------
+    def _deliver(self, target: dict[str, Any], event: dict[str, Any]) -> None:
+        copies = 1
+        detail = event.get("detail")
+        detail = detail if isinstance(detail, dict) else {}
+        request = detail.get("request")
+        request_id = detail.get("requestId")
+        case_id = request.get(c.ATTR_CASE_ID) if isinstance(request, dict) else None
+        if self.faults.active and isinstance(request_id, str) and isinstance(case_id, str):
+            if event.get("source") == c.COMPUTE_SOURCE and self.faults.drop(request_id, case_id):
+                return  # a lost completion event
+            if self.faults.duplicate(str(event.get("source")), request_id, case_id):
+                copies = 2  # EventBridge delivers at least once
+        for _ in range(copies):
+            self._pool.submit(self._deliver_now, target, event)
+
+    def _deliver_now(self, target: dict[str, Any], event: dict[str, Any]) -> None:
         arn = parse_arn(target["Arn"])
+        try:
+            payload = moto_patches.target_input(target, event)
+        except Exception as exc:  # an input EventBridge cannot render goes to the DLQ
+            self._dead_letter(target, event, f"input transformation failed: {exc}")
+            return
         last_error = ""
         for _ in range(DELIVERY_ATTEMPTS):
             try:
@@ -148,19 +199,41 @@ class EmbeddedEmulator:
 
         arn = parse_arn(function_arn)
         fn = get_backend(arn.account, arn.region).get_function(function_arn)
-        for _ in range(1 + ASYNC_RETRIES):
-            _, errored, logs = self.runner.invoke(fn, payload)
+        config = fn.event_invoke_config[0].config if fn.event_invoke_config else {}
+        attempts = 1 + int(config.get("MaximumRetryAttempts", 2))
+        for _ in range(attempts):
+            response, errored, logs = self.runner.invoke(fn, payload)
             if not errored:
                 return
-        LOG.warning("asynchronous invocation of %s failed after retries: %s", fn.function_name,
-                    logs.splitlines()[-1] if logs else "")
         with self.delivery.lock:
             self.delivery.failed.append(f"{fn.function_name}: {logs.splitlines()[-1] if logs else ''}")
+        destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        if destination and parse_arn(destination).service == "events":
+            try:
+                self._send_failure_record(fn, payload, json.loads(response), attempts, destination)
+            except Exception:
+                LOG.exception("could not send the failure record of %s to %s", fn.function_name, destination)
+        else:
+            LOG.warning("asynchronous invocation of %s failed after %d attempts", fn.function_name, attempts)
+
+    def _send_failure_record(self, fn: Any, payload: Any, error: dict[str, Any], attempts: int,
+                             bus_arn: str) -> None:
+        """What Lambda sends to an EventBridge on-failure destination."""
+        detail = {
+            "version": "1.0",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": f"{fn.function_arn}:$LATEST",
+                               "condition": "RetriesExhausted", "approximateInvokeCount": attempts},
+            "requestPayload": payload,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorMessage": error.get("errorMessage", ""), "errorType": error.get("errorType", "")},
+        }
+        self.client("events").put_events(Entries=[{
+            "Source": c.LAMBDA_DESTINATION_SOURCE, "DetailType": c.LAMBDA_FAILURE_DETAIL_TYPE,
+            "Resources": [fn.function_arn], "Detail": json.dumps(detail), "EventBusName": bus_arn,
+        }])
 
     def _start_execution(self, state_machine_arn: str, payload: Any) -> None:
-        import json
-        import uuid
-
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
         arn = parse_arn(state_machine_arn)
@@ -168,8 +241,6 @@ class EmbeddedEmulator:
         backend.start_execution(state_machine_arn, name=str(uuid.uuid4()), execution_input=json.dumps(payload))
 
     def _dead_letter(self, target: dict[str, Any], payload: Any, error: str) -> None:
-        import json
-
         dlq = target.get("DeadLetterConfig", {}).get("Arn")
         with self.delivery.lock:
             self.delivery.failed.append(error)

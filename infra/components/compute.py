@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from constructs import Construct
 
 from infra.components.functions import python_function
@@ -33,3 +35,10 @@ class ComputeFunction(Construct):
         )
         bus.grant_put_events_to(self.function)
         results_table.grant(self.function, "dynamodb:UpdateItem")
+        # A crash or timeout that survives Lambda's retries still reaches the count: the
+        # failure record goes to the bus, and a rule turns it into a FAILED completion.
+        self.function.configure_async_invoke(
+            retry_attempts=c.COMPUTE_ASYNC_RETRIES,
+            max_event_age=Duration.hours(1),
+            on_failure=destinations.EventBridgeDestination(bus),
+        )

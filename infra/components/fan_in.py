@@ -73,11 +73,20 @@ class FanInWorkflow(Construct):
 
     def _definition(self, counter_table: dynamodb.ITable, results_table: dynamodb.ITable) -> sfn.IChainable:
         # The rule delivers the whole event (see EventRouting); take what counting needs.
-        read = sfn.Pass(self, "ReadCompletion", parameters={
-            "requestId": sfn.JsonPath.string_at("$.detail.requestId"),
-            "caseId": sfn.JsonPath.string_at("$.detail.request.caseId"),
-            "state": sfn.JsonPath.string_at("$.detail.state"),
-        })
+        # A failed case's completion carries its error; a successful one has none.
+        def read_completion(construct_id: str, error: str) -> sfn.Pass:
+            return sfn.Pass(self, construct_id, parameters={
+                "requestId": sfn.JsonPath.string_at("$.detail.requestId"),
+                "caseId": sfn.JsonPath.string_at("$.detail.request.caseId"),
+                "state": sfn.JsonPath.string_at("$.detail.state"),
+                "error": error,
+            })
+
+        read_error = read_completion("ReadFailedCompletion", sfn.JsonPath.string_at("$.detail.error"))
+        read_ok = read_completion("ReadCompletion", "")
+        read = sfn.Choice(self, "HasError?").when(
+            sfn.Condition.is_present("$.detail.error"), read_error
+        ).otherwise(read_ok)
         count_failed = sfn.Pass(self, "CountAsFailed", result=sfn.Result.from_string(c.ATTR_FAILED),
                                 result_path="$.outcomeCounter")
         count_succeeded = sfn.Pass(self, "CountAsSucceeded", result=sfn.Result.from_string(c.ATTR_SUCCEEDED),
@@ -96,10 +105,10 @@ class FanInWorkflow(Construct):
                 {"Update": {
                     "TableName": results_table.table_name,
                     "Key": {c.ATTR_REQUEST_ID: {"S.$": "$.requestId"}, c.ATTR_CASE_ID: {"S.$": "$.caseId"}},
-                    "UpdateExpression": "SET #outcome = :state",
+                    "UpdateExpression": "SET #outcome = :state, #outcomeError = :error",
                     "ConditionExpression": "attribute_not_exists(#outcome)",
-                    "ExpressionAttributeNames": {"#outcome": c.ATTR_OUTCOME},
-                    "ExpressionAttributeValues": {":state": {"S.$": "$.state"}},
+                    "ExpressionAttributeNames": {"#outcome": c.ATTR_OUTCOME, "#outcomeError": c.ATTR_OUTCOME_ERROR},
+                    "ExpressionAttributeValues": {":state": {"S.$": "$.state"}, ":error": {"S.$": "$.error"}},
                 }},
                 {"Update": {
                     "TableName": counter_table.table_name,
@@ -150,4 +159,6 @@ class FanInWorkflow(Construct):
         count_succeeded.next(count)
         count.next(claim)
         claim.next(summary_invocation(self, "RunSummary", self.summary_function, c.REASON_COMPLETED))
-        return read.next(outcome)
+        read_error.next(outcome)
+        read_ok.next(outcome)
+        return read

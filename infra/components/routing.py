@@ -43,6 +43,32 @@ class EventRouting(Construct):
             targets=[targets.LambdaFunction(function, **self._target_options())],  # type: ignore[arg-type]
         )
 
+    def route_compute_failures_to(self, function: lambda_.IFunction, state_machine: sfn.IStateMachine) -> events.Rule:
+        """A compute invocation that failed after Lambda's retries becomes a FAILED completion.
+        The input keeps the event's `id` (LocalStack names the execution after it)."""
+        payload = "$.detail.requestPayload.detail"
+        return events.Rule(
+            self, "ComputeFailureRule",
+            event_bus=self.bus,
+            description="Fan-in: compute invocations that crashed or timed out after retries",
+            event_pattern=events.EventPattern(source=[c.LAMBDA_DESTINATION_SOURCE],
+                                              detail_type=[c.LAMBDA_FAILURE_DETAIL_TYPE],
+                                              resources=[function.function_arn]),
+            targets=[targets.SfnStateMachine(
+                state_machine,
+                input=events.RuleTargetInput.from_object({
+                    "id": events.EventField.from_path("$.id"),
+                    "detail": {
+                        "requestId": events.EventField.from_path(f"{payload}.requestId"),
+                        "request": events.EventField.from_path(f"{payload}.request"),
+                        "state": c.CASE_FAILED,
+                        "error": events.EventField.from_path("$.detail.responsePayload.errorMessage"),
+                    },
+                }),
+                **self._target_options(),  # type: ignore[arg-type]
+            )],
+        )
+
     def route_completions_to(self, state_machine: sfn.IStateMachine) -> events.Rule:
         """Completion events, delivered whole: no InputPath, which LocalStack 4.14 cannot start
         a state machine with (localstack/localstack#11970); Increment reads `$.detail` itself."""

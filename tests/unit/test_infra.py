@@ -288,15 +288,19 @@ def test_preprocess_times_out_an_open_request_at_its_deadline(preprocess: dict[s
 def test_increment_reads_the_completion_event_and_branches_on_failure(increment: dict[str, Any]) -> None:
     # GIVEN the rendered Increment definition, started with the whole EventBridge event
     states = increment["States"]
-    # WHEN it starts THEN it takes requestId, caseId and state from the event's detail
-    assert increment["StartAt"] == "ReadCompletion"
+    # WHEN it starts THEN it takes requestId, caseId, state and the error if there is one
+    assert increment["StartAt"] == "HasError?"
+    has_error = states["HasError?"]
+    [with_error] = has_error["Choices"]
+    assert with_error == {"Variable": "$.detail.error", "IsPresent": True, "Next": "ReadFailedCompletion"}
+    assert has_error["Default"] == "ReadCompletion"
+    fields = {"requestId.$": "$.detail.requestId", "caseId.$": "$.detail.request.caseId",
+              "state.$": "$.detail.state"}
+    assert states["ReadFailedCompletion"]["Parameters"] == {**fields, "error.$": "$.detail.error"}
     read = states["ReadCompletion"]
     assert read["Type"] == "Pass"
-    assert read["Parameters"] == {
-        "requestId.$": "$.detail.requestId",
-        "caseId.$": "$.detail.request.caseId",
-        "state.$": "$.detail.state",
-    }
+    assert read["Parameters"] == {**fields, "error": ""}
+    assert states["ReadFailedCompletion"]["Next"] == read["Next"]
     # AND THEN a failed case is counted as failed, any other as succeeded
     choice = states[read["Next"]]
     assert read["Next"] == "CaseFailed?"
@@ -319,7 +323,9 @@ def test_increment_counts_each_case_once_in_one_transaction(increment: dict[str,
     # AND the results row is marked counted only once
     assert results_update["TableName"] == ref(ids["results"])
     assert results_update["ConditionExpression"] == "attribute_not_exists(#outcome)"
-    assert results_update["ExpressionAttributeNames"] == {"#outcome": c.ATTR_OUTCOME}
+    assert results_update["ExpressionAttributeNames"] == {"#outcome": c.ATTR_OUTCOME,
+                                                          "#outcomeError": c.ATTR_OUTCOME_ERROR}
+    assert results_update["UpdateExpression"] == "SET #outcome = :state, #outcomeError = :error"
     # AND the counter row is incremented only while the request is running
     assert counter_update["TableName"] == ref(ids["counter"])
     assert counter_update["UpdateExpression"] == "ADD #counter :one, #outcomeCounter :one"
@@ -403,6 +409,35 @@ def test_completion_events_start_increment_with_the_whole_event(template: Templa
     # AND the event is delivered unchanged: LocalStack 4.14 cannot start a state machine with InputPath
     for rewriting in ("InputPath", "InputTransformer", "Input"):
         assert rewriting not in target, f"the Increment target must not set {rewriting}"
+
+
+def test_compute_failures_after_retries_reach_increment_as_failed_completions(
+        template: Template, ids: dict[str, str]) -> None:
+    # GIVEN the compute function's asynchronous invoke configuration
+    [config] = template.find_resources("AWS::Lambda::EventInvokeConfig").values()
+    props = config["Properties"]
+    # WHEN an invocation still fails after its retries THEN the failure record goes to the bus
+    assert props["FunctionName"] == {"Ref": ids["compute"]}
+    assert props["MaximumRetryAttempts"] == c.COMPUTE_ASYNC_RETRIES
+    assert references(props["DestinationConfig"]["OnFailure"]["Destination"], ids["bus"])
+    # AND a rule matches those records for the compute function only
+    rule = rule_by_source(template, c.LAMBDA_DESTINATION_SOURCE)
+    assert rule["EventPattern"]["detail-type"] == [c.LAMBDA_FAILURE_DETAIL_TYPE]
+    assert rule["EventPattern"]["resources"] == [{"Fn::GetAtt": [ids["compute"], "Arn"]}]
+    # AND turns each into a FAILED completion for Increment, keeping the event id
+    [target] = rule["Targets"]
+    assert target["Arn"] == {"Ref": ids["increment"]}
+    assert references(target["DeadLetterConfig"]["Arn"], ids["queue"])
+    transformer = target["InputTransformer"]
+    assert set(transformer["InputPathsMap"].values()) == {
+        "$.id", "$.detail.requestPayload.detail.requestId", "$.detail.requestPayload.detail.request",
+        "$.detail.responsePayload.errorMessage"}
+    names = {path: name for name, path in transformer["InputPathsMap"].items()}
+    template_text = transformer["InputTemplate"]
+    assert f'"id":<{names["$.id"]}>' in template_text
+    assert f'"state":"{c.CASE_FAILED}"' in template_text
+    assert f'"error":<{names["$.detail.responsePayload.errorMessage"]}>' in template_text
+
 
 
 # ---------------------------------------------------------------------------- IAM

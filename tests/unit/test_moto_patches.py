@@ -9,9 +9,12 @@ For each adaptation there are two kinds of test:
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
+import statistics
 import sys
+import threading
 import time
 import uuid
 import zipfile
@@ -28,9 +31,15 @@ import moto.stepfunctions.models as sfn_models
 import moto.stepfunctions.parser.asl.utils.boto_client as boto_client
 import moto.stepfunctions.parser.asl.utils.json_path as json_path
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
+from moto.core.base_backend import AccountSpecificBackend, BackendDict, backend_lock
+from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
+from moto.dynamodb.models.dynamo_type import Item
 from moto.events.models import EventBus, Rule
+from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend, stepfunctions_parser_backends
 
 from local import moto_patches
@@ -52,6 +61,11 @@ ENGINE_CLIENT_MODULES = (
     "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn",
     "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sqs",
 )
+# moto's own functions, taken before any test installs the patches.
+assert not moto_patches.installed()
+ORIGINAL_ASL_PARSE = AmazonStateLanguageParser.parse
+ORIGINAL_BACKEND_GETITEM = BackendDict.__getitem__
+ORIGINAL_DYNAMODB_OPERATIONS = {name: getattr(DynamoDBBackend, name) for name in moto_patches.DYNAMODB_ITEM_OPERATIONS}
 
 
 # -- fixtures -------------------------------------------------------------------------------
@@ -68,7 +82,14 @@ class Recorder:
         self.invocations.append((fn, event))
         return json.dumps(self.result), self.errored, "handler log line"
 
-    def deliver(self, target: dict[str, Any], payload: Any, event: dict[str, Any]) -> None:
+    def deliver(self, target: dict[str, Any], *args: Any) -> None:
+        # `deliver(target, event)`, the runtime rendering the input with `target_input`; earlier
+        # versions of moto_patches rendered it themselves: `deliver(target, payload, event)`.
+        if len(args) == 1:
+            (event,) = args
+            payload = moto_patches.target_input(target, event)
+        else:
+            payload, event = args
         self.deliveries.append((target, payload, event))
 
 
@@ -243,7 +264,11 @@ def test_uninstall_restores_every_original(unpatched: None) -> None:
     assert restored == set(before), f"not restored: {set(before) - restored}"
     assert "physical_resource_id" not in EventBus.__dict__
     # AND so is every patch point install() recorded, including any added after this test was written
+    # (a point patched twice, like DynamoDBBackend.transact_write_items, gets back its first original)
+    first_recorded: dict[tuple[int, str], tuple[Any, str, Any]] = {}
     for owner, name, original in recorded:
+        first_recorded.setdefault((id(owner), name), (owner, name, original))
+    for owner, name, original in first_recorded.values():
         if original is moto_patches._MISSING:
             assert name not in owner.__dict__, f"{owner!r}.{name} left behind"
         else:
@@ -545,3 +570,480 @@ def test_patched_engine_caches(recorder: Recorder) -> None:
     assert cached(REGION, "lambda") is cached(REGION, "lambda")
     assert cached(REGION, "lambda") is not cached(REGION, "sqs")
     assert cached(REGION, "lambda") is not cached("eu-west-1", "lambda")
+
+
+# -- 5b. Definition parse trees -------------------------------------------------------------
+CHOICE_DEFINITION = json.dumps({
+    "StartAt": "Route",
+    "States": {
+        "Route": {"Type": "Choice", "Default": "Small",
+                  "Choices": [{"Variable": "$.n", "NumericGreaterThan": 5, "Next": "Big"}]},
+        "Big": {"Type": "Pass", "Result": "big", "ResultPath": "$.size", "Next": "Hold"},
+        "Small": {"Type": "Pass", "Result": "small", "ResultPath": "$.size", "Next": "Hold"},
+        # Keeps both executions running at the same time.
+        "Hold": {"Type": "Wait", "Seconds": 1, "End": True},
+    },
+})
+BROKEN_DEFINITION = '{"StartAt": "P"'
+
+
+def count_antlr_parses(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    """Counts every ANTLR parse of a whole state machine definition."""
+    calls: list[None] = []
+    original = ASLParser.state_machine
+
+    def counting(self: ASLParser) -> Any:
+        calls.append(None)
+        return original(self)
+
+    monkeypatch.setattr(ASLParser, "state_machine", counting)
+    return calls
+
+
+def run_two_executions_at_once(session: boto3.session.Session) -> list[dict[str, Any]]:
+    sfn = session.client("stepfunctions")
+    machine = sfn.create_state_machine(name="choice", definition=CHOICE_DEFINITION, roleArn=ROLE_ARN)
+    arns = [sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name=f"run-{n}",
+                                input=json.dumps({"n": n}))["executionArn"] for n in (9, 1)]
+    assert {sfn.describe_execution(executionArn=arn)["status"] for arn in arns} == {"RUNNING"}
+    return [wait_for_execution(sfn, arn) for arn in arns]
+
+
+def test_unpatched_definition_is_parsed_anew_on_every_call(unpatched: None) -> None:
+    # GIVEN moto without the patches
+    assert AmazonStateLanguageParser.parse is ORIGINAL_ASL_PARSE
+    # WHEN the same definition is parsed twice
+    first_program, first_tree = AmazonStateLanguageParser.parse(PASS_DEFINITION)
+    second_program, second_tree = AmazonStateLanguageParser.parse(PASS_DEFINITION)
+    # THEN ANTLR built a new tree each time, and new evaluation components
+    assert first_tree is not second_tree
+    assert first_tree.getText() == second_tree.getText()
+    assert first_program is not second_program
+
+
+def test_unpatched_every_execution_parses_the_definition(
+        unpatched: None, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN moto without the patches, counting ANTLR parses
+    parses = count_antlr_parses(monkeypatch)
+    # WHEN a state machine is created and two executions of it run
+    outputs = [json.loads(d["output"]) for d in run_two_executions_at_once(session)]
+    # THEN the definition was parsed at creation and once more for each execution
+    assert outputs == [{"n": 9, "size": "big"}, {"n": 1, "size": "small"}]
+    assert len(parses) == 3
+
+
+def test_patched_definition_parse_tree_is_cached(recorder: Recorder) -> None:
+    # GIVEN the patches
+    assert AmazonStateLanguageParser.parse is not ORIGINAL_ASL_PARSE
+    # WHEN the same definition is parsed twice
+    first_program, first_tree = AmazonStateLanguageParser.parse(PASS_DEFINITION)
+    second_program, second_tree = AmazonStateLanguageParser.parse(PASS_DEFINITION)
+    # THEN both get the one ANTLR tree, the one moto would have built
+    assert first_tree is second_tree
+    moto_program, moto_tree = ORIGINAL_ASL_PARSE(PASS_DEFINITION)
+    assert first_tree.getText() == moto_tree.getText()
+    # AND each gets its own evaluation components, of the kind moto builds
+    assert first_program is not second_program
+    assert first_program.states is not second_program.states
+    assert type(first_program) is type(moto_program)
+    # AND another definition gets another tree
+    assert AmazonStateLanguageParser.parse(CHOICE_DEFINITION)[1] is not first_tree
+
+
+def test_patched_definition_syntax_error_still_raises(recorder: Recorder) -> None:
+    # GIVEN the patches, and the error moto reports for a truncated definition
+    with pytest.raises(ASLParserException) as moto_error:
+        ORIGINAL_ASL_PARSE(BROKEN_DEFINITION)
+    # WHEN it is parsed, twice (a failure must not be cached as a tree)
+    for _ in range(2):
+        # THEN it raises the same ASLParserException
+        with pytest.raises(ASLParserException) as patched_error:
+            AmazonStateLanguageParser.parse(BROKEN_DEFINITION)
+        assert patched_error.value.errors == moto_error.value.errors
+
+
+def test_patched_concurrent_executions_share_the_tree_not_the_state(
+        recorder: Recorder, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the patches, counting ANTLR parses
+    parses = count_antlr_parses(monkeypatch)
+    # WHEN two executions of one Choice state machine, with different inputs, run at the same time
+    described = run_two_executions_at_once(session)
+    # THEN both succeed, each with the output of its own input
+    assert [d["status"] for d in described] == ["SUCCEEDED", "SUCCEEDED"]
+    assert [json.loads(d["output"]) for d in described] == [{"n": 9, "size": "big"}, {"n": 1, "size": "small"}]
+    # AND the definition was parsed only once, when the state machine was created
+    assert len(parses) == 1
+
+
+# -- 6. DynamoDB ----------------------------------------------------------------------------
+def make_table(ddb: Any, name: str = "t") -> None:
+    ddb.create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+
+
+def get(ddb: Any, pk: str, table: str = "t") -> dict[str, Any] | None:
+    return ddb.get_item(TableName=table, Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
+
+
+def add_one(pk: str, table: str = "t") -> dict[str, Any]:
+    """An Update op: counter `n` of item `pk` += 1."""
+    return {"Update": {"TableName": table, "Key": {"pk": {"S": pk}}, "UpdateExpression": "ADD n :one",
+                       "ExpressionAttributeValues": {":one": {"N": "1"}}}}
+
+
+def put_new(pk: str, table: str = "t") -> dict[str, Any]:
+    """A Put op, on condition that item `pk` does not exist yet."""
+    return {"Put": {"TableName": table, "Item": {"pk": {"S": pk}, "mark": {"BOOL": True}},
+                    "ConditionExpression": "attribute_not_exists(pk)"}}
+
+
+def n_equals(pk: str, n: int, op: str = "ConditionCheck", **extra: Any) -> dict[str, Any]:
+    """An op (ConditionCheck by default) on condition that item `pk` has n == `n`."""
+    return {op: {"TableName": "t", "Key": {"pk": {"S": pk}}, "ConditionExpression": "n = :n",
+                 "ExpressionAttributeValues": {":n": {"N": str(n)}}, **extra}}
+
+
+@dataclass
+class ConcurrentWriter:
+    thread: threading.Thread | None = None
+    waited: bool | None = None  # still writing 0.5 s after it started
+
+
+def write_from_another_thread_during_item_copy(monkeypatch: pytest.MonkeyPatch,
+                                               backend: DynamoDBBackend) -> ConcurrentWriter:
+    """The next deep copy of a DynamoDB item starts a put_item on another thread and waits up
+    to 0.5 s for it: a concurrent writer landing exactly then."""
+    original = Item.__deepcopy__
+    writer = ConcurrentWriter()
+
+    def deepcopy_with_concurrent_write(self: Item, memo: dict[int, Any]) -> Item:
+        if writer.thread is None:
+            writer.thread = threading.Thread(target=backend.put_item, args=("t", {"pk": {"S": "concurrent"}}),
+                                             daemon=True)
+            writer.thread.start()
+            writer.thread.join(timeout=0.5)
+            writer.waited = writer.thread.is_alive()
+        return original(self, memo)
+
+    monkeypatch.setattr(Item, "__deepcopy__", deepcopy_with_concurrent_write)
+    return writer
+
+
+def test_unpatched_dynamodb_transaction_breaks_when_another_thread_writes(
+        unpatched: None, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN moto without the patches, a table with an item, and a writer on another thread that
+    # puts an item while the transaction copies the table
+    ddb = session.client("dynamodb")
+    make_table(ddb)
+    ddb.put_item(TableName="t", Item={"pk": {"S": "counter"}, "n": {"N": "0"}})
+    backend = dynamodb_backends[ACCOUNT][REGION]
+    writer = write_from_another_thread_during_item_copy(monkeypatch, backend)
+    # WHEN a transaction runs  THEN the writer is not held back, and the transaction fails
+    with pytest.raises(RuntimeError, match="dictionary changed size during iteration"):
+        backend.transact_write_items([add_one("counter")])
+    assert writer.waited is False
+
+
+def test_patched_dynamodb_item_operations_are_wrapped(recorder: Recorder) -> None:
+    # GIVEN the patches  THEN every item operation is a wrapper of moto's own (or of the
+    # replacement TransactWriteItems), under the same name
+    for name in moto_patches.DYNAMODB_ITEM_OPERATIONS:
+        wrapper = DynamoDBBackend.__dict__[name]
+        assert wrapper is not ORIGINAL_DYNAMODB_OPERATIONS[name], name
+        expected = moto_patches._transact_write_items if name == "transact_write_items" else \
+            ORIGINAL_DYNAMODB_OPERATIONS[name]
+        assert wrapper.__wrapped__ is expected, name
+        assert wrapper.__name__ == expected.__name__, name
+
+
+def test_patched_dynamodb_write_from_another_thread_waits_for_the_transaction(
+        recorder: Recorder, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a table with an item, and a writer on another thread that puts an item while the
+    # transaction copies an item
+    ddb = session.client("dynamodb")
+    make_table(ddb)
+    ddb.put_item(TableName="t", Item={"pk": {"S": "counter"}, "n": {"N": "0"}})
+    backend = dynamodb_backends[ACCOUNT][REGION]
+    writer = write_from_another_thread_during_item_copy(monkeypatch, backend)
+    # WHEN a transaction runs
+    backend.transact_write_items([add_one("counter")])
+    # THEN the writer was held back until the transaction had finished
+    assert writer.waited is True
+    assert writer.thread is not None
+    writer.thread.join(timeout=5)
+    assert not writer.thread.is_alive()
+    # AND both writes landed
+    assert get(ddb, "counter") == {"pk": {"S": "counter"}, "n": {"N": "1"}}
+    assert get(ddb, "concurrent") == {"pk": {"S": "concurrent"}}
+
+
+def test_patched_concurrent_transactions_apply_exactly_once(recorder: Recorder,
+                                                            session: boto3.session.Session) -> None:
+    # GIVEN a table, and 8 threads with a client each
+    threads, iterations = 8, 25
+    ddb = session.client("dynamodb")
+    make_table(ddb)
+    clients = [session.client("dynamodb") for _ in range(threads)]
+    start = threading.Barrier(threads, timeout=30)
+    failures: list[Exception] = []
+
+    def work(thread: int) -> None:
+        start.wait()
+        for i in range(iterations):
+            try:
+                clients[thread].transact_write_items(
+                    TransactItems=[add_one("counter"), put_new(f"mark-{thread}-{i}")])
+            except Exception as exc:
+                failures.append(exc)
+
+    # WHEN each thread runs 25 transactions at once: counter += 1 and a new mark item
+    workers = [threading.Thread(target=work, args=(t,), daemon=True) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert not any(worker.is_alive() for worker in workers)
+    # THEN every transaction succeeded, and each applied all of its writes exactly once
+    assert failures == []
+    assert get(ddb, "counter") == {"pk": {"S": "counter"}, "n": {"N": str(threads * iterations)}}
+    items = [item for page in ddb.get_paginator("scan").paginate(TableName="t") for item in page["Items"]]
+    marks = {item["pk"]["S"] for item in items if "mark" in item}
+    assert marks == {f"mark-{t}-{i}" for t in range(threads) for i in range(iterations)}
+
+
+def test_unpatched_transact_write_items_copies_every_table_it_touches(
+        unpatched: None, session: boto3.session.Session) -> None:
+    # GIVEN moto without the patches: its TransactWriteItems deep-copies each table it touches
+    source = inspect.getsource(DynamoDBBackend.transact_write_items)
+    assert "copy.deepcopy(" in source and "self.tables[table_name]" in source
+    ddb = session.client("dynamodb")
+    make_table(ddb)
+    ddb.put_item(TableName="t", Item={"pk": {"S": "a"}, "n": {"N": "1"}})
+    backend = dynamodb_backends[ACCOUNT][REGION]
+    table = backend.tables["t"]
+    # WHEN a transaction is cancelled
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        ddb.transact_write_items(TransactItems=[n_equals("a", 2)])
+    # THEN the table was replaced by that copy, with the same items
+    assert backend.tables["t"] is not table
+    assert get(ddb, "a") == {"pk": {"S": "a"}, "n": {"N": "1"}}
+
+
+def test_patched_cancelled_transaction_leaves_the_table_in_place(
+        recorder: Recorder, session: boto3.session.Session) -> None:
+    # GIVEN the patches, and a table with an item
+    ddb = session.client("dynamodb")
+    make_table(ddb)
+    ddb.put_item(TableName="t", Item={"pk": {"S": "a"}, "n": {"N": "1"}})
+    table = dynamodb_backends[ACCOUNT][REGION].tables["t"]
+    # WHEN a transaction is cancelled
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        ddb.transact_write_items(TransactItems=[n_equals("a", 2)])
+    # THEN the table was not replaced by a copy (writes of other threads to it are kept)
+    assert dynamodb_backends[ACCOUNT][REGION].tables["t"] is table
+
+
+def test_patched_transaction_cost_does_not_grow_with_table_size(recorder: Recorder,
+                                                                session: boto3.session.Session) -> None:
+    # GIVEN a table with 10 items and one with 3000
+    ddb = session.client("dynamodb")
+    backend = dynamodb_backends[ACCOUNT][REGION]
+    for table, size in (("small", 10), ("big", 3000)):
+        make_table(ddb, table)
+        for i in range(size):
+            backend.put_item(table, {"pk": {"S": f"item-{i}"}, "payload": {"S": "x" * 50}})
+
+    def median_cost(table: str) -> float:
+        for i in range(5):  # warm-up
+            ddb.transact_write_items(TransactItems=[add_one("counter", table), put_new(f"warm-{i}", table)])
+        costs = []
+        for i in range(50):
+            started = time.perf_counter()
+            ddb.transact_write_items(TransactItems=[add_one("counter", table), put_new(f"mark-{i}", table)])
+            costs.append(time.perf_counter() - started)
+        return statistics.median(costs)
+
+    # WHEN 50 transactions run on each
+    small, big = median_cost("small"), median_cost("big")
+    # THEN one costs about the same on both (moto's own: ~30 times more on the big one)
+    assert big / small < 3, f"small {small * 1000:.2f} ms, big {big * 1000:.2f} ms"
+    assert get(ddb, "counter", "big") == {"pk": {"S": "counter"}, "n": {"N": "55"}}
+
+
+# The semantics of TransactWriteItems, run against moto's own implementation (pinning it) and
+# against the replacement, which must behave the same.
+@pytest.fixture(params=["moto", "patched"])
+def transact_impl(request: pytest.FixtureRequest) -> str:
+    request.getfixturevalue("recorder" if request.param == "patched" else "unpatched")
+    return str(request.param)
+
+
+@pytest.fixture
+def ddb(transact_impl: str, session: boto3.session.Session) -> Any:
+    """A table "t" with items a (n=1) and b (n=1)."""
+    client = session.client("dynamodb")
+    make_table(client)
+    for pk in ("a", "b"):
+        client.put_item(TableName="t", Item={"pk": {"S": pk}, "n": {"N": "1"}})
+    return client
+
+
+def test_transaction_applies_every_write_when_all_conditions_pass(ddb: Any) -> None:
+    # GIVEN items a and b  WHEN a transaction's conditions all pass
+    ddb.transact_write_items(TransactItems=[
+        {"Update": {**add_one("a")["Update"], "ConditionExpression": "n = :one"}},
+        put_new("c"),
+        n_equals("b", 1),
+    ])
+    # THEN all of its writes are applied
+    assert get(ddb, "a") == {"pk": {"S": "a"}, "n": {"N": "2"}}
+    assert get(ddb, "c") == {"pk": {"S": "c"}, "mark": {"BOOL": True}}
+    assert get(ddb, "b") == {"pk": {"S": "b"}, "n": {"N": "1"}}
+
+
+def test_transaction_with_a_failed_condition_is_cancelled_whole(ddb: Any) -> None:
+    # GIVEN items a and b  WHEN the condition of the second op fails
+    with pytest.raises(ddb.exceptions.TransactionCanceledException) as cancelled:
+        ddb.transact_write_items(TransactItems=[
+            add_one("a"), n_equals("b", 2, op="Update", UpdateExpression="SET x = :n"), put_new("c")])
+    # THEN the cancellation reasons say which, in order
+    reasons = cancelled.value.response["CancellationReasons"]
+    assert [r["Code"] for r in reasons] == ["None", "ConditionalCheckFailed", "None"]
+    assert "Item" not in reasons[1]
+    # AND no write was applied
+    assert get(ddb, "a") == {"pk": {"S": "a"}, "n": {"N": "1"}}
+    assert get(ddb, "b") == {"pk": {"S": "b"}, "n": {"N": "1"}}
+    assert get(ddb, "c") is None
+
+
+def test_transaction_with_two_ops_on_one_item_is_invalid(ddb: Any) -> None:
+    # GIVEN item a  WHEN a transaction has two ops on it
+    with pytest.raises(ClientError) as invalid:
+        ddb.transact_write_items(TransactItems=[add_one("a"), n_equals("a", 1)])
+    # THEN it is a ValidationException, and nothing was written
+    assert invalid.value.response["Error"]["Code"] == "ValidationException"
+    assert "multiple operations on one item" in invalid.value.response["Error"]["Message"]
+    assert get(ddb, "a") == {"pk": {"S": "a"}, "n": {"N": "1"}}
+
+
+def test_transaction_with_more_than_100_items_is_invalid(ddb: Any) -> None:
+    # GIVEN a transaction of 101 puts  WHEN it is written
+    with pytest.raises(ClientError) as invalid:
+        ddb.transact_write_items(TransactItems=[put_new(f"p-{i}") for i in range(101)])
+    # THEN it is a ValidationException, and nothing was written
+    assert invalid.value.response["Error"]["Code"] == "ValidationException"
+    assert "less than or equal to 100" in invalid.value.response["Error"]["Message"]
+    assert get(ddb, "p-0") is None
+
+
+def test_transaction_condition_check_gates_the_writes(ddb: Any) -> None:
+    # GIVEN items a and b
+    # WHEN a ConditionCheck on b passes  THEN the transaction's write is applied, and b is untouched
+    ddb.transact_write_items(TransactItems=[n_equals("b", 1), add_one("a")])
+    assert get(ddb, "a") == {"pk": {"S": "a"}, "n": {"N": "2"}}
+    assert get(ddb, "b") == {"pk": {"S": "b"}, "n": {"N": "1"}}
+    # WHEN a ConditionCheck on b fails  THEN the transaction is cancelled, and nothing is written
+    with pytest.raises(ddb.exceptions.TransactionCanceledException) as cancelled:
+        ddb.transact_write_items(TransactItems=[n_equals("b", 5), add_one("a")])
+    assert [r["Code"] for r in cancelled.value.response["CancellationReasons"]] == ["ConditionalCheckFailed", "None"]
+    assert get(ddb, "a") == {"pk": {"S": "a"}, "n": {"N": "2"}}
+
+
+def test_transaction_put_and_delete(ddb: Any) -> None:
+    # GIVEN items a and b  WHEN a transaction puts c over nothing, replaces b, and deletes a
+    ddb.transact_write_items(TransactItems=[
+        put_new("c"),
+        {"Put": {"TableName": "t", "Item": {"pk": {"S": "b"}, "replaced": {"S": "yes"}}}},
+        {"Delete": {"TableName": "t", "Key": {"pk": {"S": "a"}}, "ConditionExpression": "attribute_exists(pk)"}},
+    ])
+    # THEN all three are applied
+    assert get(ddb, "c") == {"pk": {"S": "c"}, "mark": {"BOOL": True}}
+    assert get(ddb, "b") == {"pk": {"S": "b"}, "replaced": {"S": "yes"}}
+    assert get(ddb, "a") is None
+
+
+def test_transaction_failing_write_rolls_back_the_others(ddb: Any) -> None:
+    # GIVEN items a and b, and an item s whose n is a string
+    ddb.put_item(TableName="t", Item={"pk": {"S": "s"}, "n": {"S": "text"}})
+    # WHEN a transaction's conditions pass but its last write fails (ADD to a string)
+    with pytest.raises(ClientError) as invalid:
+        ddb.transact_write_items(TransactItems=[add_one("a"), put_new("c"), add_one("s")])
+    # THEN it is a ValidationException, and the writes before it were undone
+    assert invalid.value.response["Error"]["Code"] == "ValidationException"
+    assert get(ddb, "a") == {"pk": {"S": "a"}, "n": {"N": "1"}}
+    assert get(ddb, "c") is None
+    assert get(ddb, "s") == {"pk": {"S": "s"}, "n": {"S": "text"}}
+
+
+def test_transaction_returns_the_old_item_of_a_failed_condition(ddb: Any) -> None:
+    # GIVEN items a and b  WHEN a condition on b fails, asking for ALL_OLD
+    with pytest.raises(ddb.exceptions.TransactionCanceledException) as cancelled:
+        ddb.transact_write_items(TransactItems=[
+            add_one("a"), n_equals("b", 2, ReturnValuesOnConditionCheckFailure="ALL_OLD")])
+    # THEN b's cancellation reason carries b as it was
+    reasons = cancelled.value.response["CancellationReasons"]
+    assert [r["Code"] for r in reasons] == ["None", "ConditionalCheckFailed"]
+    assert reasons[1].get("Item") == {"pk": {"S": "b"}, "n": {"N": "1"}}
+    assert get(ddb, "a") == {"pk": {"S": "a"}, "n": {"N": "1"}}
+
+
+# -- 7. Backend lookup ----------------------------------------------------------------------
+def lookup_while_backend_lock_is_held(backends: BackendDict, account: str) -> tuple[bool, list[Any]]:
+    """Looks `account` up on another thread while this one holds moto's backend_lock.
+    Returns whether the lookup was still waiting after 0.5 s, and what it returned."""
+    found: list[Any] = []
+    with backend_lock:
+        lookup = threading.Thread(target=lambda: found.append(backends[account]), daemon=True)
+        lookup.start()
+        lookup.join(timeout=0.5)
+        waited = lookup.is_alive()
+    lookup.join(timeout=5)
+    assert not lookup.is_alive()
+    return waited, found
+
+
+def test_unpatched_backend_lookup_takes_the_global_lock(unpatched: None, session: boto3.session.Session) -> None:
+    # GIVEN moto without the patches: every lookup takes backend_lock and scans every backend dict
+    assert BackendDict.__getitem__ is ORIGINAL_BACKEND_GETITEM
+    assert "_create_account_specific_backend" in inspect.getsource(BackendDict.__getitem__)
+    source = inspect.getsource(BackendDict._create_account_specific_backend)
+    assert "backend_lock" in source and "_instances" in source
+    existing = dynamodb_backends[ACCOUNT]
+    # WHEN an existing account is looked up while another thread holds backend_lock
+    waited, found = lookup_while_backend_lock_is_held(dynamodb_backends, ACCOUNT)
+    # THEN the lookup waits for it
+    assert waited
+    assert found == [existing] and found[0] is existing
+
+
+def test_patched_backend_lookup_of_existing_account_is_direct(recorder: Recorder,
+                                                              session: boto3.session.Session) -> None:
+    # GIVEN the patches, and an account that has a backend
+    assert BackendDict.__getitem__ is not ORIGINAL_BACKEND_GETITEM
+    existing = ORIGINAL_BACKEND_GETITEM(dynamodb_backends, ACCOUNT)
+    # WHEN it is looked up  THEN it is the same backend
+    assert dynamodb_backends[ACCOUNT] is existing
+    # AND the lookup does not wait for backend_lock
+    waited, found = lookup_while_backend_lock_is_held(dynamodb_backends, ACCOUNT)
+    assert not waited
+    assert found[0] is existing
+
+
+def test_patched_backend_lookup_of_new_account_creates_and_registers(recorder: Recorder) -> None:
+    # GIVEN the patches, and a backend dict with no account yet
+    backends = BackendDict(DynamoDBBackend, "dynamodb")
+    assert backends not in BackendDict._instances
+    try:
+        # WHEN a new account is looked up
+        created = backends["111111111111"]
+        # THEN its backend is created, as moto does, and the dict is registered for reset
+        assert isinstance(created, AccountSpecificBackend) and created.account_id == "111111111111"
+        assert dict.__getitem__(backends, "111111111111") is created
+        assert backends in BackendDict._instances
+        # AND the next lookup returns that backend, whose regions work
+        assert backends["111111111111"] is created
+        assert created[REGION].account_id == "111111111111"
+    finally:
+        if backends in BackendDict._instances:
+            BackendDict._instances.remove(backends)

@@ -1,0 +1,73 @@
+"""Fault injection for the embedded target: duplicate deliveries, failing computations
+and lost completion events, decided per case from a seed so that a run is repeatable
+whatever order the threads run in."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+
+
+class InjectedFailure(RuntimeError):
+    """Raised inside a computation chosen to fail."""
+
+
+@dataclass
+class FaultPlan:
+    duplicate_rate: float = 0.0
+    failure_rate: float = 0.0
+    drop_rate: float = 0.0
+    seed: int = 0
+    duplicated: set[tuple[str, str, str]] = field(default_factory=set)  # (kind, requestId, caseId)
+    failed: set[str] = field(default_factory=set)  # caseIds
+    dropped: set[tuple[str, str]] = field(default_factory=set)  # (requestId, caseId)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("duplicate_rate", "failure_rate", "drop_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name.replace('_', '-')} must be between 0 and 1, got {value}")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.duplicate_rate or self.failure_rate or self.drop_rate)
+
+    def _draw(self, *key: str) -> float:
+        digest = hashlib.sha256("\x1f".join((str(self.seed), *key)).encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    def duplicate(self, kind: str, request_id: str, case_id: str) -> bool:
+        hit = self._draw("duplicate", kind, request_id, case_id) < self.duplicate_rate
+        if hit:
+            with self._lock:
+                self.duplicated.add((kind, request_id, case_id))
+        return hit
+
+    def fail(self, case_id: str) -> bool:
+        hit = self._draw("fail", case_id) < self.failure_rate
+        if hit:
+            with self._lock:
+                self.failed.add(case_id)
+        return hit
+
+    def drop(self, request_id: str, case_id: str) -> bool:
+        hit = self._draw("drop", request_id, case_id) < self.drop_rate
+        if hit:
+            with self._lock:
+                self.dropped.add((request_id, case_id))
+        return hit
+
+    def report(self, request_id: str) -> dict[str, list[str]]:
+        with self._lock:
+            return {
+                "duplicatedEvents": sorted(f"{kind}:{case}" for kind, rid, case in self.duplicated
+                                           if rid == request_id),
+                "failedCases": sorted(self.failed, key=_natural),
+                "droppedCompletions": sorted((case for rid, case in self.dropped if rid == request_id), key=_natural),
+            }
+
+
+def _natural(case_id: str) -> tuple[int, int | str]:
+    return (0, int(case_id)) if case_id.isdigit() else (1, case_id)
