@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import sys
 import time
@@ -25,6 +26,9 @@ EXAMPLES = """examples:
   fanflow run --cases 1000 --json                   a generated 1000-case request, JSON output
   fanflow generate --cases 250 -o my_request.json   write a 250-case request in the seed's format
 """
+
+
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--request-id", default="123456", help="requestId (default: %(default)s)")
     generate.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     generate.set_defaults(handler=cmd_generate)
+
+    # Each further group of commands lives in its own module and adds its subparsers here.
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"fanflow.{module}").register(commands)
     return parser
 
 
