@@ -28,7 +28,7 @@ EXAMPLES = """examples:
 """
 
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("infra_commands",)
 
 
 def build_parser() -> argparse.ArgumentParser:

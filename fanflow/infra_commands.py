@@ -1,0 +1,323 @@
+"""Commands that put the stack somewhere: `deploy` / `destroy` on LocalStack or AWS (the
+pinned CDK CLI from package.json, through npx: cdklocal for LocalStack, cdk for AWS), and
+`up` / `down` for the embedded emulator as a long-lived local endpoint."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lambda_fns import constants as c
+
+from .targets import (
+    REMOTE_TARGETS,
+    TargetError,
+    aws_session,
+    check_aws_credentials,
+    check_localstack,
+    localstack_endpoint,
+    open_aws,
+    open_localstack,
+    target_region,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+INFRA_DIR = ROOT / "infra"
+CDK_TOOLS = {"localstack": "cdklocal", "aws": "cdk"}
+DEPLOY_EXAMPLES = """examples:
+  docker compose up -d --wait && fanflow deploy --target localstack
+  fanflow deploy --target aws -c computeSeconds=0.5     (AWS_PROFILE selects the account)
+  fanflow deploy --target localstack --dry-run          print the commands only
+"""
+
+
+def register(commands: Any) -> None:
+    deploy = commands.add_parser(
+        "deploy", help="deploy the stack to LocalStack or AWS (cdklocal / cdk bootstrap + deploy)",
+        description="Bootstrap the environment and deploy the Fanflow stack with the CDK CLI pinned in "
+        "package.json (run `npm install` once). LocalStack: `cdklocal` against $AWS_ENDPOINT_URL, else "
+        "$LOCALSTACK_ENDPOINT, else http://localhost:4566. AWS: `cdk` with the default credentials "
+        "(AWS_PROFILE or the environment), checked first.",
+        epilog=DEPLOY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _target_argument(deploy)
+    deploy.add_argument("--compute-seconds", type=float, metavar="S",
+                        help=f"simulated work per case, as -c computeSeconds=S (default: {c.COMPUTE_SECONDS_AWS})")
+    deploy.add_argument("--retention-days", type=int, metavar="D",
+                        help=f"days request state is kept, as -c retentionDays=D (default: {c.DEFAULT_RETENTION_DAYS})")
+    deploy.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE",
+                        help="further CDK context, passed on as -c KEY=VALUE")
+    deploy.add_argument("--skip-bootstrap", action="store_true",
+                        help="do not run `cdk bootstrap` first (the environment is bootstrapped already)")
+    deploy.add_argument("--dry-run", action="store_true", help="print the commands and exit")
+    deploy.set_defaults(handler=cmd_deploy)
+
+    destroy = commands.add_parser(
+        "destroy", help="delete the stack from LocalStack or AWS (cdklocal / cdk destroy)",
+        description="Empty the stack's artifacts bucket (summaries, manifests) and delete the Fanflow stack. "
+        "The CDK bootstrap stack (CDKToolkit) is left in place.",
+    )
+    _target_argument(destroy)
+    destroy.add_argument("--dry-run", action="store_true", help="print the commands and exit")
+    destroy.set_defaults(handler=cmd_destroy)
+
+    from local.server import DEFAULT_PORT
+
+    up = commands.add_parser(
+        "up", help="serve the embedded emulator as a local endpoint until stopped",
+        description="Deploy the stack into the embedded emulator and serve it over HTTP on 127.0.0.1 (any AWS "
+        "client can use it as its endpoint URL) until SIGINT/SIGTERM or `fanflow down`. While it runs, "
+        "`fanflow run --target embedded` uses it.",
+    )
+    up.add_argument("--port", type=int, default=DEFAULT_PORT,
+                    help="port on 127.0.0.1 (default: %(default)s; LocalStack uses 4566; 0 picks a free one)")
+    up.add_argument("--compute-seconds", type=float, default=c.COMPUTE_SECONDS_EMBEDDED, metavar="S",
+                    help="simulated work per case (default: %(default)s)")
+    up.add_argument("--lambda-concurrency", type=int, default=1000, metavar="N",
+                    help="concurrent Lambda executions allowed (default: %(default)s)")
+    up.add_argument("--detach", action="store_true", help="start in the background and return once it serves")
+    up.add_argument("--start-timeout", type=float, default=300.0, metavar="SECONDS",
+                    help="with --detach: how long to wait for it to serve (default: %(default)s)")
+    up.set_defaults(handler=cmd_up)
+
+    down = commands.add_parser("down", help="stop the endpoint `fanflow up` started")
+    down.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                      help="how long to wait for it to stop (default: %(default)s)")
+    down.set_defaults(handler=cmd_down)
+
+
+def _target_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", choices=REMOTE_TARGETS, required=True,
+                        help="localstack or aws (the embedded target deploys itself on each run, or with `fanflow up`)")
+
+
+# -- deploy / destroy ------------------------------------------------------------------------
+def check_cdk_tools(target: str, root: Path = ROOT) -> str:
+    """The npx to run the pinned CDK CLI with; a TargetError saying what to install otherwise."""
+    npx = shutil.which("npx")
+    if npx is None:
+        raise TargetError("npx was not found: install Node.js 18 or later (with npm), "
+                          f"then run `npm install` in {root}")
+    tool = root / "node_modules" / ".bin" / CDK_TOOLS[target]
+    if not tool.exists():
+        raise TargetError(f"the pinned CDK CLI is not installed (no node_modules/.bin/{CDK_TOOLS[target]}): "
+                          f"run `npm install` in {root}")
+    return npx
+
+
+def context_arguments(compute_seconds: float | None = None, retention_days: int | None = None,
+                      extra: list[str] | None = None) -> list[str]:
+    pairs = []
+    if compute_seconds is not None:
+        pairs.append(f"computeSeconds={compute_seconds:g}")
+    if retention_days is not None:
+        pairs.append(f"retentionDays={retention_days}")
+    for item in extra or []:
+        if "=" not in item:
+            raise TargetError(f"-c expects KEY=VALUE, got {item!r}")
+        pairs.append(item)
+    return [arg for pair in pairs for arg in ("-c", pair)]
+
+
+def app_command() -> str:
+    """infra/cdk.json says `python app.py`; run it with this interpreter, whose environment
+    has the CDK libraries."""
+    return f"{shlex.quote(sys.executable)} app.py"
+
+
+def cdk_commands(target: str, action: str, *, context: list[str] | None = None,
+                 bootstrap: bool = True) -> list[list[str]]:
+    tool = ["npx", "--no-install", CDK_TOOLS[target]]
+    common = ["--app", app_command(), "--no-notices", *(context or [])]
+    if action == "destroy":
+        return [[*tool, "destroy", c.STACK_NAME, "--force", "--app", app_command(), "--no-notices"]]
+    commands = [[*tool, "bootstrap", *common]] if bootstrap else []
+    commands.append([*tool, "deploy", c.STACK_NAME, "--require-approval", "never", *common])
+    return commands
+
+
+def cdk_environment(target: str, *, endpoint: str | None = None, region: str | None = None,
+                    base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for the CDK CLI. cdklocal (for CDK CLI >= 2.177) drops AWS_* settings
+    except the endpoints and an allowlist, and insists on AWS_ENDPOINT_URL_S3 when
+    AWS_ENDPOINT_URL is set: the endpoint is given for both, S3 path-style (no DNS needed),
+    and the region is kept so that the stack lands where `--target localstack` looks."""
+    env = dict(os.environ if base is None else base)
+    env["CDK_DISABLE_CLI_TELEMETRY"] = "true"
+    env["JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION"] = "1"
+    if target == "localstack":
+        endpoint = endpoint or localstack_endpoint()
+        region = region or target_region()
+        env["AWS_ENDPOINT_URL"] = endpoint
+        env.setdefault("AWS_ENDPOINT_URL_S3", endpoint)
+        env["AWS_S3_FORCE_PATH_STYLE"] = "1"
+        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = region
+        allowed = {name for name in env.get("AWS_ENVAR_ALLOWLIST", "").split(",") if name.strip()}
+        env["AWS_ENVAR_ALLOWLIST"] = ",".join(sorted(allowed | {"AWS_REGION", "AWS_DEFAULT_REGION"}))
+    return env
+
+
+def preflight(target: str) -> str:
+    """Check what the CDK CLI will need before running it; returns where it deploys."""
+    if target == "localstack":
+        endpoint = localstack_endpoint()
+        check_localstack(endpoint)
+        return f"localstack ({endpoint}, region {target_region()})"
+    account, region = check_aws_credentials(aws_session())
+    return f"aws (account {account}, region {region})"
+
+
+def run_commands(commands: list[list[str]], env: dict[str, str]) -> None:
+    for command in commands:
+        print(f"$ (cd infra && {shlex.join(command)})", file=sys.stderr, flush=True)
+        try:
+            result = subprocess.run(command, cwd=INFRA_DIR, env=env, check=False)
+        except FileNotFoundError as exc:
+            raise TargetError(f"cannot run {command[0]}: {exc.strerror}") from None
+        if result.returncode != 0:
+            raise TargetError(f"`{' '.join(command[2:4])}` failed (exit {result.returncode}); its output is above")
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    context = context_arguments(args.compute_seconds, args.retention_days, args.context)
+    commands = cdk_commands(args.target, "deploy", context=context, bootstrap=not args.skip_bootstrap)
+    check_cdk_tools(args.target)
+    env = cdk_environment(args.target)
+    if args.dry_run:
+        _print_plan(args.target, commands, env)
+        return 0
+    where = preflight(args.target)
+    print(f"deploying {c.STACK_NAME} to {where}", file=sys.stderr)
+    run_commands(commands, env)
+    target = open_localstack() if args.target == "localstack" else open_aws()
+    print(f"{c.STACK_NAME} is deployed on {target.where}:")
+    for key, value in sorted(target.outputs.items()):
+        print(f"  {key} = {value}")
+    print(f"run a request: fanflow run --target {args.target} sample_data_sets/dataset_100.json")
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    commands = cdk_commands(args.target, "destroy")
+    check_cdk_tools(args.target)
+    env = cdk_environment(args.target)
+    if args.dry_run:
+        _print_plan(args.target, commands, env)
+        return 0
+    where = preflight(args.target)
+    try:
+        target = open_localstack() if args.target == "localstack" else open_aws()
+    except TargetError as exc:
+        if "is not deployed" in str(exc):
+            print(f"fanflow: {exc.args[0].split(':')[0]}; nothing to destroy", file=sys.stderr)
+            return 0
+        raise
+    removed = empty_bucket(target.client("s3"), target.outputs[c.OUTPUT_ARTIFACTS_BUCKET])
+    print(f"emptied {target.outputs[c.OUTPUT_ARTIFACTS_BUCKET]} ({removed} objects); destroying {c.STACK_NAME} "
+          f"on {where}", file=sys.stderr)
+    run_commands(commands, env)
+    return 0
+
+
+def empty_bucket(s3: Any, bucket: str) -> int:
+    """Delete every object (and version) in `bucket`: CloudFormation deletes only empty buckets."""
+    removed = 0
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        keys = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        for start in range(0, len(keys), 1000):
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[start:start + 1000], "Quiet": True})
+        removed += len(page.get("Versions", []))
+    return removed
+
+
+def _print_plan(target: str, commands: list[list[str]], env: dict[str, str]) -> None:
+    changed = {k: v for k, v in env.items() if os.environ.get(k) != v}
+    for name, value in sorted(changed.items()):
+        print(f"export {name}={shlex.quote(value)}")
+    for command in commands:
+        print(f"(cd infra && {shlex.join(command)})")
+
+
+# -- up / down ---------------------------------------------------------------------------------
+def cmd_up(args: argparse.Namespace) -> int:
+    from local.server import EndpointError, endpoint_file, running_endpoint, serve
+
+    if args.detach:
+        return _up_detached(args)
+
+    def ready(state: Any) -> None:
+        print(f"fanflow endpoint serving at {state.url} (pid {state.pid}, region {state.region}, "
+              f"stack {c.STACK_NAME} deployed; state in {endpoint_file()})", file=sys.stderr)
+        print(f"use it: fanflow run --target embedded ...  |  aws --endpoint-url {state.url} ...  |  "
+              "stop: Ctrl-C or fanflow down", file=sys.stderr, flush=True)
+
+    existing = running_endpoint()
+    if existing is not None:
+        raise TargetError(f"an endpoint is already running at {existing.url} (pid {existing.pid}): "
+                          "stop it with `fanflow down`")
+    try:
+        serve(port=args.port, compute_seconds=args.compute_seconds, lambda_concurrency=args.lambda_concurrency,
+              on_ready=ready)
+    except EndpointError as exc:
+        raise TargetError(str(exc)) from None
+    print("fanflow endpoint stopped", file=sys.stderr)
+    return 0
+
+
+def _up_detached(args: argparse.Namespace) -> int:
+    from local.assembly import cache_root
+    from local.server import endpoint_file, read_state, running_endpoint
+
+    existing = running_endpoint()
+    if existing is not None:
+        raise TargetError(f"an endpoint is already running at {existing.url} (pid {existing.pid}): "
+                          "stop it with `fanflow down`")
+    log = cache_root() / "logs" / "endpoint.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "fanflow.cli", "up", "--port", str(args.port),
+               "--compute-seconds", str(args.compute_seconds), "--lambda-concurrency", str(args.lambda_concurrency)]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    deadline = time.monotonic() + args.start_timeout
+    while time.monotonic() < deadline:
+        state = read_state()
+        if state is not None and state.pid == process.pid:
+            print(f"fanflow endpoint serving at {state.url} (pid {state.pid}); log: {log}; stop: fanflow down")
+            return 0
+        if process.poll() is not None:
+            raise TargetError(f"the endpoint exited with status {process.returncode} before serving: "
+                              f"{_tail(log)}")
+        time.sleep(0.2)
+    process.terminate()
+    raise TargetError(f"the endpoint did not serve within {args.start_timeout:.0f} s (see {log}); "
+                      f"state file: {endpoint_file()}")
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text().strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from local.server import EndpointError, stop_endpoint
+
+    try:
+        state = stop_endpoint(timeout=args.timeout)
+    except EndpointError as exc:
+        raise TargetError(str(exc)) from None
+    if state is None:
+        print("fanflow: no endpoint is running", file=sys.stderr)
+    else:
+        print(f"stopped the endpoint at {state.url} (pid {state.pid})", file=sys.stderr)
+    return 0
