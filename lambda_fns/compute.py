@@ -10,7 +10,8 @@ import time
 from typing import Any
 
 from . import constants as c
-from .support import client, get_logger, log, put_events, require_env
+from .support import client, put_events, require_env
+from .telemetry import MetricUnit, Telemetry, log
 
 _ENV = require_env(
     [c.ENV_EVENTBUS_NAME, c.ENV_EVENTBUS_SOURCE, c.ENV_EVENTBUS_DETAILTYPE, c.ENV_RESULTS_TABLE,
@@ -18,7 +19,8 @@ _ENV = require_env(
 )
 _EVENTS = client("events")
 _DDB = client("dynamodb")
-_LOG = get_logger("compute")
+_TELEMETRY = Telemetry("compute")
+_LOG = _TELEMETRY.logger
 
 
 def work(request: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -61,6 +63,7 @@ def record_result(table: str, request_id: str, case_id: str, *, state: str, star
     )
 
 
+@_TELEMETRY.instrument
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     detail = event["detail"]
     request_id, case_id = detail["requestId"], detail["request"][c.ATTR_CASE_ID]
@@ -71,7 +74,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         state = c.CASE_SUCCEEDED
     except Exception as exc:  # the case fails; the request still completes
         state, error = c.CASE_FAILED, f"{type(exc).__name__}: {exc}"
-        log(_LOG, logging.WARNING, "case failed", requestId=request_id, caseId=case_id, error=error)
+        log(_LOG, logging.WARNING, "case failed", error=error)
     finished = time.time()
     record_result(_ENV[c.ENV_RESULTS_TABLE], request_id, case_id, state=state, started=started,
                   finished=finished, error=error,
@@ -83,6 +86,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "EventBusName": _ENV[c.ENV_EVENTBUS_NAME],
         "Detail": json.dumps(out),
     }])
-    log(_LOG, logging.INFO, "case completed", requestId=request_id, caseId=case_id, state=state,
-        durationMs=int((finished - started) * 1000))
+    duration_ms = int((finished - started) * 1000)
+    _TELEMETRY.metric(c.METRIC_CASES_COMPLETED, MetricUnit.Count, 1)
+    _TELEMETRY.metric(c.METRIC_CASES_FAILED, MetricUnit.Count, int(state == c.CASE_FAILED))
+    _TELEMETRY.metric(c.METRIC_COMPUTE_DURATION, MetricUnit.Milliseconds, duration_ms)
+    log(_LOG, logging.INFO, "case completed", state=state, durationMs=duration_ms)
     return out

@@ -108,3 +108,17 @@ MAX_DEADLINE_SECONDS = 365 * 86_400  # a Standard execution lasts at most one ye
 DEFAULT_RETENTION_DAYS = 7
 RULE_TARGET_RETRY_ATTEMPTS = 8
 RULE_TARGET_MAX_EVENT_AGE_SECONDS = 3600
+
+# Observability: the service name on every log line and metric, the CloudWatch namespace and
+# the metrics the handlers emit (as EMF log lines) that the dashboard and alarms read.
+SERVICE_NAME = "fanflow"
+METRICS_NAMESPACE = "Fanflow"
+METRIC_CASES_COMPLETED = "CasesCompleted"  # Compute: one per computation, whatever its outcome
+METRIC_CASES_FAILED = "CasesFailed"  # Compute: 1 when the case failed, else 0 (its average is the failure rate)
+METRIC_COMPUTE_DURATION = "ComputeDuration"  # Compute: milliseconds of work per case
+METRIC_REQUESTS_COMPLETED = "RequestsCompleted"  # Summary: one per request closed, by status
+METRIC_REQUEST_DURATION = "RequestDuration"  # Summary: seconds from the counter row's creation to its summary
+DIMENSION_SERVICE = "service"
+DIMENSION_STATUS = "status"
+# Set by the embedded runtime: handler logs go to this file instead of stdout.
+ENV_LOG_FILE = "FANFLOW_LOG_FILE"

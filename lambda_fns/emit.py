@@ -8,11 +8,13 @@ import logging
 from typing import Any
 
 from . import constants as c
-from .support import client, get_logger, log, put_events, require_env
+from .support import client, put_events, require_env
+from .telemetry import Telemetry, log
 
 _ENV = require_env([c.ENV_EVENTBUS_NAME])
 _EVENTS = client("events")
-_LOG = get_logger("emit")
+_TELEMETRY = Telemetry("emit")
+_LOG = _TELEMETRY.logger
 
 
 def case_entries(request_id: str, cases: list[dict[str, Any]], bus_name: str) -> list[dict[str, Any]]:
@@ -27,8 +29,9 @@ def case_entries(request_id: str, cases: list[dict[str, Any]], bus_name: str) ->
     ]
 
 
+@_TELEMETRY.instrument
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request_id, cases = event["requestId"], event["cases"]
     calls = put_events(_EVENTS, case_entries(request_id, cases, _ENV[c.ENV_EVENTBUS_NAME]))
-    log(_LOG, logging.INFO, "batch emitted", requestId=request_id, cases=len(cases), putEventsCalls=calls)
+    log(_LOG, logging.INFO, "batch emitted", cases=len(cases), putEventsCalls=calls)
     return {"emitted": len(cases), "putEventsCalls": calls}

@@ -11,13 +11,15 @@ from typing import Any
 
 from . import constants as c
 from .request_model import RequestError, parse_request
-from .support import client, epoch_now, get_logger, log, require_env
+from .support import client, epoch_now, require_env
+from .telemetry import Telemetry, log
 
 _ENV = require_env(
     [c.ENV_ARTIFACTS_BUCKET, c.ENV_RETENTION_SECONDS, c.ENV_DEFAULT_DEADLINE_SECONDS, c.ENV_BATCH_SIZE]
 )
 _S3 = client("s3")
-_LOG = get_logger("prepare")
+_TELEMETRY = Telemetry("prepare")
+_LOG = _TELEMETRY.logger
 
 __all__ = ["RequestError", "handler", "plan"]
 
@@ -45,6 +47,7 @@ def plan(
     }
 
 
+@_TELEMETRY.instrument
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     state = plan(
         event,
@@ -62,6 +65,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ContentType="application/json",
     )
     state["manifestKey"] = key
-    log(_LOG, logging.INFO, "request prepared", requestId=state["requestId"],
-        cases=len(case_ids), batches=len(state["batches"]))
+    log(_LOG, logging.INFO, "request prepared", cases=len(case_ids), batches=len(state["batches"]))
     return state

@@ -13,7 +13,8 @@ from botocore.exceptions import ClientError
 
 from . import constants as c
 from .summary_model import build_summary
-from .support import client, get_logger, log, plain_item, put_events, require_env
+from .support import client, plain_item, put_events, require_env
+from .telemetry import MetricUnit, Telemetry, log
 
 _ENV = require_env(
     [c.ENV_COUNTER_TABLE, c.ENV_RESULTS_TABLE, c.ENV_ARTIFACTS_BUCKET, c.ENV_EVENTBUS_NAME,
@@ -22,7 +23,8 @@ _ENV = require_env(
 _DDB = client("dynamodb")
 _S3 = client("s3")
 _EVENTS = client("events")
-_LOG = get_logger("summary")
+_TELEMETRY = Telemetry("summary")
+_LOG = _TELEMETRY.logger
 
 
 def summary_key(request_id: str) -> str:
@@ -59,6 +61,7 @@ def _expire_untimed(request_id: str, rows: list[dict[str, Any]], expires_at: int
             )
 
 
+@_TELEMETRY.instrument
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request_id = event["requestId"]
     item = _DDB.get_item(
@@ -93,7 +96,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
             raise
         # A retried invocation: the row is already closed, and the summary is the same.
-        log(_LOG, logging.INFO, "request already closed", requestId=request_id)
+        log(_LOG, logging.INFO, "request already closed")
+    else:  # counted once per request: by the invocation that closed it
+        _TELEMETRY.dimension(c.DIMENSION_STATUS, summary["status"])
+        _TELEMETRY.metric(c.METRIC_REQUESTS_COMPLETED, MetricUnit.Count, 1)
+        _TELEMETRY.metric(c.METRIC_REQUEST_DURATION, MetricUnit.Seconds, summary["wallSeconds"])
     compact = {k: v for k, v in summary.items() if k != "cases"}
     compact["timedOut"] = summary["timedOut"][:100]
     compact["summaryKey"] = key
@@ -103,6 +110,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "EventBusName": _ENV[c.ENV_EVENTBUS_NAME],
         "Detail": json.dumps(compact),
     }])
-    log(_LOG, logging.INFO, "request summarized", requestId=request_id, status=summary["status"],
-        succeeded=summary["succeeded"], failed=summary["failed"], timedOut=len(summary["timedOut"]))
+    log(_LOG, logging.INFO, "request summarized", status=summary["status"], succeeded=summary["succeeded"],
+        failed=summary["failed"], timedOut=len(summary["timedOut"]))
     return compact

@@ -1,12 +1,10 @@
 """Plumbing shared by the handlers: configuration read once at cold start, boto3 clients
-created once per container, checked PutEvents in batches of ten, and JSON log lines."""
+created once per container, and checked PutEvents in batches of ten. (Logs, metrics and
+traces are in telemetry.py.)"""
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -31,38 +29,6 @@ def require_env(names: Iterable[str], environ: Mapping[str, str] | None = None) 
 def client(service: str) -> Any:
     """A boto3 client honouring AWS_ENDPOINT_URL, as the Lambda runtime and LocalStack set it."""
     return boto3.client(service)
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "level": record.levelname,
-            "message": record.getMessage(),
-            "logger": record.name,
-            "timestamp": round(record.created, 3),
-        }
-        line.update(getattr(record, "fanflow", {}))
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
-
-
-def get_logger(name: str) -> logging.Logger:
-    logger = logging.getLogger(f"fanflow.{name}")
-    if not logger.handlers:
-        # On Lambda, stdout is the function's CloudWatch log stream. The embedded runtime
-        # sets FANFLOW_LOG_FILE so that handler logs do not mix with the CLI's output.
-        log_file = os.environ.get("FANFLOW_LOG_FILE")
-        handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stdout)
-        handler.setFormatter(_JsonFormatter())
-        logger.addHandler(handler)
-        logger.propagate = False
-        logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
-    return logger
-
-
-def log(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:
-    logger.log(level, message, extra={"fanflow": fields})
 
 
 class PutEventsFailed(RuntimeError):
