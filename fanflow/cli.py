@@ -28,7 +28,7 @@ EXAMPLES = """examples:
 """
 
 
-COMMAND_MODULES: tuple[str, ...] = ("infra_commands",)
+COMMAND_MODULES: tuple[str, ...] = ("infra_commands", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,6 +31,11 @@ def build_app(outdir: str | None = None, *, context: dict[str, object] | None = 
         env=cdk.Environment(account=account, region=region) if account and region else None,
     )
     apply_nag(stack)
+    if str(app.node.try_get_context("seedVariant")).lower() == "true":
+        from infra.seed_variant import SeedVariantStack
+
+        SeedVariantStack(app, synthesizer=cdk.DefaultStackSynthesizer(generate_bootstrap_version_rule=False),
+                         env=stack.environment if account and region else None)
     return app
 
 

@@ -4,6 +4,7 @@ the embedded runtime, the CLI and the tests. Each string is written here once.""
 from __future__ import annotations
 
 STACK_NAME = "Fanflow"
+SEED_VARIANT_STACK_NAME = "FanflowSeedVariant"  # the seed's design, for `fanflow bench` only
 
 # Event contract (kept from the seed so that seed-style compute functions plug in).
 # Fan-out event: detail = {"requestId": ..., "request": {"caseId": ...}}

@@ -4,6 +4,7 @@ rebuilt only when the infrastructure or handler sources (or the CDK libraries) c
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -27,8 +28,8 @@ def cache_root() -> Path:
     return Path(os.environ.get("FANFLOW_CACHE_DIR", Path.home() / ".cache" / "fanflow"))
 
 
-def fingerprint() -> str:
-    digest = hashlib.sha256()
+def fingerprint(context: dict[str, str] | None = None) -> str:
+    digest = hashlib.sha256(json.dumps(context or {}, sort_keys=True).encode())
     for package in ("aws-cdk-lib", "cdk-nag", "constructs"):
         digest.update(f"{package}={metadata.version(package)}".encode())
     for root in SOURCE_DIRS:
@@ -39,20 +40,23 @@ def fingerprint() -> str:
     return digest.hexdigest()[:24]
 
 
-def template_path(assembly: Path) -> Path:
-    return assembly / f"{c.STACK_NAME}.template.json"
+def template_path(assembly: Path, stack_name: str = c.STACK_NAME) -> Path:
+    return assembly / f"{stack_name}.template.json"
 
 
-def ensure_assembly(*, force: bool = False) -> Path:
-    """A synthesized assembly matching the current sources, synthesizing if needed."""
-    key = fingerprint()
-    outdir = cache_root() / "cdk.out"
+def ensure_assembly(*, context: dict[str, str] | None = None, force: bool = False) -> Path:
+    """A synthesized assembly matching the current sources (and CDK context values),
+    synthesizing if needed."""
+    key = fingerprint(context)
+    suffix = "".join(f"-{name}" for name in sorted(context or {}))
+    outdir = cache_root() / f"cdk.out{suffix}"
     marker = outdir / FINGERPRINT_FILE
     if not force and marker.is_file() and marker.read_text() == key and template_path(outdir).is_file():
         return outdir
     staging = outdir.with_name(f"cdk.out.{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
-    env = dict(os.environ, CDK_OUTDIR=str(staging), JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION="1")
+    env = dict(os.environ, CDK_OUTDIR=str(staging), JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION="1",
+               CDK_CONTEXT_JSON=json.dumps(context or {}))
     result = subprocess.run(
         [sys.executable, str(SOURCE_DIRS[0] / "app.py")],
         env=env, capture_output=True, text=True, check=False,

@@ -38,8 +38,8 @@ def _placeholders(value: str, account: str, region: str) -> str:
             .replace("${AWS::Partition}", "aws"))
 
 
-def publish_assets(assembly: Path, s3: Any, *, account: str, region: str) -> int:
-    manifest = json.loads((assembly / f"{c.STACK_NAME}.assets.json").read_text())
+def publish_assets(assembly: Path, s3: Any, *, account: str, region: str, stack_name: str = c.STACK_NAME) -> int:
+    manifest = json.loads((assembly / f"{stack_name}.assets.json").read_text())
     published = 0
     for asset in manifest.get("files", {}).values():
         source = assembly / asset["source"]["path"]
@@ -63,24 +63,25 @@ def stack_outputs(cloudformation: Any, stack_name: str = c.STACK_NAME) -> dict[s
     return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
 
 
-def create_stack(assembly: Path, cloudformation: Any, *, timeout: float = 120.0) -> dict[str, str]:
+def create_stack(assembly: Path, cloudformation: Any, *, timeout: float = 120.0,
+                 stack_name: str = c.STACK_NAME) -> dict[str, str]:
     """Create the stack and wait for CREATE_COMPLETE; returns the stack outputs."""
     cloudformation.create_stack(
-        StackName=c.STACK_NAME,
-        TemplateBody=template_path(assembly).read_text(),
+        StackName=stack_name,
+        TemplateBody=template_path(assembly, stack_name).read_text(),
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
     )
     deadline = time.monotonic() + timeout
     while True:
-        stack = cloudformation.describe_stacks(StackName=c.STACK_NAME)["Stacks"][0]
+        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
         status = stack["StackStatus"]
         if status == "CREATE_COMPLETE":
-            return stack_outputs(cloudformation)
+            return stack_outputs(cloudformation, stack_name)
         if not status.endswith("IN_PROGRESS") or time.monotonic() > deadline:
-            events = cloudformation.describe_stack_events(StackName=c.STACK_NAME)["StackEvents"]
+            events = cloudformation.describe_stack_events(StackName=stack_name)["StackEvents"]
             failures = [f"{e['LogicalResourceId']} ({e['ResourceType']}): {e.get('ResourceStatusReason', '')}"
                         for e in events if e["ResourceStatus"].endswith("FAILED")]
-            raise DeployError(f"stack {c.STACK_NAME} ended {status}: " + "; ".join(failures[:5]))
+            raise DeployError(f"stack {stack_name} ended {status}: " + "; ".join(failures[:5]))
         time.sleep(0.2)
 
 

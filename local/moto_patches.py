@@ -141,10 +141,12 @@ def _jsonpath(path: str) -> Any:
     return jsonpath_parse(path)
 
 
-def install(*, invoke: Invoke, deliver: Deliver) -> None:
+def install(*, invoke: Invoke, deliver: Deliver,
+            on_put_events: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
     """Install every patch. `invoke(fn, event)` runs a Lambda invocation and returns
     (payload, errored, logs) as moto expects; `deliver(target, event)` hands a rule target
-    its matching event, to be delivered asynchronously."""
+    its matching event, to be delivered asynchronously. `on_put_events(entries)`, if given,
+    observes every PutEvents call (the benchmark counts them)."""
     global _installed
     check_version()
     with _lock:
@@ -152,14 +154,15 @@ def install(*, invoke: Invoke, deliver: Deliver) -> None:
             raise RuntimeError("moto patches are already installed; uninstall them first")
         originals: list[tuple[Any, str, Any]] = []
         try:
-            _install_all(originals, invoke, deliver)
+            _install_all(originals, invoke, deliver, on_put_events)
         except BaseException:
             _restore(originals)
             raise
         _installed = _Installed(originals)
 
 
-def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver: Deliver) -> None:
+def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver: Deliver,
+                 on_put_events: Callable[[list[dict[str, Any]]], None] | None) -> None:
     def patch(owner: Any, name: str, value: Any) -> None:
         originals.append((owner, name, owner.__dict__.get(name, _MISSING)))
         setattr(owner, name, value)
@@ -179,6 +182,16 @@ def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver:
             original_send(clone, original_event, transform_input)  # type: ignore[arg-type]
 
     patch(Rule, "send_to_targets", send_to_targets)
+    if on_put_events is not None:
+        from moto.events.models import EventsBackend
+
+        original_put_events = EventsBackend.put_events
+
+        def put_events(self: Any, events: list[dict[str, Any]]) -> Any:
+            on_put_events(events)
+            return original_put_events(self, events)
+
+        patch(EventsBackend, "put_events", put_events)
     patch(LambdaFunction, "_invoke_lambda", lambda self, event=None: invoke(self, event))
 
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend, stepfunctions_parser_backends

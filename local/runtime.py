@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 import warnings
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,8 @@ DEFAULT_REGION = "us-east-1"
 DELIVERY_ATTEMPTS = 3
 
 
-UNMODELLED_RESOURCES = ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::Lambda::EventInvokeConfig")
+UNMODELLED_RESOURCES = ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::Lambda::EventInvokeConfig",
+                        "AWS::XRay::SamplingRule", "AWS::CloudWatch::Alarm")
 
 
 class _UnmodelledResourceFilter(logging.Filter):
@@ -58,9 +60,13 @@ class EmbeddedEmulator:
 
     def __init__(self, *, region: str = DEFAULT_REGION, lambda_concurrency: int = 1000,
                  compute_seconds: float | None = c.COMPUTE_SECONDS_EMBEDDED,
-                 faults: FaultPlan | None = None) -> None:
+                 faults: FaultPlan | None = None, with_seed_variant: bool = False) -> None:
         self.region = region
         self.faults = faults or FaultPlan()
+        self.with_seed_variant = with_seed_variant
+        self.stack_outputs: dict[str, dict[str, str]] = {}
+        # PutEvents calls seen by the emulated EventBridge, by (bus name, source of the first entry).
+        self.put_events_calls: Counter[tuple[str, str]] = Counter()
         self.log_file = cache_root() / "logs" / "lambda.log"
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.write_text("")
@@ -84,7 +90,7 @@ class EmbeddedEmulator:
         self.stop()
 
     def start(self) -> None:
-        assembly = ensure_assembly()
+        assembly = ensure_assembly(context={"seedVariant": "true"} if self.with_seed_variant else None)
         # moto's CloudFormation has no model for these resources and says so for each: the
         # policies only restrict access, which the emulator does not enforce, and the
         # invoke configs are applied by apply_event_invoke_configs.
@@ -100,12 +106,15 @@ class EmbeddedEmulator:
             os.environ[name] = value
         for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
             self._saved_env[name] = os.environ.pop(name, None)
-        moto_patches.install(invoke=self.runner.invoke, deliver=self._deliver)
+        moto_patches.install(invoke=self.runner.invoke, deliver=self._deliver, on_put_events=self._count_put_events)
         self._mock.start()
         try:
             self.session = boto3.session.Session(region_name=self.region)
-            publish_assets(assembly, self.client("s3"), account=ACCOUNT, region=self.region)
-            self.outputs = create_stack(assembly, self.client("cloudformation"))
+            stacks = [c.STACK_NAME] + ([c.SEED_VARIANT_STACK_NAME] if self.with_seed_variant else [])
+            for stack in stacks:
+                publish_assets(assembly, self.client("s3"), account=ACCOUNT, region=self.region, stack_name=stack)
+                self.stack_outputs[stack] = create_stack(assembly, self.client("cloudformation"), stack_name=stack)
+            self.outputs = self.stack_outputs[c.STACK_NAME]
             apply_event_invoke_configs(assembly, self.client("cloudformation"), self.client("lambda"),
                                        account=ACCOUNT, region=self.region)
             if self.compute_seconds is not None:
@@ -130,17 +139,23 @@ class EmbeddedEmulator:
         assert self.session is not None, "the emulator is not started"
         return self.session.client(service)
 
-    def set_compute_seconds(self, seconds: float) -> None:
+    def set_compute_seconds(self, seconds: float, *, stack: str = c.STACK_NAME) -> None:
         """Set the Compute function's simulated work time, as `aws lambda
         update-function-configuration` would on any target."""
         lam = self.client("lambda")
-        name = self.outputs[c.OUTPUT_COMPUTE_FUNCTION]
+        name = self.stack_outputs[stack][c.OUTPUT_COMPUTE_FUNCTION]
         env = lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
         env[c.ENV_COMPUTE_SECONDS] = str(seconds)
         lam.update_function_configuration(FunctionName=name, Environment={"Variables": env})
 
     def summary_invocations(self, request_id: str) -> int:
         return self.runner.stats.count(self.outputs[c.OUTPUT_SUMMARY_FUNCTION], request_id)
+
+    def _count_put_events(self, entries: list[dict[str, Any]]) -> None:
+        if entries:
+            bus = str(entries[0].get("EventBusName") or "default").rsplit("/", 1)[-1]
+            with self.delivery.lock:
+                self.put_events_calls[(bus, str(entries[0].get("Source")))] += 1
 
     # -- fault injection -----------------------------------------------------------------
     def _inject_compute_failures(self, fn: Any, module: Any) -> None:
