@@ -20,11 +20,15 @@ def build_app(outdir: str | None = None, *, context: dict[str, object] | None = 
     app = cdk.App(outdir=outdir, context=context or {})
     compute_seconds = float(app.node.try_get_context("computeSeconds") or c.COMPUTE_SECONDS_AWS)
     retention_days = int(app.node.try_get_context("retentionDays") or c.DEFAULT_RETENTION_DAYS)
+    sampling_rate = app.node.try_get_context("xraySamplingRate")
     account, region = os.environ.get("CDK_DEFAULT_ACCOUNT"), os.environ.get("CDK_DEFAULT_REGION")
     stack = FanflowStack(
         app, c.STACK_NAME,
         compute_seconds=compute_seconds,
         retention_days=retention_days,
+        alarm_email=app.node.try_get_context("alarmEmail") or None,
+        alarm_topic_arn=app.node.try_get_context("alarmTopic") or None,
+        trace_sampling_rate=c.DEFAULT_XRAY_SAMPLING_RATE if sampling_rate is None else float(sampling_rate),
         # No bootstrap-version rule: the same template must also deploy where no CDK
         # bootstrap stack exists (the embedded emulator).
         synthesizer=cdk.DefaultStackSynthesizer(generate_bootstrap_version_rule=False),

@@ -10,6 +10,7 @@ from constructs import Construct
 from infra.components.compute import ComputeFunction
 from infra.components.fan_in import FanInWorkflow
 from infra.components.fan_out import FanOutWorkflow
+from infra.components.monitoring import PipelineMonitoring, alarm_topic
 from infra.components.routing import EventRouting
 from infra.components.storage import RequestStore
 from lambda_fns import constants as c
@@ -18,7 +19,9 @@ from lambda_fns import constants as c
 class FanflowStack(Stack):
     def __init__(self, scope: Construct, construct_id: str = c.STACK_NAME, *,
                  compute_seconds: float = c.COMPUTE_SECONDS_AWS,
-                 retention_days: int = c.DEFAULT_RETENTION_DAYS, **kwargs: Any) -> None:
+                 retention_days: int = c.DEFAULT_RETENTION_DAYS, alarm_email: str | None = None,
+                 alarm_topic_arn: str | None = None,
+                 trace_sampling_rate: float = c.DEFAULT_XRAY_SAMPLING_RATE, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         retention_seconds = retention_days * 86_400
 
@@ -36,8 +39,17 @@ class FanflowStack(Stack):
         routing.route_cases_to(compute.function)
         routing.route_completions_to(fan_in.state_machine)
         routing.route_compute_failures_to(compute.function, fan_in.state_machine)
+        monitoring = PipelineMonitoring(
+            self, "Monitoring", fan_out=fan_out.state_machine, fan_in=fan_in.state_machine,
+            functions={"Prepare": fan_out.prepare_function, "Emit": fan_out.emit_function,
+                       "Compute": compute.function, "Summary": fan_in.summary_function},
+            dead_letter_queue=routing.dead_letter_queue,
+            alarm_topic=alarm_topic(self, email=alarm_email, topic_arn=alarm_topic_arn),
+            trace_sampling_rate=trace_sampling_rate,
+        )
 
         self.store, self.routing, self.compute, self.fan_in, self.fan_out = store, routing, compute, fan_in, fan_out
+        self.monitoring = monitoring
         for name, value in {
             c.OUTPUT_PREPROCESS_ARN: fan_out.state_machine.state_machine_arn,
             c.OUTPUT_INCREMENT_ARN: fan_in.state_machine.state_machine_arn,

@@ -121,5 +121,7 @@ METRIC_REQUESTS_COMPLETED = "RequestsCompleted"  # Summary: one per request clos
 METRIC_REQUEST_DURATION = "RequestDuration"  # Summary: seconds from the counter row's creation to its summary
 DIMENSION_SERVICE = "service"
 DIMENSION_STATUS = "status"
+# Share of requests X-Ray traces (each traced request is traced whole; see PipelineMonitoring).
+DEFAULT_XRAY_SAMPLING_RATE = 0.05
 # Set by the embedded runtime: handler logs go to this file instead of stdout.
 ENV_LOG_FILE = "FANFLOW_LOG_FILE"

@@ -33,6 +33,10 @@ SERVICE_OF_NAMESPACE = {
     "IAM": "iam", "KMS": "kms", "Lambda": "lambda", "Logs": "logs", "S3": "s3", "Scheduler": "scheduler",
     "SNS": "sns", "SQS": "sqs", "SSM": "ssm", "StepFunctions": "stepfunctions",
 }
+# Namespaces LocalStack's community image does not emulate (X-Ray is in its pro image only):
+# its CloudFormation skips such resources while CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES allows
+# it (a default LocalStack has announced it will change). The sampling rule matters on AWS only.
+NOT_EMULATED_NAMESPACES = {"XRay"}
 # What `cdk bootstrap` needs besides: the CDKToolkit stack (S3, IAM, ECR repository, SSM
 # version parameter) and STS for the caller's identity.
 BOOTSTRAP_SERVICES = {"cloudformation", "s3", "iam", "ecr", "ssm", "sts"}
@@ -66,7 +70,8 @@ def test_compose_publishes_the_gateway_and_mounts_the_docker_socket() -> None:
 def test_compose_services_are_the_targets_and_cover_the_stack_and_bootstrap() -> None:
     # GIVEN the synthesized stack's resource types
     resources = json.loads(template_path(ensure_assembly()).read_text())["Resources"].values()
-    namespaces = {r["Type"].split("::")[1] for r in resources if not r["Type"].startswith("AWS::CDK::")}
+    namespaces = {r["Type"].split("::")[1] for r in resources
+                  if not r["Type"].startswith("AWS::CDK::")} - NOT_EMULATED_NAMESPACES
     unknown = namespaces - SERVICE_OF_NAMESPACE.keys()
     assert not unknown, f"map {unknown} to LocalStack services here, and enable them in docker-compose.yml"
     # THEN LocalStack runs every service they and `cdk bootstrap` need, as the tests' container does
