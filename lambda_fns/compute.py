@@ -38,29 +38,24 @@ def completion_detail(detail: dict[str, Any], state: str, error: str | None) -> 
 
 def record_result(table: str, request_id: str, case_id: str, *, state: str, started: float,
                   finished: float, error: str | None, expires_at: int) -> None:
-    names = {"#state": c.ATTR_STATE, "#started": c.ATTR_STARTED_AT, "#finished": c.ATTR_FINISHED_AT,
-             "#duration": c.ATTR_DURATION_MS, "#expires": c.ATTR_EXPIRES_AT, "#error": c.ATTR_ERROR}
-    values: dict[str, Any] = {
-        ":state": {"S": state},
-        ":started": {"N": f"{started:.3f}"},
-        ":finished": {"N": f"{finished:.3f}"},
-        ":duration": {"N": str(int((finished - started) * 1000))},
-        ":expires": {"N": str(expires_at)},
+    """Write the case's results row, unless Increment has already counted the case (a
+    duplicate run then changes nothing: the counted result stands)."""
+    item: dict[str, Any] = {
+        c.ATTR_REQUEST_ID: {"S": request_id},
+        c.ATTR_CASE_ID: {"S": case_id},
+        c.ATTR_STATE: {"S": state},
+        c.ATTR_STARTED_AT: {"N": f"{started:.3f}"},
+        c.ATTR_FINISHED_AT: {"N": f"{finished:.3f}"},
+        c.ATTR_DURATION_MS: {"N": str(int((finished - started) * 1000))},
+        c.ATTR_EXPIRES_AT: {"N": str(expires_at)},
     }
-    update = ("SET #state = :state, #started = :started, #finished = :finished, #duration = :duration, "
-              "#expires = :expires")
     if error:
-        values[":error"] = {"S": error[:1000]}
-        update += ", #error = :error"
-    else:
-        update += " REMOVE #error"
-    _DDB.update_item(
-        TableName=table,
-        Key={c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_CASE_ID: {"S": case_id}},
-        UpdateExpression=update,
-        ExpressionAttributeNames=names,
-        ExpressionAttributeValues=values,
-    )
+        item[c.ATTR_ERROR] = {"S": error[:1000]}
+    try:
+        _DDB.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(#outcome)",
+                      ExpressionAttributeNames={"#outcome": c.ATTR_OUTCOME})
+    except _DDB.exceptions.ConditionalCheckFailedException:
+        log(_LOG, logging.INFO, "case already counted; result of this run not recorded")
 
 
 @_TELEMETRY.instrument

@@ -15,9 +15,11 @@ What moto 5.2.5 lacks, and what is done here:
 4. CloudFormation: `Ref` to an AWS::Events::EventBus resolves to a Python object, and
    state machines land in the backend that does not execute them. Both are fixed.
 5. Speed: the ASL engine parses every JSONPath anew, builds a boto3 client per task state,
-   and parses the state machine's definition with ANTLR for every execution (26 ms for
-   Increment). JSONPaths, clients and definition parse trees are cached; each execution
-   still builds its own evaluation components from the tree, as they hold its state.
+   and parses the state machine's definition (ANTLR, then its evaluation components) for
+   every execution: 26 ms, then 7 ms of CPU for Increment. JSONPaths, clients and parse
+   trees are cached; so are the evaluation components, which keep no per-execution state
+   (that lives in the execution's Environment), except a Parallel state's branches: a
+   definition with a Parallel state gets its components built per execution.
 6. moto's DynamoDB is not thread-safe: concurrent transactions fail with "dictionary
    changed size during iteration" or apply half. Item operations are serialised, as
    DynamoDB serialises the writes to one item.
@@ -267,9 +269,17 @@ def _cache_definition_parse_trees(patch: Callable[[Any, str, Any], None]) -> Non
             raise ASLParserException(errors=listener.errors)
         return tree
 
+    @functools.lru_cache(maxsize=256)
+    def shared_program(definition: str) -> Any:
+        program = Preprocessor().visit(parse_tree(definition))
+        _assign_heap_keys(program)
+        return program
+
     def parse(definition: str) -> tuple[Any, Any]:
         tree = parse_tree(definition)
-        return Preprocessor().visit(tree), tree
+        if _PARALLEL_STATE.search(definition):
+            return Preprocessor().visit(tree), tree
+        return shared_program(definition), tree
 
     patch(AmazonStateLanguageParser, "parse", staticmethod(parse))
 
@@ -350,6 +360,32 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> No
             else:
                 self.put_item(table_name, before.to_json()["Attributes"])
         raise
+
+
+_PARALLEL_STATE = re.compile(r'"Type"\s*:\s*"Parallel"')
+
+
+def _assign_heap_keys(component: Any) -> None:
+    """Give every component its heap key now: the key is assigned lazily on first use,
+    which would race when concurrent executions share the component."""
+    from moto.stepfunctions.parser.asl.component.component import Component
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+
+    seen: set[int] = set()
+    stack = [component]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, EvalComponent):
+            _ = item.heap_key
+        if isinstance(item, Component):
+            stack.extend(vars(item).values())
+        elif isinstance(item, (list, tuple, set)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
 
 
 def _fast_backend_lookup(patch: Callable[[Any, str, Any], None]) -> None:

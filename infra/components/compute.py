@@ -34,7 +34,7 @@ class ComputeFunction(Construct):
             },
         )
         bus.grant_put_events_to(self.function)
-        results_table.grant(self.function, "dynamodb:UpdateItem")
+        results_table.grant(self.function, "dynamodb:PutItem")
         # A crash or timeout that survives Lambda's retries still reaches the count: the
         # failure record goes to the bus, and a rule turns it into a FAILED completion.
         self.function.configure_async_invoke(

@@ -314,6 +314,25 @@ def test_compute_retry_after_failure_clears_the_error(
     assert row[c.ATTR_STATE] == c.CASE_SUCCEEDED and c.ATTR_ERROR not in row
 
 
+def test_compute_rerun_after_the_case_was_counted_keeps_the_counted_result(
+    compute: tuple[ModuleType, Any, BusTap], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a case whose result Increment has counted (it marked the row with its outcome)
+    module, ddb, tap = compute
+    module.handler(case_event("req-d", "1"), context())
+    ddb.update_item(TableName=RESULTS_TABLE, Key={"requestId": {"S": "req-d"}, "caseId": {"S": "1"}},
+                    UpdateExpression="SET #o = :o", ExpressionAttributeNames={"#o": c.ATTR_OUTCOME},
+                    ExpressionAttributeValues={":o": {"S": c.CASE_SUCCEEDED}})
+    # WHEN a duplicate delivery runs the case again, and fails this time
+    monkeypatch.setattr(module, "work", lambda request, seconds: (_ for _ in ()).throw(RuntimeError("late")))
+    module.handler(case_event("req-d", "1"), context())
+    # THEN the counted row is unchanged, and the late completion is still reported (Increment drops it)
+    row = results_row(ddb, "req-d", "1")
+    assert row[c.ATTR_STATE] == c.CASE_SUCCEEDED and row[c.ATTR_OUTCOME] == c.CASE_SUCCEEDED
+    assert c.ATTR_ERROR not in row
+    assert [e["detail"]["state"] for e in tap.received()] == [c.CASE_SUCCEEDED, c.CASE_FAILED]
+
+
 # --- summary ---------------------------------------------------------------------------------
 
 

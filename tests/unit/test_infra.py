@@ -470,14 +470,15 @@ def test_preprocess_role_may_open_and_close_requests(template: Template, ids: di
 def test_compute_role_is_least_privilege(template: Template, ids: dict[str, str]) -> None:
     # GIVEN the role of the compute function
     role = role_of(template, ids["compute"])
-    # WHEN it records a case and reports completion THEN it may update results and put events on the bus
+    # WHEN it records a case and reports completion THEN it may put results rows and events on the bus
     assert allows(template, role, "events:PutEvents", ids["bus"])
-    assert allows(template, role, "dynamodb:UpdateItem", ids["results"])
+    assert allows(template, role, "dynamodb:PutItem", ids["results"])
     # AND nothing broader: no deletes, no dynamodb:*, no access to the counter table
     actions = role_actions(template, role)
     assert "dynamodb:*" not in actions
     assert not any(fnmatchcase("dynamodb:DeleteItem", action) for action in actions), actions
     assert not allows(template, role, "dynamodb:UpdateItem", ids["counter"])
+    assert not allows(template, role, "dynamodb:PutItem", ids["counter"])
 
 
 def test_summary_role_may_read_results_and_close_the_request(template: Template, ids: dict[str, str]) -> None:

@@ -642,12 +642,23 @@ def test_patched_definition_parse_tree_is_cached(recorder: Recorder) -> None:
     assert first_tree is second_tree
     moto_program, moto_tree = ORIGINAL_ASL_PARSE(PASS_DEFINITION)
     assert first_tree.getText() == moto_tree.getText()
-    # AND each gets its own evaluation components, of the kind moto builds
-    assert first_program is not second_program
-    assert first_program.states is not second_program.states
+    # AND both share the evaluation components, of the kind moto builds, with heap keys set
+    assert first_program is second_program
     assert type(first_program) is type(moto_program)
+    assert first_program.__dict__.get("_EvalComponent__heap_key") is not None
     # AND another definition gets another tree
     assert AmazonStateLanguageParser.parse(CHOICE_DEFINITION)[1] is not first_tree
+
+
+def test_patched_parallel_definitions_get_their_own_components(recorder: Recorder) -> None:
+    # GIVEN a definition with a Parallel state (its branches keep per-evaluation state)
+    definition = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": True, "Branches": [
+        {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}]}}})
+    # WHEN it is parsed twice  THEN the tree is shared but the components are not
+    first_program, first_tree = AmazonStateLanguageParser.parse(definition)
+    second_program, second_tree = AmazonStateLanguageParser.parse(definition)
+    assert first_tree is second_tree
+    assert first_program is not second_program
 
 
 def test_patched_definition_syntax_error_still_raises(recorder: Recorder) -> None:
