@@ -18,6 +18,7 @@ from lambda_fns.request_model import RequestError, parse_request
 
 from . import samples
 from .client import FanflowClient, RequestFailed
+from .ops_commands import save_trace
 from .render import ProgressReporter, summary_tables
 from .targets import TARGETS, TargetOptions, open_target
 
@@ -28,7 +29,7 @@ EXAMPLES = """examples:
 """
 
 
-COMMAND_MODULES: tuple[str, ...] = ("infra_commands", "bench")
+COMMAND_MODULES: tuple[str, ...] = ("infra_commands", "bench", "ops_commands")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of tables")
     run.add_argument("--show-cases", type=int, default=20, metavar="N",
                      help="cases listed in the table output (default: %(default)s)")
+    run.add_argument("--trace", type=Path, metavar="FILE",
+                     help="write the request's timeline as JSON (draw it with `fanflow report FILE --plot`)")
     run.set_defaults(handler=cmd_run)
 
     generate = commands.add_parser("generate", help="write a sample request in the seed's format")
@@ -130,6 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                               on_progress=reporter.update)
         wall = time.monotonic() - started
         summary = client.summary(row)
+        if args.trace:
+            save_trace(client, request.request_id, execution_arn, args.trace)
         runs = target.summary_invocations(request.request_id)
         injected = faults.report(request.request_id) if faults.active else None
     if args.json:

@@ -20,6 +20,10 @@ class RequestFailed(RuntimeError):
     """The request could not start or did not finish; the message says why."""
 
 
+class RequestNotFound(RequestFailed):
+    """No counter row and no PreProcess execution has this requestId."""
+
+
 @dataclass(frozen=True)
 class Progress:
     request_id: str
@@ -112,6 +116,71 @@ class FanflowClient:
         if execution["status"] in ("FAILED", "TIMED_OUT", "ABORTED"):
             raise RequestFailed(f"PreProcess {execution['status']}: {execution.get('error', '')}: "
                                 f"{execution.get('cause', '')}")
+
+    def execution(self, request_id: str) -> dict[str, Any] | None:
+        """The request's PreProcess execution (describe_execution), None if there is none."""
+        try:
+            return dict(self._sfn.describe_execution(executionArn=self.execution_arn(request_id)))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("ExecutionDoesNotExist", "ResourceNotFound"):
+                return None
+            raise
+
+    def existing_row(self, request_id: str) -> dict[str, Any] | None:
+        """The counter row; None while PreProcess has not written it yet; RequestNotFound when
+        neither the row nor a PreProcess execution exists."""
+        row = self.counter_row(request_id)
+        if row is None and self.execution(request_id) is None:
+            raise RequestNotFound(f"no request {request_id!r} on this target (no counter row, no PreProcess "
+                                  "execution); `fanflow list` shows the requests there are")
+        return row
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every counter row (a Scan: the table holds one small row per request, kept for the
+        retention period), without order."""
+        names = {f"#{name}": name for name in (c.ATTR_REQUEST_ID, c.ATTR_STATUS, c.ATTR_COUNTER, c.ATTR_TARGET,
+                                               c.ATTR_SUCCEEDED, c.ATTR_FAILED, c.ATTR_CREATED_AT,
+                                               c.ATTR_DEADLINE, c.ATTR_COMPLETED_AT, c.ATTR_SUMMARY_KEY)}
+        kwargs: dict[str, Any] = {"TableName": self.outputs[c.OUTPUT_COUNTER_TABLE],
+                                  "ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
+        rows: list[dict[str, Any]] = []
+        for page in self._ddb.get_paginator("scan").paginate(**kwargs):
+            rows.extend(plain_item(item) for item in page["Items"])
+        return rows
+
+    def results(self, request_id: str) -> list[dict[str, Any]]:
+        """The request's results rows, one per case that reported (a Query on its partition)."""
+        table = self.outputs.get(c.OUTPUT_RESULTS_TABLE)
+        if not table:
+            raise RequestFailed(f"the {c.STACK_NAME} stack has no output {c.OUTPUT_RESULTS_TABLE}")
+        rows: list[dict[str, Any]] = []
+        for page in self._ddb.get_paginator("query").paginate(
+            TableName=table, KeyConditionExpression="#rid = :rid",
+            ExpressionAttributeNames={"#rid": c.ATTR_REQUEST_ID},
+            ExpressionAttributeValues={":rid": {"S": request_id}},
+        ):
+            rows.extend(plain_item(item) for item in page["Items"])
+        return rows
+
+    def execution_history(self, execution_arn: str) -> list[dict[str, Any]]:
+        """Every event of an execution's history, oldest first; [] if the execution is unknown."""
+        events: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+        while True:
+            try:
+                page = self._sfn.get_execution_history(**kwargs)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] == "ExecutionDoesNotExist":
+                    return []
+                raise
+            events.extend(page["events"])
+            if not page.get("nextToken"):
+                return events
+            kwargs["nextToken"] = page["nextToken"]
+
+    def find_summary(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        """The request's summary if Summary has written it, else None."""
+        return self.summary(row) if row.get(c.ATTR_SUMMARY_KEY) else None
 
     def summary(self, row: dict[str, Any]) -> dict[str, Any]:
         key = row.get(c.ATTR_SUMMARY_KEY)

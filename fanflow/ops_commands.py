@@ -1,0 +1,222 @@
+"""`fanflow status`, `watch`, `list` and `report`: operating requests on any target, through
+FanflowClient (boto3) only. The command functions take the client and their output stream,
+so that they run against any target a caller opens."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+
+from lambda_fns import constants as c
+
+from . import ops, render, timeline
+from .client import FanflowClient, Progress, RequestFailed
+from .targets import TARGETS, EmbeddedTarget, Target, open_target
+
+EMPTY_EMBEDDED_HINT = ("the embedded target was started in this process and is empty: requests run by other "
+                       "`fanflow run` processes are gone with them. Keep one endpoint running with `fanflow up` "
+                       "(then every command reaches it), or use --target localstack/aws")
+
+
+def register(commands: Any) -> None:
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--target", choices=TARGETS, default="embedded",
+                            help="where the request runs (default: embedded)")
+        parser.add_argument("--json", action="store_true", help="print JSON on stdout instead of tables")
+
+    status = commands.add_parser("status", help="show one request: state, counts, age, deadline, summary",
+                                 description="Show a request's state, its counter and target, succeeded and "
+                                 "failed cases, age and deadline, and its summary once it has one.")
+    status.add_argument("request_id", metavar="REQUEST_ID")
+    common(status)
+    status.set_defaults(handler=cmd_status)
+
+    watch = commands.add_parser("watch", help="follow a request until it ends: progress, rate and ETA",
+                                description="Follow a request until it ends: a live bar with rate and ETA on a "
+                                "terminal, a plain line at each tenth otherwise, JSON Lines with --json (one "
+                                "object per change, then the final status). Exits 0 when every case succeeded, "
+                                "3 when the request ended otherwise.")
+    watch.add_argument("request_id", metavar="REQUEST_ID")
+    common(watch)
+    watch.add_argument("--interval", type=float, default=0.5, metavar="SECONDS",
+                       help="seconds between polls of the counter row (default: %(default)s)")
+    watch.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
+                       help="stop waiting after this long (default: %(default)s)")
+    watch.set_defaults(handler=cmd_watch)
+
+    listing = commands.add_parser("list", help="recent requests, newest first, with their state",
+                                  description="List the requests on a target, newest first (a Scan of the "
+                                  "counter table: rows are kept for the retention period).")
+    common(listing)
+    listing.add_argument("--limit", type=int, default=20, metavar="N", help="requests shown (default: %(default)s)")
+    listing.set_defaults(handler=cmd_list)
+
+    report = commands.add_parser("report", help="read a timeline written by `fanflow run --trace`",
+                                 description="Summarize a request's timeline (phases, case durations, "
+                                 "throughput) and draw it with --plot (needs matplotlib: pip install "
+                                 "'fanflow[plot]').")
+    report.add_argument("file", type=Path, metavar="FILE", help="timeline JSON from `fanflow run --trace FILE`")
+    report.add_argument("--plot", type=Path, metavar="OUT.png",
+                        help="draw cases completed over time and a per-case duration histogram")
+    report.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    report.set_defaults(handler=cmd_report)
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def operated(target_name: str) -> Iterator[tuple[FanflowClient, Target]]:
+    with open_target(target_name) as target:
+        yield FanflowClient(target.client, target.outputs), target
+
+
+def explain_empty(target: Target, err: TextIO) -> None:
+    if isinstance(target, EmbeddedTarget):
+        print(f"fanflow: note: {EMPTY_EMBEDDED_HINT}", file=err)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with operated(args.target) as (client, target):
+        try:
+            return show_status(client, args.request_id, as_json=args.json)
+        except RequestFailed:
+            explain_empty(target, sys.stderr)
+            raise
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    if args.interval <= 0:
+        from .cli import UsageError
+
+        raise UsageError("--interval must be positive")
+    with operated(args.target) as (client, target):
+        try:
+            return watch_request(client, args.request_id, as_json=args.json, timeout=args.timeout,
+                                 interval=args.interval)
+        except RequestFailed:
+            explain_empty(target, sys.stderr)
+            raise
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        from .cli import UsageError
+
+        raise UsageError("--limit must be at least 1")
+    with operated(args.target) as (client, target):
+        count = list_requests(client, limit=args.limit, as_json=args.json)
+        if count == 0:
+            explain_empty(target, sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .cli import UsageError
+
+    try:
+        analysis = timeline.analyse(timeline.load(args.file))
+    except timeline.TimelineError as exc:
+        raise UsageError(str(exc)) from None
+    if args.plot:
+        try:
+            render.plot_timeline(analysis, args.plot)
+        except render.PlotUnavailable as exc:
+            raise UsageError(str(exc)) from None
+        print(f"wrote {args.plot}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(analysis))
+    else:
+        console = Console()
+        for table in render.report_tables(analysis):
+            console.print(table)
+    return 0
+
+
+# -- what the commands do, for any client ------------------------------------------------------
+
+
+def show_status(client: FanflowClient, request_id: str, *, as_json: bool, out: TextIO | None = None,
+                now: Callable[[], float] = time.time) -> int:
+    """Print a request's status. RequestNotFound (exit 1) when the target has no such request."""
+    out = out or sys.stdout
+    row = client.existing_row(request_id)
+    if row is None:
+        view = ops.starting_view(request_id, client.execution(request_id))
+        if as_json:
+            print(json.dumps(view), file=out)
+        else:
+            detail = f": {view['error']}: {view['cause']}" if view.get("error") else ""
+            print(f"{request_id}: {view['status']} (PreProcess {view['preprocess']}{detail})", file=out)
+        return 0
+    view = ops.status_view(row, now=now(), summary=client.find_summary(row))
+    if as_json:
+        print(json.dumps(view), file=out)
+    else:
+        console = Console(file=out)
+        for table in render.status_tables(view):
+            console.print(table)
+    return 0
+
+
+def watch_request(client: FanflowClient, request_id: str, *, as_json: bool, timeout: float = 3600.0,
+                  interval: float = 0.5, out: TextIO | None = None,
+                  clock: Callable[[], float] = time.monotonic) -> int:
+    """Follow a request until it is closed; 0 if every case succeeded, 3 if it ended otherwise."""
+    out = out or sys.stdout
+    client.existing_row(request_id)  # an unknown request fails now, not at the timeout
+    meter = ops.RateMeter()
+    started = clock()
+    last: tuple[int, str] | None = None
+    reporter = render.WatchReporter(out)
+
+    def on_progress(progress: Progress) -> None:
+        nonlocal last
+        meter.observe(clock(), progress.completed)
+        view = ops.watch_view(progress, meter, elapsed=clock() - started)
+        if not as_json:
+            reporter.update(view)
+        elif (progress.completed, progress.status) != last:
+            print(json.dumps(view), file=out, flush=True)
+        last = (progress.completed, progress.status)
+
+    with contextlib.nullcontext() if as_json else reporter:
+        row = client.wait(request_id, timeout=timeout, poll_seconds=interval, on_progress=on_progress)
+    view = ops.status_view(row, now=time.time(), summary=client.find_summary(row))
+    if as_json:
+        print(json.dumps(view), file=out)
+    else:
+        console = Console(file=out)
+        for table in render.status_tables(view):
+            console.print(table)
+    return 0 if row[c.ATTR_STATUS] == c.STATUS_SUCCEEDED else 3
+
+
+def list_requests(client: FanflowClient, *, limit: int, as_json: bool, out: TextIO | None = None,
+                  now: Callable[[], float] = time.time) -> int:
+    """Print the newest requests; returns how many the target holds."""
+    out = out or sys.stdout
+    rows = client.requests()
+    views = ops.newest_first(rows, now=now(), limit=limit)
+    if as_json:
+        print(json.dumps({"total": len(rows), "requests": views}), file=out)
+    elif rows:
+        Console(file=out).print(render.requests_table(views, total=len(rows)))
+    else:
+        print("no requests on this target", file=out)
+    return len(rows)
+
+
+def save_trace(client: FanflowClient, request_id: str, execution_arn: str, path: Path) -> None:
+    """`fanflow run --trace FILE`: the request's timeline, queried after it ended."""
+    timeline.write(timeline.collect(client, request_id, execution_arn=execution_arn), path)
+    print(f"wrote the timeline of {request_id} to {path} (draw it: fanflow report {path} --plot timeline.png)",
+          file=sys.stderr)
