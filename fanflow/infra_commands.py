@@ -219,22 +219,30 @@ def cmd_destroy(args: argparse.Namespace) -> int:
             print(f"fanflow: {exc.args[0].split(':')[0]}; nothing to destroy", file=sys.stderr)
             return 0
         raise
-    removed = empty_bucket(target.client("s3"), target.outputs[c.OUTPUT_ARTIFACTS_BUCKET])
-    print(f"emptied {target.outputs[c.OUTPUT_ARTIFACTS_BUCKET]} ({removed} objects); destroying {c.STACK_NAME} "
-          f"on {where}", file=sys.stderr)
+    bucket = target.outputs.get(c.OUTPUT_ARTIFACTS_BUCKET)
+    if bucket:
+        removed = empty_bucket(target.client("s3"), bucket)
+        print(f"emptied {bucket} ({removed} objects)", file=sys.stderr)
+    print(f"destroying {c.STACK_NAME} on {where}", file=sys.stderr)
     run_commands(commands, env)
     return 0
 
 
 def empty_bucket(s3: Any, bucket: str) -> int:
     """Delete every object (and version) in `bucket`: CloudFormation deletes only empty buckets."""
+    from botocore.exceptions import ClientError
+
     removed = 0
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        keys = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-        for start in range(0, len(keys), 1000):
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[start:start + 1000], "Quiet": True})
-        removed += len(page.get("Versions", []))
+    try:
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            keys = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                    for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            for start in range(0, len(keys), 1000):
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[start:start + 1000], "Quiet": True})
+            removed += len(page.get("Versions", []))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
+            raise
     return removed
 
 

@@ -319,3 +319,32 @@ def test_aws_without_the_stack_says_to_deploy(bare_moto: str, monkeypatch: pytes
     monkeypatch.setattr(infra_commands, "run_commands", _must_not_run)
     code, err, _ = run_cli(capsys, "destroy", "--target", "aws")
     assert code == 0 and "nothing to destroy" in err
+
+
+@pytest.mark.usefixtures("no_aws_credentials")
+@pytest.mark.parametrize("with_bucket", [True, False])
+def test_destroy_empties_the_artifacts_bucket_then_runs_cdk_destroy(
+        bare_moto: str, with_bucket: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a Fanflow stack whose artifacts bucket holds summaries (or a stack with no outputs)
+    region = "eu-west-1" if with_bucket else "eu-west-2"  # a moto backend of its own
+    for name, value in {"AWS_ENDPOINT_URL": bare_moto, "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": region}.items():
+        monkeypatch.setenv(name, value)
+    template: dict = {"Resources": {"Bucket": {"Type": "AWS::S3::Bucket"}}}
+    if with_bucket:
+        template["Outputs"] = {c.OUTPUT_ARTIFACTS_BUCKET: {"Value": {"Ref": "Bucket"}}}
+    session = boto3.session.Session(region_name=region)
+    session.client("cloudformation").create_stack(StackName=c.STACK_NAME, TemplateBody=json.dumps(template))
+    s3 = session.client("s3")
+    bucket = session.client("cloudformation").describe_stack_resource(
+        StackName=c.STACK_NAME, LogicalResourceId="Bucket")["StackResourceDetail"]["PhysicalResourceId"]
+    for key in ("summaries/a.json", "manifests/a/m.json"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
+    ran: list[list[str]] = []
+    monkeypatch.setattr(infra_commands, "check_cdk_tools", lambda target: "npx")
+    monkeypatch.setattr(infra_commands, "run_commands", lambda commands, env: ran.extend(commands))
+    # WHEN it is destroyed
+    assert main(["destroy", "--target", "aws"]) == 0
+    # THEN the bucket was emptied first (when the stack names it), and cdk destroy ran
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == (0 if with_bucket else 2)
+    assert [command[2:6] for command in ran] == [["cdk", "destroy", c.STACK_NAME, "--force"]]
