@@ -29,7 +29,7 @@ EXAMPLES = """examples:
 """
 
 
-COMMAND_MODULES: tuple[str, ...] = ("infra_commands", "bench", "ops_commands")
+COMMAND_MODULES: tuple[str, ...] = ("infra_commands", "bench", "ops_commands", "worker")
 
 
 def build_parser() -> argparse.ArgumentParser:

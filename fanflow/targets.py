@@ -75,12 +75,19 @@ class EmbeddedTarget:
             faults=options.faults,
         )
         self.outputs: dict[str, str] = {}
+        self._workers = contextlib.ExitStack()
 
     def start(self) -> None:
+        from .worker import embedded_workers
+
         self.emulator.start()
         self.outputs = self.emulator.outputs
+        # The queue compute target's cases need workers: threads polling the emulator's queue.
+        if c.OUTPUT_WORK_QUEUE_URL in self.outputs:
+            self._workers.enter_context(embedded_workers(self.emulator))
 
     def stop(self) -> None:
+        self._workers.close()
         self.emulator.stop()
 
     def client(self, service: str) -> Any:
@@ -121,10 +128,13 @@ class RemoteTarget:
         return None  # the handlers run elsewhere; nothing here counts them
 
     def set_compute_seconds(self, seconds: float, *, timeout: float = 120.0) -> None:
-        """`aws lambda update-function-configuration` on the Compute function, waiting until
+        """`aws lambda update-function-configuration` on each compute function, waiting until
         the update is applied (new invocations then cold-start with the new value)."""
+        for name in self.outputs.get(c.OUTPUT_COMPUTE_FUNCTIONS, self.outputs[c.OUTPUT_COMPUTE_FUNCTION]).split(","):
+            self._set_compute_seconds(name, seconds, timeout=timeout)
+
+    def _set_compute_seconds(self, name: str, seconds: float, *, timeout: float) -> None:
         lam = self.client("lambda")
-        name = self.outputs[c.OUTPUT_COMPUTE_FUNCTION]
         env = lam.get_function_configuration(FunctionName=name).get("Environment", {}).get("Variables", {})
         if env.get(c.ENV_COMPUTE_SECONDS) == str(seconds):
             return

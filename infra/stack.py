@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Fn, Stack
 from constructs import Construct
 
 from infra.components.compute import ComputeFunction
+from infra.components.compute_queue import ComputeQueue
+from infra.components.compute_targets import ComputeTarget, ComputeTargets
+from infra.components.compute_workflow import ComputeWorkflow
 from infra.components.fan_in import FanInWorkflow
 from infra.components.fan_out import FanOutWorkflow
 from infra.components.monitoring import PipelineMonitoring, alarm_topic
@@ -27,8 +30,6 @@ class FanflowStack(Stack):
 
         store = RequestStore(self, "Store", retention_days=retention_days)
         routing = EventRouting(self, "Routing")
-        compute = ComputeFunction(self, "Compute", bus=routing.bus, results_table=store.results_table,
-                                  compute_seconds=compute_seconds, retention_seconds=retention_seconds)
         fan_in = FanInWorkflow(self, "FanIn", counter_table=store.counter_table,
                                results_table=store.results_table, artifacts_bucket=store.artifacts_bucket,
                                bus=routing.bus, retention_seconds=retention_seconds)
@@ -36,9 +37,30 @@ class FanflowStack(Stack):
                                  artifacts_bucket=store.artifacts_bucket, bus=routing.bus,
                                  summary_function=fan_in.summary_function,
                                  retention_seconds=retention_seconds)
-        routing.route_cases_to(compute.function)
         routing.route_completions_to(fan_in.state_machine)
-        routing.route_compute_failures_to(compute.function, fan_in.state_machine)
+
+        # Compute targets: each case goes to the one its computeType names, else to Compute.
+        results, seconds, retention = store.results_table, compute_seconds, retention_seconds
+        compute = ComputeFunction(self, "Compute", bus=routing.bus, results_table=results,
+                                  compute_seconds=seconds, retention_seconds=retention)
+        compute_large = ComputeFunction(
+            self, "ComputeLarge", bus=routing.bus, results_table=results, compute_seconds=seconds,
+            retention_seconds=retention, compute_type=c.COMPUTE_TYPE_LAMBDA_LARGE, memory_mb=1769,  # a full vCPU
+            description="fanflow: computes one case with a full vCPU and reports its completion")
+        workflow = ComputeWorkflow(self, "ComputeWorkflow", bus=routing.bus, results_table=results,
+                                   compute_seconds=seconds, retention_seconds=retention)
+        queue = ComputeQueue(self, "ComputeQueue", bus=routing.bus, results_table=results)
+        compute_targets = ComputeTargets(self, "ComputeTargets", routing=routing,
+                                         default=ComputeTarget.function(compute.function),
+                                         count_failures_with=fan_in.state_machine)
+        compute_targets.add("Large", compute_type=c.COMPUTE_TYPE_LAMBDA_LARGE,
+                            target=ComputeTarget.function(compute_large.function))
+        compute_targets.add("Workflow", compute_type=c.COMPUTE_TYPE_WORKFLOW,
+                            target=ComputeTarget.workflow(workflow.state_machine))
+        compute_targets.add("Queue", compute_type=c.COMPUTE_TYPE_QUEUE, target=ComputeTarget.queue(queue.queue))
+        # The functions whose COMPUTE_SECONDS `--compute-seconds` sets.
+        compute_functions = [compute.function, compute_large.function, workflow.step_function]
+
         monitoring = PipelineMonitoring(
             self, "Monitoring", fan_out=fan_out.state_machine, fan_in=fan_in.state_machine,
             functions={"Prepare": fan_out.prepare_function, "Emit": fan_out.emit_function,
@@ -49,6 +71,8 @@ class FanflowStack(Stack):
         )
 
         self.store, self.routing, self.compute, self.fan_in, self.fan_out = store, routing, compute, fan_in, fan_out
+        self.compute_targets, self.compute_large = compute_targets, compute_large
+        self.workflow, self.queue = workflow, queue
         self.monitoring = monitoring
         for name, value in {
             c.OUTPUT_PREPROCESS_ARN: fan_out.state_machine.state_machine_arn,
@@ -59,5 +83,8 @@ class FanflowStack(Stack):
             c.OUTPUT_ARTIFACTS_BUCKET: store.artifacts_bucket.bucket_name,
             c.OUTPUT_COMPUTE_FUNCTION: compute.function.function_name,
             c.OUTPUT_SUMMARY_FUNCTION: fan_in.summary_function.function_name,
+            c.OUTPUT_COMPUTE_FUNCTIONS: Fn.join(",", [function.function_name for function in compute_functions]),
+            c.OUTPUT_WORK_QUEUE_URL: queue.queue.queue_url,
+            c.OUTPUT_WORKER_POLICY_ARN: queue.worker_policy.managed_policy_arn,
         }.items():
             CfnOutput(self, name, value=value)

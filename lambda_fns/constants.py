@@ -22,6 +22,17 @@ LAMBDA_DESTINATION_SOURCE = "lambda"
 LAMBDA_FAILURE_DETAIL_TYPE = "Lambda Function Invocation Result - Failure"
 COMPUTE_ASYNC_RETRIES = 2
 
+# Compute targets. A case may name the target that computes it in its "computeType"; a
+# case without one goes to the default target. Infra registers one target per type and
+# request validation accepts exactly these (tests/unit/test_compute_targets_infra.py checks both).
+ATTR_COMPUTE_TYPE = "computeType"
+COMPUTE_TYPE_LAMBDA = "lambda"  # the Compute function, the default target
+COMPUTE_TYPE_LAMBDA_LARGE = "lambda-large"  # the same handler with a full vCPU
+COMPUTE_TYPE_WORKFLOW = "workflow"  # a Step Functions workflow per case
+COMPUTE_TYPE_QUEUE = "queue"  # an SQS queue consumed by `fanflow worker`
+DEFAULT_COMPUTE_TYPE = COMPUTE_TYPE_LAMBDA
+COMPUTE_TYPES = (COMPUTE_TYPE_LAMBDA, COMPUTE_TYPE_LAMBDA_LARGE, COMPUTE_TYPE_WORKFLOW, COMPUTE_TYPE_QUEUE)
+
 # Case outcomes carried by the completion event's "state".
 CASE_SUCCEEDED = "SUCCEEDED"
 CASE_FAILED = "FAILED"
@@ -61,6 +72,7 @@ ATTR_ERROR = "error"
 ATTR_STARTED_AT = "startedAt"
 ATTR_FINISHED_AT = "finishedAt"
 ATTR_DURATION_MS = "durationMs"
+ATTR_COMPUTED_BY = "computedBy"  # the compute type of the target that ran the case
 
 # Environment variables set by the constructs and read once at cold start.
 ENV_COUNTER_TABLE = "COUNTER_TABLE_NAME"
@@ -70,6 +82,7 @@ ENV_COMPUTE_SECONDS = "COMPUTE_SECONDS"
 ENV_RETENTION_SECONDS = "RETENTION_SECONDS"
 ENV_DEFAULT_DEADLINE_SECONDS = "DEFAULT_DEADLINE_SECONDS"
 ENV_BATCH_SIZE = "FANOUT_BATCH_SIZE"
+ENV_COMPUTE_TYPE = "COMPUTE_TYPE"  # the compute type a compute function serves
 # The seed's variable names for the Compute function.
 ENV_EVENTBUS_NAME = "EVENTBUS_NAME"
 ENV_EVENTBUS_ARN = "EVENTBUS_ARN"
@@ -85,6 +98,9 @@ OUTPUT_BUS_NAME = "EventBusName"
 OUTPUT_ARTIFACTS_BUCKET = "ArtifactsBucketName"
 OUTPUT_COMPUTE_FUNCTION = "ComputeFunctionName"
 OUTPUT_SUMMARY_FUNCTION = "SummaryFunctionName"
+OUTPUT_COMPUTE_FUNCTIONS = "ComputeFunctionNames"  # every function that computes cases, comma-separated
+OUTPUT_WORK_QUEUE_URL = "WorkQueueUrl"  # the queue target's queue, polled by `fanflow worker`
+OUTPUT_WORKER_POLICY_ARN = "WorkerPolicyArn"  # what a worker's role needs, to attach where it runs
 
 # Limits (AWS's, and the ones fanflow chooses).
 PUT_EVENTS_MAX_ENTRIES = 10  # PutEvents accepts at most 10 entries per call
@@ -109,6 +125,12 @@ MAX_DEADLINE_SECONDS = 365 * 86_400  # a Standard execution lasts at most one ye
 DEFAULT_RETENTION_DAYS = 7
 RULE_TARGET_RETRY_ATTEMPTS = 8
 RULE_TARGET_MAX_EVENT_AGE_SECONDS = 3600
+# The queue target: a worker keeps its case invisible to other workers by extending the
+# visibility timeout every third of it while it works, so the timeout only bounds how long
+# a dead worker's case waits before another worker gets it.
+WORK_QUEUE_VISIBILITY_TIMEOUT_SECONDS = 60
+WORK_QUEUE_MAX_RECEIVES = 5  # then the message goes to the queue's dead-letter queue
+WORKER_WAIT_SECONDS = 20  # SQS long polling, at its maximum
 
 # Observability: the service name on every log line and metric, the CloudWatch namespace and
 # the metrics the handlers emit (as EMF log lines) that the dashboard and alarms read.

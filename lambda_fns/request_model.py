@@ -101,6 +101,12 @@ def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | 
                 f"duplicate caseId {case_id!r} at requests[{seen[case_id]}] and requests[{index}]"
             )
         seen[case_id] = index
+        compute_type = case.get(c.ATTR_COMPUTE_TYPE)
+        if c.ATTR_COMPUTE_TYPE in case and compute_type not in c.COMPUTE_TYPES:
+            raise RequestError(
+                f"requests[{index}].computeType {compute_type!r} is not a known compute type; "
+                f"known: {', '.join(c.COMPUTE_TYPES)} (or none, for {c.DEFAULT_COMPUTE_TYPE!r})"
+            )
 
     if data.get("length") is not None:
         declared = _parse_length(data["length"])

@@ -140,13 +140,16 @@ class EmbeddedEmulator:
         return self.session.client(service)
 
     def set_compute_seconds(self, seconds: float, *, stack: str = c.STACK_NAME) -> None:
-        """Set the Compute function's simulated work time, as `aws lambda
-        update-function-configuration` would on any target."""
+        """Set the compute functions' simulated work time, as `aws lambda
+        update-function-configuration` would on any target (and the embedded queue workers')."""
         lam = self.client("lambda")
-        name = self.stack_outputs[stack][c.OUTPUT_COMPUTE_FUNCTION]
-        env = lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
-        env[c.ENV_COMPUTE_SECONDS] = str(seconds)
-        lam.update_function_configuration(FunctionName=name, Environment={"Variables": env})
+        outputs = self.stack_outputs[stack]
+        for name in outputs.get(c.OUTPUT_COMPUTE_FUNCTIONS, outputs[c.OUTPUT_COMPUTE_FUNCTION]).split(","):
+            env = lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+            env[c.ENV_COMPUTE_SECONDS] = str(seconds)
+            lam.update_function_configuration(FunctionName=name, Environment={"Variables": env})
+        if stack == c.STACK_NAME:
+            self.compute_seconds = seconds
 
     def summary_invocations(self, request_id: str) -> int:
         return self.runner.stats.count(self.outputs[c.OUTPUT_SUMMARY_FUNCTION], request_id)

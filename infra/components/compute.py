@@ -1,4 +1,5 @@
-"""The default compute target: a Lambda function that runs one case per fan-out event."""
+"""A Lambda compute target: a function that runs one case per fan-out event. The default
+target is one; another computeType can get its own (more memory, say) with the same handler."""
 
 from __future__ import annotations
 
@@ -15,13 +16,18 @@ from lambda_fns import constants as c
 
 class ComputeFunction(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, bus: events.IEventBus,
-                 results_table: dynamodb.ITable, compute_seconds: float, retention_seconds: int) -> None:
+                 results_table: dynamodb.ITable, compute_seconds: float, retention_seconds: int,
+                 compute_type: str = c.DEFAULT_COMPUTE_TYPE,
+                 description: str = "fanflow: computes one case and reports its completion",
+                 memory_mb: int = 256) -> None:
         super().__init__(scope, construct_id)
+        self.compute_type = compute_type
         self.function: lambda_.Function = python_function(
             self, "Function",
             module="compute",
-            description="fanflow: computes one case and reports its completion",
+            description=description,
             timeout_seconds=c.COMPUTE_TIMEOUT_SECONDS,
+            memory_mb=memory_mb,
             environment={
                 # The seed's variable names, so a seed-style compute function reads the same.
                 c.ENV_EVENTBUS_NAME: bus.event_bus_name,
@@ -31,6 +37,7 @@ class ComputeFunction(Construct):
                 c.ENV_RESULTS_TABLE: results_table.table_name,
                 c.ENV_COMPUTE_SECONDS: str(compute_seconds),
                 c.ENV_RETENTION_SECONDS: str(retention_seconds),
+                c.ENV_COMPUTE_TYPE: compute_type,  # recorded with each result: who computed it
             },
         )
         bus.grant_put_events_to(self.function)

@@ -1,7 +1,10 @@
 """The dedicated event bus, the dead-letter queue of rule targets, and the rules that
-route fan-out events to compute and completion events to the fan-in workflow."""
+route fan-out events to compute targets and completion events to the fan-in workflow."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
@@ -25,29 +28,42 @@ class EventRouting(Construct):
             enforce_ssl=True,
             retention_period=Duration.days(14),
         )
+        self._failure_rule: events.Rule | None = None
+        self._failures_to: sfn.IStateMachine | None = None
 
-    def _target_options(self) -> dict[str, object]:
+    def target_options(self) -> dict[str, Any]:
+        """How every rule target is delivered: retried for an hour, then dead-lettered."""
         return dict(
             dead_letter_queue=self.dead_letter_queue,
             retry_attempts=c.RULE_TARGET_RETRY_ATTEMPTS,
             max_event_age=Duration.seconds(c.RULE_TARGET_MAX_EVENT_AGE_SECONDS),
         )
 
-    def route_cases_to(self, function: lambda_.IFunction) -> events.Rule:
-        """Fan-out events, delivered whole: the compute function reads `detail` (the seed's contract)."""
+    def route_cases(self, construct_id: str, *, target: events.IRuleTarget, description: str,
+                    request: Mapping[str, Any] | None = None) -> events.Rule:
+        """Fan-out events whose case (`detail.request`) matches `request`, delivered whole to a
+        compute target (ComputeTargets decides which cases go where)."""
         return events.Rule(
-            self, "CaseRule",
+            self, construct_id,
             event_bus=self.bus,
-            description="Fan-out: one event per case, from PreProcess to compute",
-            event_pattern=events.EventPattern(source=[c.PREPROCESS_SOURCE], detail_type=[c.CASE_DETAIL_TYPE]),
-            targets=[targets.LambdaFunction(function, **self._target_options())],  # type: ignore[arg-type]
+            description=description,
+            event_pattern=events.EventPattern(source=[c.PREPROCESS_SOURCE], detail_type=[c.CASE_DETAIL_TYPE],
+                                              detail={"request": request} if request else None),
+            targets=[target],
         )
 
     def route_compute_failures_to(self, function: lambda_.IFunction, state_machine: sfn.IStateMachine) -> events.Rule:
         """A compute invocation that failed after Lambda's retries becomes a FAILED completion.
+        One rule serves every compute function: a later call adds its function to the rule.
         The input keeps the event's `id` (LocalStack names the execution after it)."""
+        if self._failure_rule is not None:
+            if state_machine is not self._failures_to:
+                raise ValueError("compute failures are counted by one state machine")
+            self._failure_rule.add_event_pattern(resources=[function.function_arn])
+            return self._failure_rule
         payload = "$.detail.requestPayload.detail"
-        return events.Rule(
+        self._failures_to = state_machine
+        self._failure_rule = events.Rule(
             self, "ComputeFailureRule",
             event_bus=self.bus,
             description="Fan-in: compute invocations that crashed or timed out after retries",
@@ -65,9 +81,10 @@ class EventRouting(Construct):
                         "error": events.EventField.from_path("$.detail.responsePayload.errorMessage"),
                     },
                 }),
-                **self._target_options(),  # type: ignore[arg-type]
+                **self.target_options(),
             )],
         )
+        return self._failure_rule
 
     def route_completions_to(self, state_machine: sfn.IStateMachine) -> events.Rule:
         """Completion events, delivered whole: no InputPath, which LocalStack 4.14 cannot start
@@ -77,5 +94,5 @@ class EventRouting(Construct):
             event_bus=self.bus,
             description="Fan-in: one event per completed case, from compute to Increment",
             event_pattern=events.EventPattern(source=[c.COMPUTE_SOURCE]),
-            targets=[targets.SfnStateMachine(state_machine, **self._target_options())],  # type: ignore[arg-type]
+            targets=[targets.SfnStateMachine(state_machine, **self.target_options())],
         )

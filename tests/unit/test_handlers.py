@@ -226,6 +226,7 @@ def compute(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Module
     monkeypatch.setenv(c.ENV_RESULTS_TABLE, RESULTS_TABLE)
     monkeypatch.setenv(c.ENV_COMPUTE_SECONDS, "0")
     monkeypatch.setenv(c.ENV_RETENTION_SECONDS, str(RETENTION))
+    monkeypatch.setenv(c.ENV_COMPUTE_TYPE, c.COMPUTE_TYPE_LAMBDA_LARGE)
     ddb = make_results_table()
     tap = BusTap(c.COMPUTE_SOURCE)
     yield fresh("lambda_fns.compute"), ddb, tap
@@ -264,6 +265,7 @@ def test_compute_records_the_result_and_puts_the_completion_event(
     assert isinstance(row[c.ATTR_DURATION_MS], int) and 0 <= row[c.ATTR_DURATION_MS] < 5000
     assert int(before) + RETENTION <= row[c.ATTR_EXPIRES_AT] <= int(time.time()) + RETENTION
     assert c.ATTR_OUTCOME not in row  # counting is Increment's job
+    assert row[c.ATTR_COMPUTED_BY] == c.COMPUTE_TYPE_LAMBDA_LARGE  # the type its configuration names
     # AND the completion event is the input detail plus its state, from the compute source
     expected = {**event["detail"], "state": c.CASE_SUCCEEDED}
     assert out == expected

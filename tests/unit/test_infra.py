@@ -194,6 +194,10 @@ def ids(template: Template) -> dict[str, str]:
         "bus": logical_id(template, "AWS::Events::EventBus", "Bus"),
         "queue": logical_id(template, "AWS::SQS::Queue", "DeadLetterQueue"),
         "compute": logical_id(template, FUNCTION, "ComputeFunction"),
+        "compute_large": logical_id(template, FUNCTION, "ComputeLargeFunction"),
+        "step": logical_id(template, FUNCTION, "ComputeWorkflowStepFunction"),
+        "work_queue": logical_id(template, "AWS::SQS::Queue", "ComputeQueueWorkQueue"),
+        "worker_policy": logical_id(template, "AWS::IAM::ManagedPolicy", "WorkerPolicy"),
         "summary": logical_id(template, FUNCTION, "SummaryFunction"),
         "prepare": logical_id(template, FUNCTION, "PrepareFunction"),
         "emit": logical_id(template, FUNCTION, "EmitFunction"),
@@ -384,13 +388,19 @@ def test_state_machines_are_standard_traced_and_logged(template: Template, fragm
 
 
 def test_case_events_are_routed_to_the_compute_function(template: Template, ids: dict[str, str]) -> None:
-    # GIVEN the rule for fan-out events
-    rule = rule_by_source(template, c.PREPROCESS_SOURCE)
-    # WHEN a case event arrives THEN it matches on source and detail-type and goes to compute
+    # GIVEN the rule for fan-out events that the Compute function receives (the default compute
+    # target; tests/unit/test_compute_targets_infra.py covers the others)
+    [rule] = [r["Properties"] for r in template.find_resources("AWS::Events::Rule").values()
+              if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [ids["compute"], "Arn"]}]
+    # WHEN a case event arrives THEN it matches on source and detail-type and goes to compute,
+    # unless its case names another compute target
+    assert rule["EventPattern"]["source"] == [c.PREPROCESS_SOURCE]
     assert rule["EventPattern"]["detail-type"] == [c.CASE_DETAIL_TYPE]
+    others = [t for t in c.COMPUTE_TYPES if t != c.DEFAULT_COMPUTE_TYPE]
+    assert rule["EventPattern"]["detail"] == {"request": {"$or": [
+        {c.ATTR_COMPUTE_TYPE: [{"exists": False}]}, {c.ATTR_COMPUTE_TYPE: [{"anything-but": others}]}]}}
     assert references(rule["EventBusName"], ids["bus"])
     [target] = rule["Targets"]
-    assert target["Arn"] == {"Fn::GetAtt": [ids["compute"], "Arn"]}
     # AND undeliverable events are retried, then dead-lettered, and delivered whole
     assert references(target["DeadLetterConfig"]["Arn"], ids["queue"])
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == c.RULE_TARGET_RETRY_ATTEMPTS
@@ -414,16 +424,17 @@ def test_completion_events_start_increment_with_the_whole_event(template: Templa
 def test_compute_failures_after_retries_reach_increment_as_failed_completions(
         template: Template, ids: dict[str, str]) -> None:
     # GIVEN the compute function's asynchronous invoke configuration
-    [config] = template.find_resources("AWS::Lambda::EventInvokeConfig").values()
-    props = config["Properties"]
+    [props] = [config["Properties"] for config in template.find_resources("AWS::Lambda::EventInvokeConfig").values()
+               if config["Properties"]["FunctionName"] == {"Ref": ids["compute"]}]
     # WHEN an invocation still fails after its retries THEN the failure record goes to the bus
     assert props["FunctionName"] == {"Ref": ids["compute"]}
     assert props["MaximumRetryAttempts"] == c.COMPUTE_ASYNC_RETRIES
     assert references(props["DestinationConfig"]["OnFailure"]["Destination"], ids["bus"])
-    # AND a rule matches those records for the compute function only
+    # AND a rule matches those records for the compute functions only (each function compute target's)
     rule = rule_by_source(template, c.LAMBDA_DESTINATION_SOURCE)
     assert rule["EventPattern"]["detail-type"] == [c.LAMBDA_FAILURE_DETAIL_TYPE]
-    assert rule["EventPattern"]["resources"] == [{"Fn::GetAtt": [ids["compute"], "Arn"]}]
+    assert rule["EventPattern"]["resources"] == [{"Fn::GetAtt": [ids["compute"], "Arn"]},
+                                                 {"Fn::GetAtt": [ids["compute_large"], "Arn"]}]
     # AND turns each into a FAILED completion for Increment, keeping the event id
     [target] = rule["Targets"]
     assert target["Arn"] == {"Ref": ids["increment"]}
@@ -593,12 +604,22 @@ def test_outputs_name_every_resource_clients_need(template: Template, ids: dict[
         c.OUTPUT_COMPUTE_FUNCTION: ids["compute"],
         c.OUTPUT_SUMMARY_FUNCTION: ids["summary"],
     }
+    attributes = {  # outputs that are an attribute of their resource, not its Ref
+        c.OUTPUT_WORK_QUEUE_URL: ids["work_queue"],
+        c.OUTPUT_WORKER_POLICY_ARN: ids["worker_policy"],
+    }
+    compute_functions = [ids["compute"], ids["compute_large"], ids["step"]]
     documented = {value for name, value in vars(c).items() if name.startswith("OUTPUT_")}
-    assert set(expected) == documented, "a new OUTPUT_* constant needs an expectation here"
+    assert set(expected) | set(attributes) | {c.OUTPUT_COMPUTE_FUNCTIONS} == documented, \
+        "a new OUTPUT_* constant needs an expectation here"
     outputs = template.find_outputs("*")
-    for name, lid in expected.items():
+    for name, lid in {**expected, **attributes}.items():
         assert name in outputs, f"missing output {name}"
+        assert references(outputs[name]["Value"], lid), name
+    for name, lid in expected.items():
         assert outputs[name]["Value"] == {"Ref": lid}, name
+    # AND the compute functions (whose COMPUTE_SECONDS `--compute-seconds` sets) are listed together
+    assert outputs[c.OUTPUT_COMPUTE_FUNCTIONS]["Value"] == {"Fn::Join": [",", [{"Ref": f} for f in compute_functions]]}
 
 
 # ---------------------------------------------------------------------------- compliance

@@ -216,7 +216,8 @@ def compute(monkeypatch: pytest.MonkeyPatch, log_file: Path) -> Iterator[ModuleT
                         "AWS_SECRET_ACCESS_KEY": "testing", c.ENV_LOG_FILE: str(log_file),
                         c.ENV_EVENTBUS_NAME: "bus", c.ENV_EVENTBUS_SOURCE: c.COMPUTE_SOURCE,
                         c.ENV_EVENTBUS_DETAILTYPE: c.COMPLETION_DETAIL_TYPE, c.ENV_RESULTS_TABLE: "results",
-                        c.ENV_COMPUTE_SECONDS: "0", c.ENV_RETENTION_SECONDS: "3600"}.items():
+                        c.ENV_COMPUTE_SECONDS: "0", c.ENV_RETENTION_SECONDS: "3600",
+                        c.ENV_COMPUTE_TYPE: c.COMPUTE_TYPE_LAMBDA}.items():
         monkeypatch.setenv(name, value)
     with mock_aws():
         boto3.client("events", region_name=REGION).create_event_bus(Name="bus")
