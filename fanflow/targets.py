@@ -33,7 +33,7 @@ REMOTE_TARGETS = ("localstack", "aws")
 LOCALSTACK_IMAGE = "localstack/localstack:4.14.0"
 LOCALSTACK_DEFAULT_ENDPOINT = "http://localhost:4566"
 LOCALSTACK_SERVICES = ("cloudformation", "cloudwatch", "dynamodb", "ecr", "events", "iam", "lambda", "logs", "s3",
-                       "sqs", "ssm", "stepfunctions", "sts")
+                       "sns", "sqs", "ssm", "stepfunctions", "sts")
 LOCALSTACK_CREDENTIALS = ("test", "test")  # what cdklocal uses: account 000000000000
 DEFAULT_REGION = "us-east-1"
 

@@ -162,8 +162,9 @@ class EmbeddedEmulator:
 
     # -- fault injection -----------------------------------------------------------------
     def _inject_compute_failures(self, fn: Any, module: Any) -> None:
-        """Make the compute function's `work` raise for the cases the fault plan picks."""
-        if fn.function_name != self.outputs.get(c.OUTPUT_COMPUTE_FUNCTION) or not hasattr(module, "work"):
+        """Make the compute functions' `work` raise for the cases the fault plan picks."""
+        names = self.outputs.get(c.OUTPUT_COMPUTE_FUNCTIONS, self.outputs.get(c.OUTPUT_COMPUTE_FUNCTION, ""))
+        if fn.function_name not in names.split(",") or not hasattr(module, "work"):
             return
         work = module.work
         faults = self.faults
