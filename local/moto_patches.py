@@ -228,6 +228,11 @@ def _install_engine_caches(patch: Callable[[Any, str, Any], None]) -> None:
     import moto.stepfunctions.parser.asl.utils.json_path as json_path
 
     patch(json_path, "parse", _jsonpath)
+    # ResultPath parses with plain jsonpath_ng, building a new parser (yacc tables) each time.
+    import jsonpath_ng
+    import moto.stepfunctions.parser.asl.component.common.path.result_path as result_path
+
+    patch(result_path, "parse", functools.lru_cache(maxsize=4096)(jsonpath_ng.parse))
     _cache_definition_parse_trees(patch)
     original = boto_client.boto_client_for
     clients: dict[tuple[str, str, bool], Any] = {}

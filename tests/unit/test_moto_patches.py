@@ -1058,3 +1058,23 @@ def test_patched_backend_lookup_of_new_account_creates_and_registers(recorder: R
     finally:
         if backends in BackendDict._instances:
             BackendDict._instances.remove(backends)
+
+
+def test_patched_result_path_parses_are_cached(recorder: Recorder) -> None:
+    # GIVEN the patches  WHEN ResultPath's JSONPath parser is asked twice for one path
+    import jsonpath_ng
+    import moto.stepfunctions.parser.asl.component.common.path.result_path as result_path
+
+    # THEN it is no longer jsonpath_ng's own (which builds a parser per call), and returns one object
+    assert result_path.parse is not jsonpath_ng.parse
+    assert result_path.parse("$.a.b") is result_path.parse("$.a.b")
+    assert str(result_path.parse("$.a.b")) == str(jsonpath_ng.parse("$.a.b"))
+
+
+def test_unpatched_result_path_parses_anew() -> None:
+    import jsonpath_ng
+    import moto.stepfunctions.parser.asl.component.common.path.result_path as result_path
+
+    assert not moto_patches.installed()
+    assert result_path.parse is jsonpath_ng.parse
+    assert jsonpath_ng.parse("$.a") is not jsonpath_ng.parse("$.a")
