@@ -11,7 +11,7 @@ from typing import Any
 from . import constants as c
 from .casework import Reporting, report_case, run_case, work
 from .support import client, require_env
-from .telemetry import MetricUnit, Telemetry, log
+from .telemetry import Telemetry, log
 
 __all__ = ["handler", "work"]
 
@@ -42,10 +42,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if outcome.error:
         log(_LOG, logging.WARNING, "case failed", error=outcome.error)
     out, recorded = report_case(_DDB, _EVENTS, detail, outcome, _REPORTING)
-    if not recorded:
-        log(_LOG, logging.INFO, "case already counted; result of this run not recorded")
-    _TELEMETRY.metric(c.METRIC_CASES_COMPLETED, MetricUnit.Count, 1)
-    _TELEMETRY.metric(c.METRIC_CASES_FAILED, MetricUnit.Count, int(outcome.state == c.CASE_FAILED))
-    _TELEMETRY.metric(c.METRIC_COMPUTE_DURATION, MetricUnit.Milliseconds, outcome.duration_ms)
-    log(_LOG, logging.INFO, "case completed", state=outcome.state, durationMs=outcome.duration_ms)
+    _TELEMETRY.case_done(_LOG, "case completed", state=outcome.state, duration_ms=outcome.duration_ms,
+                         recorded=recorded)
     return out

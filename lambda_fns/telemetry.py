@@ -119,6 +119,16 @@ class Telemetry:
 
         return invoke  # type: ignore[return-value]
 
+    def case_done(self, logger: logging.Logger, message: str, *, state: str, duration_ms: int,
+                  recorded: bool) -> None:
+        """What every compute target reports about one computed case: its metrics and a log line."""
+        if not recorded:
+            log(logger, logging.INFO, "case already counted; result of this run not recorded")
+        self.metric(c.METRIC_CASES_COMPLETED, MetricUnit.Count, 1)
+        self.metric(c.METRIC_CASES_FAILED, MetricUnit.Count, int(state == c.CASE_FAILED))
+        self.metric(c.METRIC_COMPUTE_DURATION, MetricUnit.Milliseconds, duration_ms)
+        log(logger, logging.INFO, message, state=state, durationMs=duration_ms)
+
     def metric(self, name: str, unit: MetricUnit, value: float) -> None:
         """Record a metric of the current invocation (flushed when it ends)."""
         self._current().add_metric(name=name, unit=unit, value=value)

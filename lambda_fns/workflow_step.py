@@ -10,7 +10,7 @@ from typing import Any
 from . import constants as c
 from .casework import record_result, run_case, work
 from .support import client, require_env
-from .telemetry import MetricUnit, Telemetry, log
+from .telemetry import Telemetry, log
 
 __all__ = ["handler", "work"]
 
@@ -32,10 +32,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         started=outcome.started, finished=outcome.finished, error=outcome.error,
         expires_at=int(outcome.finished) + int(_ENV[c.ENV_RETENTION_SECONDS]), computed_by=_ENV[c.ENV_COMPUTE_TYPE],
     )
-    if not recorded:
-        log(_LOG, logging.INFO, "case already counted; result of this run not recorded")
-    _TELEMETRY.metric(c.METRIC_CASES_COMPLETED, MetricUnit.Count, 1)
-    _TELEMETRY.metric(c.METRIC_CASES_FAILED, MetricUnit.Count, int(outcome.state == c.CASE_FAILED))
-    _TELEMETRY.metric(c.METRIC_COMPUTE_DURATION, MetricUnit.Milliseconds, outcome.duration_ms)
-    log(_LOG, logging.INFO, "step completed", state=outcome.state, durationMs=outcome.duration_ms)
+    _TELEMETRY.case_done(_LOG, "step completed", state=outcome.state, duration_ms=outcome.duration_ms,
+                         recorded=recorded)
     return {"state": outcome.state, **({"error": outcome.error} if outcome.error else {})}
