@@ -64,8 +64,11 @@ class FanflowStack(Stack):
         monitoring = PipelineMonitoring(
             self, "Monitoring", fan_out=fan_out.state_machine, fan_in=fan_in.state_machine,
             functions={"Prepare": fan_out.prepare_function, "Emit": fan_out.emit_function,
-                       "Compute": compute.function, "Summary": fan_in.summary_function},
+                       "Compute": compute.function, "Summary": fan_in.summary_function,
+                       "ComputeLarge": compute_large.function, "WorkflowStep": workflow.step_function},
             dead_letter_queue=routing.dead_letter_queue,
+            compute_workflows={"ComputeWorkflow": workflow.state_machine},
+            compute_dead_letter_queues={"WorkQueue": queue.dead_letter_queue},
             alarm_topic=alarm_topic(self, email=alarm_email, topic_arn=alarm_topic_arn),
             trace_sampling_rate=trace_sampling_rate,
         )

@@ -54,12 +54,33 @@ class PipelineMonitoring(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, fan_out: sfn.StateMachine,
                  fan_in: sfn.StateMachine, functions: Mapping[str, lambda_.IFunction],
                  dead_letter_queue: sqs.IQueue, alarm_topic: sns.ITopic | None = None,
-                 trace_sampling_rate: float = c.DEFAULT_XRAY_SAMPLING_RATE) -> None:
+                 trace_sampling_rate: float = c.DEFAULT_XRAY_SAMPLING_RATE,
+                 compute_workflows: Mapping[str, sfn.StateMachine] | None = None,
+                 compute_dead_letter_queues: Mapping[str, sqs.IQueue] | None = None) -> None:
         super().__init__(scope, construct_id)
         if not 0.0 <= trace_sampling_rate <= 1.0:
             raise ValueError(f"the X-Ray sampling rate must be between 0 and 1, got {trace_sampling_rate}")
         state_machines = {"PreProcess": fan_out, "Increment": fan_in}
         self.alarms: dict[str, cw.Alarm] = {}
+
+        # Compute targets that are workflows or queues: a failed workflow still reports its
+        # case (its Catch), but a message in a work queue's dead-letter queue leaves its
+        # request to time out.
+        for label, state_machine in (compute_workflows or {}).items():
+            self._alarm(
+                f"{label}ExecutionsFailed",
+                state_machine.metric_failed(period=MINUTE, statistic="Sum"),
+                threshold=1, comparison=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                description=f"fanflow: an execution of the {label} compute workflow failed outright",
+            )
+        for label, queue in (compute_dead_letter_queues or {}).items():
+            self._alarm(
+                f"{label}DeadLetterMessages",
+                queue.metric_approximate_number_of_messages_visible(period=QUEUE_PERIOD, statistic="Maximum"),
+                threshold=0, comparison=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                description=f"fanflow: cases of the {label} work queue were given up after their receives; "
+                "the requests they belong to will time out",
+            )
 
         for label, state_machine in state_machines.items():
             self._alarm(
@@ -98,7 +119,7 @@ class PipelineMonitoring(Construct):
                 state_machine.metric_failed(period=MINUTE, statistic="Sum", label="failed"),
                 state_machine.metric_timed_out(period=MINUTE, statistic="Sum", label="timed out"),
             ])
-            for label, state_machine in state_machines.items()
+            for label, state_machine in {**state_machines, **(compute_workflows or {})}.items()
         ])
         self.dashboard.add_widgets(
             cw.GraphWidget(title="Lambda errors", width=8, left=[
@@ -112,6 +133,9 @@ class PipelineMonitoring(Construct):
             cw.GraphWidget(title="Dead-letter queue depth", width=8, left=[
                 dead_letter_queue.metric_approximate_number_of_messages_visible(
                     period=QUEUE_PERIOD, statistic="Maximum", label="messages visible"),
+                *[queue.metric_approximate_number_of_messages_visible(
+                    period=QUEUE_PERIOD, statistic="Maximum", label=label)
+                  for label, queue in (compute_dead_letter_queues or {}).items()],
             ]),
         )
         self.dashboard.add_widgets(

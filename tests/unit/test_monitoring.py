@@ -97,7 +97,8 @@ def metric_lines(properties: dict[str, Any]) -> list[tuple[str, str, dict[str, s
 
 
 @pytest.mark.parametrize(("title", "fragment"), [("PreProcess executions", "PreProcess"),
-                                                 ("Increment executions", "Increment")])
+                                                 ("Increment executions", "Increment"),
+                                                 ("ComputeWorkflow executions", "ComputeWorkflow")])
 def test_dashboard_shows_executions_started_and_failed_per_state_machine(
         template: Template, title: str, fragment: str) -> None:
     # GIVEN the synthesized dashboard
@@ -120,7 +121,7 @@ def test_dashboard_shows_errors_and_throttles_of_every_function(template: Templa
     lines = metric_lines(widget(dashboard(template), title))
     # THEN it has one line per function, summing that metric
     functions = {fragment: logical_id(template, "AWS::Lambda::Function", f"{fragment}Function")
-                 for fragment in ("Prepare", "Emit", "Compute", "Summary")}
+                 for fragment in ("Prepare", "Emit", "Compute", "Summary", "ComputeLarge", "WorkflowStep")}
     assert {options["label"]: dimensions["FunctionName"] for _, _, dimensions, options in lines} == {
         label: "${Ref:" + lid + "}" for label, lid in functions.items()
     }
@@ -130,12 +131,15 @@ def test_dashboard_shows_errors_and_throttles_of_every_function(template: Templa
 
 def test_dashboard_shows_dead_letter_queue_depth(template: Template) -> None:
     # GIVEN the synthesized dashboard WHEN the dead-letter queue widget is read
-    [(namespace, metric, dimensions, options)] = metric_lines(widget(dashboard(template), "Dead-letter queue depth"))
-    # THEN it shows the visible messages of the rule targets' dead-letter queue
-    queue = logical_id(template, "AWS::SQS::Queue", "DeadLetterQueue")
-    assert (namespace, metric) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
-    assert dimensions == {"QueueName": "${GetAtt:" + queue + ".QueueName}"}
-    assert options["stat"] == "Maximum"
+    lines = metric_lines(widget(dashboard(template), "Dead-letter queue depth"))
+    # THEN it shows the visible messages of the rule targets' dead-letter queue and the work queue's
+    queues = [logical_id(template, "AWS::SQS::Queue", "DeadLetterQueue"),
+              logical_id(template, "AWS::SQS::Queue", "ComputeQueueDeadLetters")]
+    assert [dimensions for _, _, dimensions, _ in lines] == [
+        {"QueueName": "${GetAtt:" + queue + ".QueueName}"} for queue in queues]
+    for namespace, metric, _, options in lines:
+        assert (namespace, metric) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+        assert options["stat"] == "Maximum"
 
 
 def test_dashboard_shows_requests_completed_by_status_from_the_summary_metric(template: Template) -> None:
@@ -164,7 +168,7 @@ def test_dashboard_shows_cases_and_compute_duration_from_the_compute_metrics(tem
 # ---------------------------------------------------------------------------- alarms
 
 
-@pytest.mark.parametrize("fragment", ["PreProcess", "Increment"])
+@pytest.mark.parametrize("fragment", ["PreProcess", "Increment", "ComputeWorkflow"])
 def test_alarm_on_any_failed_execution_of_each_state_machine(template: Template, fragment: str) -> None:
     # GIVEN the alarm for a state machine's failed executions
     props = alarm(template, f"{fragment}ExecutionsFailed")
@@ -190,7 +194,18 @@ def test_alarm_on_any_message_in_the_dead_letter_queue(template: Template) -> No
     assert props["Threshold"] == 0
 
 
-@pytest.mark.parametrize("fragment", ["Prepare", "Emit", "Compute", "Summary"])
+def test_alarm_on_any_case_given_up_by_the_work_queue(template: Template) -> None:
+    # GIVEN the alarm on the queue compute target's dead-letter queue
+    props = alarm(template, "WorkQueueDeadLetterMessages")
+    # WHEN any case lands there (its request will time out) THEN it fires
+    queue = logical_id(template, "AWS::SQS::Queue", "ComputeQueueDeadLetters")
+    assert (props["Namespace"], props["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+    assert (props["Statistic"], props["ComparisonOperator"], props["Threshold"]) == (
+        "Maximum", "GreaterThanThreshold", 0)
+
+
+@pytest.mark.parametrize("fragment", ["Prepare", "Emit", "Compute", "Summary", "ComputeLarge", "WorkflowStep"])
 def test_alarm_on_throttles_of_each_function(template: Template, fragment: str) -> None:
     # GIVEN the throttle alarm of a function
     props = alarm(template, f"{fragment}Throttles")
@@ -208,7 +223,7 @@ def test_alarms_notify_an_encrypted_ssl_only_topic_subscribed_by_the_alarm_email
     [(topic_id, topic)] = resources(template, "AWS::SNS::Topic").items()
     # WHEN an alarm fires THEN it publishes to the new topic
     alarms = resources(template, ALARM)
-    assert len(alarms) == 7
+    assert len(alarms) == 3 + 2 + 6  # failed executions (3 workflows), dead letters (2 queues), throttles (6 functions)
     assert all(props["AlarmActions"] == [{"Ref": topic_id}] for props in alarms.values())
     # AND the address is subscribed to it
     template.has_resource_properties("AWS::SNS::Subscription", {
@@ -242,7 +257,7 @@ def test_alarms_notify_nobody_by_default(default_template: Template) -> None:
     # GIVEN a stack synthesized without alarm context
     alarms = resources(default_template, ALARM)
     # WHEN it is deployed THEN the alarms exist, with no action and no topic
-    assert len(alarms) == 7
+    assert len(alarms) == 3 + 2 + 6  # failed executions (3 workflows), dead letters (2 queues), throttles (6 functions)
     assert all("AlarmActions" not in props for props in alarms.values())
     assert not default_template.find_resources("AWS::SNS::Topic")
 
