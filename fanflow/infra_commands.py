@@ -18,6 +18,7 @@ from lambda_fns import constants as c
 
 from .targets import (
     REMOTE_TARGETS,
+    RemoteTarget,
     TargetError,
     aws_session,
     check_aws_credentials,
@@ -185,18 +186,30 @@ def run_commands(commands: list[list[str]], env: dict[str, str]) -> None:
             raise TargetError(f"`{' '.join(command[2:4])}` failed (exit {result.returncode}); its output is above")
 
 
-def cmd_deploy(args: argparse.Namespace) -> int:
-    context = context_arguments(args.compute_seconds, args.retention_days, args.context)
-    commands = cdk_commands(args.target, "deploy", context=context, bootstrap=not args.skip_bootstrap)
+def _prepare(args: argparse.Namespace, commands: list[list[str]]) -> tuple[dict[str, str], str] | None:
+    """The CDK tools' environment and where they will act, or None after a --dry-run plan."""
     check_cdk_tools(args.target)
     env = cdk_environment(args.target)
     if args.dry_run:
         _print_plan(args.target, commands, env)
+        return None
+    return env, preflight(args.target)
+
+
+def _open_deployed(target: str) -> RemoteTarget:
+    return open_localstack() if target == "localstack" else open_aws()
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    context = context_arguments(args.compute_seconds, args.retention_days, args.context)
+    commands = cdk_commands(args.target, "deploy", context=context, bootstrap=not args.skip_bootstrap)
+    prepared = _prepare(args, commands)
+    if prepared is None:
         return 0
-    where = preflight(args.target)
+    env, where = prepared
     print(f"deploying {c.STACK_NAME} to {where}", file=sys.stderr)
     run_commands(commands, env)
-    target = open_localstack() if args.target == "localstack" else open_aws()
+    target = _open_deployed(args.target)
     print(f"{c.STACK_NAME} is deployed on {target.where}:")
     for key, value in sorted(target.outputs.items()):
         print(f"  {key} = {value}")
@@ -206,14 +219,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_destroy(args: argparse.Namespace) -> int:
     commands = cdk_commands(args.target, "destroy")
-    check_cdk_tools(args.target)
-    env = cdk_environment(args.target)
-    if args.dry_run:
-        _print_plan(args.target, commands, env)
+    prepared = _prepare(args, commands)
+    if prepared is None:
         return 0
-    where = preflight(args.target)
+    env, where = prepared
     try:
-        target = open_localstack() if args.target == "localstack" else open_aws()
+        target = _open_deployed(args.target)
     except TargetError as exc:
         if "is not deployed" in str(exc):
             print(f"fanflow: {exc.args[0].split(':')[0]}; nothing to destroy", file=sys.stderr)

@@ -3,9 +3,11 @@ on the embedded target with fault injection. Every count is asserted exactly."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,25 @@ def emulator():
         yield emu
 
 
+@contextlib.contextmanager
+def compute_time(emulator: EmbeddedEmulator, seconds: float) -> Iterator[None]:
+    """Cases take `seconds` inside the block; the module's emulator is back to 0 s after it."""
+    emulator.set_compute_seconds(seconds)
+    try:
+        yield
+    finally:
+        emulator.set_compute_seconds(0.0)
+
+
+def start_open(emulator: EmbeddedEmulator, cases: int, request_id: str) -> FanflowClient:
+    """Start a request and return once its counter row exists (the request is open)."""
+    client = FanflowClient(emulator.client, emulator.outputs)
+    client.start(parse_request(sample_request(cases, request_id)))
+    while client.progress(request_id) is None:
+        time.sleep(0.02)
+    return client
+
+
 def completion_entry(emulator: EmbeddedEmulator, request_id: str, case_id: str) -> dict[str, Any]:
     return {
         "Source": c.COMPUTE_SOURCE,
@@ -100,12 +121,8 @@ def completion_entry(emulator: EmbeddedEmulator, request_id: str, case_id: str) 
 
 def test_concurrent_completions_race_on_the_last_case(emulator: EmbeddedEmulator) -> None:
     # GIVEN a 3-case request whose computations take a second
-    emulator.set_compute_seconds(1.0)
-    try:
-        client = FanflowClient(emulator.client, emulator.outputs)
-        client.start(parse_request(sample_request(3, "race")))
-        while client.progress("race") is None:
-            time.sleep(0.02)
+    with compute_time(emulator, 1.0):
+        client = start_open(emulator, 3, "race")
         # WHEN 16 threads each put a completion for every case at once, racing the real ones
         barrier = threading.Barrier(16)
 
@@ -121,8 +138,6 @@ def test_concurrent_completions_race_on_the_last_case(emulator: EmbeddedEmulator
             thread.join()
         row = client.wait("race", timeout=60)
         time.sleep(1.5)  # let the real completions arrive after the request closed
-    finally:
-        emulator.set_compute_seconds(0.0)
     # THEN each case counted once, the counter never passed the target, Summary ran once
     final = client.counter_row("race")
     assert final is not None
@@ -133,12 +148,8 @@ def test_concurrent_completions_race_on_the_last_case(emulator: EmbeddedEmulator
 
 def test_resubmitting_a_request_in_flight_leaves_it_intact(emulator: EmbeddedEmulator) -> None:
     # GIVEN a 20-case request in flight (each case takes 0.5 s)
-    emulator.set_compute_seconds(0.5)
-    try:
-        client = FanflowClient(emulator.client, emulator.outputs)
-        client.start(parse_request(sample_request(20, "inflight")))
-        while client.progress("inflight") is None:
-            time.sleep(0.02)
+    with compute_time(emulator, 0.5):
+        client = start_open(emulator, 20, "inflight")
         # WHEN the same requestId is submitted again, through the client and straight to PreProcess
         with pytest.raises(RequestFailed, match="already exists"):
             client.start(parse_request(sample_request(5, "inflight")))
@@ -146,8 +157,6 @@ def test_resubmitting_a_request_in_flight_leaves_it_intact(emulator: EmbeddedEmu
         arn = sfn.start_execution(stateMachineArn=emulator.outputs[c.OUTPUT_PREPROCESS_ARN], name="inflight-again",
                                   input=json.dumps(sample_request(5, "inflight")))["executionArn"]
         row = client.wait("inflight", timeout=60)
-    finally:
-        emulator.set_compute_seconds(0.0)
     # THEN the second PreProcess failed, and the first request finished with its own 20 cases
     assert sfn.describe_execution(executionArn=arn)["error"] == "RequestAlreadyExists"
     assert row[c.ATTR_COUNTER] == row[c.ATTR_TARGET] == 20
@@ -172,13 +181,12 @@ def test_a_crashed_computation_reaches_the_count_through_its_failure_destination
         module.handler = crashing
 
     emulator.runner.cold_start_hooks.append(crash_case_one)
-    emulator.set_compute_seconds(0.001)  # a new configuration: a new container, with the hook
     try:
-        # WHEN a 4-case request runs
-        row, summary = run_request(emulator, 4, "crash")
+        with compute_time(emulator, 0.001):  # a new configuration: a new container, with the hook
+            # WHEN a 4-case request runs
+            row, summary = run_request(emulator, 4, "crash")
     finally:
         emulator.runner.cold_start_hooks.remove(crash_case_one)
-        emulator.set_compute_seconds(0.0)
     # THEN Lambda retried it twice, sent the failure to the bus, and Increment counted it as FAILED
     assert emulator.runner.stats.count(compute, "crash") == 4 + 2
     assert row[c.ATTR_COUNTER] == 4 and (row[c.ATTR_SUCCEEDED], row[c.ATTR_FAILED]) == (3, 1)

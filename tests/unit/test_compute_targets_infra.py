@@ -25,6 +25,7 @@ from infra.components.routing import EventRouting
 from infra.stack import FanflowStack
 from lambda_fns import constants as c
 from lambda_fns.request_model import RequestError, parse_request
+from tests.cfn import as_list, logical_id, references, rendered_json
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION = "AWS::Lambda::Function"
@@ -55,11 +56,6 @@ def resources(template: Template) -> dict[str, Any]:
     return dict(template.to_json()["Resources"])
 
 
-def logical_id(template: Template, resource_type: str, fragment: str) -> str:
-    [found] = [lid for lid in template.find_resources(resource_type) if fragment in lid]
-    return found
-
-
 @pytest.fixture(scope="module")
 def ids(template: Template) -> dict[str, str]:
     return {
@@ -75,20 +71,6 @@ def ids(template: Template) -> dict[str, str]:
         "queue_dlq": logical_id(template, QUEUE, "ComputeQueueDeadLetters"),
         "worker_policy": logical_id(template, "AWS::IAM::ManagedPolicy", "WorkerPolicy"),
     }
-
-
-def references(value: Any, lid: str) -> bool:
-    if isinstance(value, dict):
-        if value.get("Ref") == lid or value.get("Fn::GetAtt", [None])[0] == lid:
-            return True
-        return any(references(v, lid) for v in value.values())
-    if isinstance(value, list):
-        return any(references(v, lid) for v in value)
-    return False
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def case_rules(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -223,17 +205,7 @@ def test_the_large_lambda_target_gets_a_full_vcpu(resources: dict[str, Any], ids
 
 
 def workflow_definition(resources: dict[str, Any], lid: str) -> dict[str, Any]:
-    rendered = resources[lid]["Properties"]["DefinitionString"]
-    separator, parts = rendered["Fn::Join"]
-
-    def text(part: Any) -> str:
-        if isinstance(part, str):
-            return part
-        if "Ref" in part:
-            return "${Ref:" + part["Ref"] + "}"
-        return "${GetAtt:" + ".".join(part["Fn::GetAtt"]) + "}"
-
-    return dict(json.loads(separator.join(text(p) for p in parts)))
+    return rendered_json(resources[lid]["Properties"]["DefinitionString"])
 
 
 def test_the_workflow_computes_in_steps_and_puts_the_completion_event(

@@ -22,6 +22,7 @@ from cfnlint.api import ManualArgs, lint_file
 
 from infra.app import build_app
 from lambda_fns import constants as c
+from tests.cfn import as_list, logical_id, references, rendered_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_WITHOUT_ACCOUNT = ("CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION")
@@ -42,30 +43,10 @@ class Synthesized:
     template_file: Path
 
 
-def logical_id(template: Template, resource_type: str, fragment: str) -> str:
-    """The one resource of this type whose logical id contains `fragment`."""
-    found = [lid for lid in template.find_resources(resource_type) if fragment in lid]
-    assert len(found) == 1, f"expected one {resource_type} matching {fragment!r}, found {found}"
-    return found[0]
-
-
-def placeholder(token: dict[str, Any]) -> str:
-    """A JSON-string-safe stand-in for a CloudFormation token inside the definition."""
-    if "Ref" in token:
-        return ref(token["Ref"])
-    if "Fn::GetAtt" in token:
-        return "${GetAtt:" + ".".join(token["Fn::GetAtt"]) + "}"
-    raise AssertionError(f"unexpected token in a state machine definition: {token}")
-
-
 def definition(template: Template, fragment: str) -> dict[str, Any]:
     """The ASL of the state machine whose logical id contains `fragment`, tokens as placeholders."""
     sm_id = logical_id(template, STATE_MACHINE, fragment)
-    rendered = template.to_json()["Resources"][sm_id]["Properties"]["DefinitionString"]
-    if isinstance(rendered, str):
-        return json.loads(rendered)
-    separator, parts = rendered["Fn::Join"]
-    return json.loads(separator.join(p if isinstance(p, str) else placeholder(p) for p in parts))
+    return rendered_json(template.to_json()["Resources"][sm_id]["Properties"]["DefinitionString"])
 
 
 def ref(lid: str) -> str:
@@ -81,21 +62,6 @@ def caught_by(task: dict[str, Any], error: str) -> str:
     targets = [catch["Next"] for catch in task.get("Catch", []) if error in catch["ErrorEquals"]]
     assert len(targets) == 1, f"expected one Catch for {error!r}, found {task.get('Catch')}"
     return targets[0]
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def references(value: Any, lid: str) -> bool:
-    """Whether a CloudFormation value (Ref, GetAtt, or a Join of them) points at `lid`."""
-    if isinstance(value, dict):
-        if value.get("Ref") == lid or value.get("Fn::GetAtt", [None])[0] == lid:
-            return True
-        return any(references(v, lid) for v in value.values())
-    if isinstance(value, list):
-        return any(references(v, lid) for v in value)
-    return False
 
 
 def role_of(template: Template, resource_id: str) -> str:

@@ -4,7 +4,6 @@ the X-Ray sampling rules, and cdk-nag and cfn-lint on the variant with a topic."
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from cfnlint.api import ManualArgs, lint_file
 
 from infra.app import build_app
 from lambda_fns import constants as c
+from tests.cfn import logical_id, rendered_json
 
 ALARM = "AWS::CloudWatch::Alarm"
 EMAIL = "ops@example.com"
@@ -54,11 +54,6 @@ def resources(template: Template, resource_type: str) -> dict[str, dict[str, Any
     return {lid: r["Properties"] for lid, r in template.find_resources(resource_type).items()}
 
 
-def logical_id(template: Template, resource_type: str, fragment: str) -> str:
-    [found] = [lid for lid in template.find_resources(resource_type) if fragment in lid]
-    return found
-
-
 def alarm(template: Template, fragment: str) -> dict[str, Any]:
     return resources(template, ALARM)[logical_id(template, ALARM, fragment)]
 
@@ -66,16 +61,7 @@ def alarm(template: Template, fragment: str) -> dict[str, Any]:
 def dashboard(template: Template) -> dict[str, Any]:
     """The dashboard body as JSON, each CloudFormation token written as `${Ref:id}` or `${GetAtt:id.attr}`."""
     [props] = resources(template, "AWS::CloudWatch::Dashboard").values()
-    separator, parts = props["DashboardBody"]["Fn::Join"]
-
-    def text(part: Any) -> str:
-        if isinstance(part, str):
-            return part
-        if "Ref" in part:
-            return "${Ref:" + part["Ref"] + "}"
-        return "${GetAtt:" + ".".join(part["Fn::GetAtt"]) + "}"
-
-    return dict(json.loads(separator.join(text(p) for p in parts)))
+    return rendered_json(props["DashboardBody"])
 
 
 def widget(body: dict[str, Any], title: str) -> dict[str, Any]:
