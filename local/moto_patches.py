@@ -29,6 +29,21 @@ What moto 5.2.5 lacks, and what is done here:
 7. Speed: every backend lookup (`lambda_backends[account]`, ...) takes a process-wide lock
    and scans a list of every backend dict. Once an account's backend exists, it is
    returned directly.
+8. Speed and memory: the ASL engine runs every execution, and every Task state of it, in a
+   thread of its own, only to wait for it with the state's timeout; and it keeps every
+   thread it ever started in a global list. Without a TimeoutSeconds (fanflow's states
+   set none) the state runs in the calling thread; finished threads are dropped from the
+   list. Starting an execution looked for a same-named one by scanning every execution of
+   the state machine (O(n) per start, O(n^2) per request); the names are indexed.
+9. Speed: moto's DynamoDB parses each update and condition expression twice per call (once
+   to validate the request, once to apply it). Parsed update expressions are cached by
+   their text (moto copies the tree before resolving it), and parsed conditions by their
+   text, names and values.
+10. Speed: an in-process call goes through botocore and moto's HTTP emulation. Three of
+   its costs are dropped: the SigV4 signature (moto never checks it; requests still carry
+   an Authorization header naming the access key, from which moto takes the account),
+   the scan of every service's URL patterns for each request (the route is cached by
+   URL), and moto listing the handler class's methods by introspection on each call.
 """
 
 from __future__ import annotations
@@ -40,6 +55,7 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -212,8 +228,12 @@ def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver:
 
     patch(sfn_models, "stepfunctions_backends", stepfunctions_parser_backends)
     _install_engine_caches(patch)
+    _run_states_inline(patch)
+    _index_execution_names(patch)
     _serialise_dynamodb(patch)
+    _cache_dynamodb_expressions(patch)
     _fast_backend_lookup(patch)
+    _fast_dispatch(patch)
 
 
 _MISSING = object()
@@ -287,6 +307,88 @@ def _cache_definition_parse_trees(patch: Callable[[Any, str, Any], None]) -> Non
         return shared_program(definition), tree
 
     patch(AmazonStateLanguageParser, "parse", staticmethod(parse))
+
+
+def _run_states_inline(patch: Callable[[Any, str, Any], None]) -> None:
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+    from moto.stepfunctions.parser.asl.component.program.program import Program
+    from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
+    from moto.stepfunctions.parser.utils import TMP_THREADS
+
+    def prune_finished_threads() -> None:
+        if len(TMP_THREADS) > 256:
+            TMP_THREADS[:] = [thread for thread in TMP_THREADS if thread.is_alive()]
+
+    original_program_eval = Program.eval
+
+    def program_eval(self: Any, env: Any) -> None:
+        prune_finished_threads()
+        if self.timeout_seconds is not None:
+            original_program_eval(self, env)
+            return
+        env.next_state_name = self.start_at.start_at_name
+        EvalComponent.eval(self, env)
+
+    original_with_timeout = ExecutionState._evaluate_with_timeout
+
+    def evaluate_with_timeout(self: Any, env: Any) -> None:
+        self.timeout.eval(env=env)
+        timeout_seconds = env.stack.pop()
+        if timeout_seconds < TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS:
+            original_with_timeout(self, env)  # a real timeout needs the thread to wait on
+            return
+        frame = env.open_frame()
+        frame.states.reset(input_value=env.states.get_input())
+        frame.stack = copy.deepcopy(env.stack)
+        try:
+            self._eval_execution(frame)
+            execution_output = frame.stack[-1]
+        finally:
+            frame.set_ended()
+            env.close_frame(frame)
+        env.stack.append(execution_output)
+        # The rest is ExecutionState._evaluate_with_timeout's own, unchanged.
+        if not self._is_language_query_jsonpath():
+            env.states.set_result(execution_output)
+        if self.assign_decl:
+            self.assign_decl.eval(env=env)
+        if self.result_selector:
+            self.result_selector.eval(env=env)
+        if self.result_path:
+            self.result_path.eval(env)
+        else:
+            env.states.reset(input_value=env.stack.pop())
+
+    patch(Program, "eval", program_eval)
+    patch(ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout)
+
+
+def _index_execution_names(patch: Callable[[Any, str, Any], None]) -> None:
+    from moto.stepfunctions.models import StateMachine
+    from moto.stepfunctions.exceptions import ExecutionAlreadyExists
+
+    # Kept beside the state machine, not on it: start_execution deep-copies the state machine.
+    indexes: weakref.WeakKeyDictionary[Any, tuple[int, dict[str, Any]]] = weakref.WeakKeyDictionary()
+    lock = threading.Lock()
+
+    def handle_name_input_idempotency(self: Any, name: str, execution_input: str) -> Any:
+        executions = self.executions
+        with lock:
+            indexed, index = indexes.get(self, (0, {}))
+            if indexed > len(executions):  # the list was replaced: index afresh
+                indexed, index = 0, {}
+            for execution in executions[indexed:]:
+                index.setdefault(execution.name, execution)
+            indexes[self] = (len(executions), index)
+            execution = index.get(name)
+        if execution is None:
+            return None
+        if execution_input == execution.execution_input and execution.status == "RUNNING":
+            return execution
+        raise ExecutionAlreadyExists("Execution Already Exists: '" + execution.execution_arn + "'")
+
+    patch(StateMachine, "_handle_name_input_idempotency", handle_name_input_idempotency)
 
 
 def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
@@ -393,6 +495,37 @@ def _assign_heap_keys(component: Any) -> None:
             stack.extend(item.values())
 
 
+def _cache_dynamodb_expressions(patch: Callable[[Any, str, Any], None]) -> None:
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    make = UpdateExpressionParser.make.__func__
+    cached_make = functools.lru_cache(maxsize=1024)(lambda expression: make(UpdateExpressionParser, expression))
+
+    def make_update_expression(cls: Any, expression: str) -> Any:
+        return cached_make(expression) if cls is UpdateExpressionParser else make(cls, expression)
+
+    original_parse = ConditionExpressionParser.parse
+    conditions: dict[tuple[Any, ...], tuple[Any, list[str], list[str]]] = {}
+
+    def parse_condition(self: Any) -> Any:
+        key = (self.condition_expression, json.dumps(self.expression_attribute_names, sort_keys=True),
+               json.dumps(self.expression_attribute_values, sort_keys=True))
+        parsed = conditions.get(key)
+        if parsed is None:
+            op = original_parse(self)
+            parsed = (op, list(self.expr_attr_names_found), list(self.expr_attr_values_found))
+            if len(conditions) >= 4096:
+                conditions.clear()
+            conditions[key] = parsed
+        self.expr_attr_names_found = list(parsed[1])
+        self.expr_attr_values_found = list(parsed[2])
+        return parsed[0]
+
+    patch(UpdateExpressionParser, "make", classmethod(make_update_expression))
+    patch(ConditionExpressionParser, "parse", parse_condition)
+
+
 def _fast_backend_lookup(patch: Callable[[Any, str, Any], None]) -> None:
     from moto.core.base_backend import BackendDict
 
@@ -405,6 +538,84 @@ def _fast_backend_lookup(patch: Callable[[Any, str, Any], None]) -> None:
             return original(self, account_id)
 
     patch(BackendDict, "__getitem__", getitem)
+
+
+def _fast_dispatch(patch: Callable[[Any, str, Any], None]) -> None:
+    import botocore.auth
+    import moto.core.responses as moto_responses
+    from moto.core import botocore_stubber
+    from moto.core.exceptions import HTTPException
+
+    def add_auth(self: Any, request: Any) -> None:
+        if type(self) is not botocore.auth.SigV4Auth or self.credentials is None:
+            original_add_auth(self, request)  # S3, other signers, and the missing-credentials error
+            return
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        request.context["timestamp"] = stamp
+        request.headers["X-Amz-Date"] = stamp
+        request.headers["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={self.credentials.access_key}/{stamp[:8]}/{self._region_name}/"
+            f"{self._service_name}/aws4_request, SignedHeaders=host;x-amz-date, Signature=embedded"
+        )
+
+    original_add_auth = botocore.auth.SigV4Auth.add_auth
+    patch(botocore.auth.SigV4Auth, "add_auth", add_auth)
+    patch(moto_responses, "method_names_from_class",
+          functools.lru_cache(maxsize=None)(moto_responses.method_names_from_class))
+
+    original_process = botocore_stubber.BotocoreStubber.process_request
+    routes: dict[str, Any] = {}
+
+    def process_request(self: Any, request: Any) -> Any:
+        parsed_url, _ = botocore_stubber.get_equivalent_url_in_aws_domain(request.url)
+        clean_url = f"{parsed_url.scheme}://{parsed_url.netloc}{parsed_url.path}"
+        route = routes.get(clean_url)
+        if route is None:
+            route = _route(clean_url)
+            if route is None:
+                return original_process(self, request)
+            if len(routes) >= 4096:
+                routes.clear()
+            routes[clean_url] = route
+        from moto.moto_api import recorder
+
+        normalized = botocore_stubber.normalize_request(request)
+        try:
+            recorder._record_request(normalized)
+            return route(normalized, normalized.raw_url, normalized.headers)
+        except HTTPException as exc:
+            return exc.code, exc.get_headers(), exc.get_body()
+
+    patch(botocore_stubber.BotocoreStubber, "process_request", process_request)
+
+
+def _route(clean_url: str) -> Any:
+    """The handler moto's BotocoreStubber.process_request would pick for a URL, or None
+    where it would do anything else (pass through, refuse, S3's many routes)."""
+    import moto.backend_index as backend_index
+    import moto.backends as backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.core.base_backend import BackendDict
+    from moto.core.config import passthrough_service, passthrough_url, service_whitelisted
+
+    if passthrough_url(clean_url):
+        return None
+    for service, pattern in backend_index.backend_url_patterns:
+        if not pattern.match(clean_url):
+            continue
+        if service.startswith("s3") or passthrough_service(service) or not service_whitelisted(service):
+            return None
+        backend_dict = backends.get_backend(service)
+        if isinstance(backend_dict, BackendDict):
+            regions = backend_dict[DEFAULT_ACCOUNT_ID]
+            backend = regions["us-east-1"] if "us-east-1" in regions else regions["aws"]
+        else:
+            backend = backend_dict["global"]
+        for url, method in backend.urls.items():
+            if re.compile(url).match(clean_url):
+                return method
+        return None
+    return None
 
 
 DYNAMODB_ITEM_OPERATIONS = (

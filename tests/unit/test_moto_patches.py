@@ -77,9 +77,11 @@ class Recorder:
     deliveries: list[tuple[dict[str, Any], Any, dict[str, Any]]] = field(default_factory=list)
     result: Any = field(default_factory=lambda: {"handled": True})
     errored: bool = False
+    seconds: float = 0.0  # how long each invocation takes
 
     def invoke(self, fn: LambdaFunction, event: Any) -> tuple[str, bool, str]:
         self.invocations.append((fn, event))
+        time.sleep(self.seconds)
         return json.dumps(self.result), self.errored, "handler log line"
 
     def deliver(self, target: dict[str, Any], *args: Any) -> None:
@@ -1078,3 +1080,200 @@ def test_unpatched_result_path_parses_anew() -> None:
     assert not moto_patches.installed()
     assert result_path.parse is jsonpath_ng.parse
     assert jsonpath_ng.parse("$.a") is not jsonpath_ng.parse("$.a")
+
+
+# -- 8. Task states in the calling thread; execution names indexed --------------------------
+PUT_ITEM_DEFINITION = json.dumps({
+    "StartAt": "Put",
+    "States": {"Put": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:putItem", "End": True,
+                       "Parameters": {"TableName": "t", "Item": {"pk": {"S.$": "$.pk"}}},
+                       "ResultPath": "$.put"}},
+})
+
+
+def threads_started_by(session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch,
+                       definition: str) -> tuple[list[str], dict[str, Any]]:
+    """Runs one execution of `definition` and names every thread started meanwhile."""
+    make_table(session.client("dynamodb"))
+    sfn = session.client("stepfunctions")
+    machine = sfn.create_state_machine(name="put", definition=definition, roleArn=ROLE_ARN)["stateMachineArn"]
+    started: list[str] = []
+    original_start = threading.Thread.start
+
+    def counting_start(self: threading.Thread) -> None:
+        started.append(getattr(self._target, "__qualname__", repr(self._target)))  # type: ignore[attr-defined]
+        original_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    arn = sfn.start_execution(stateMachineArn=machine, name="one", input=json.dumps({"pk": "a"}))["executionArn"]
+    described = wait_for_execution(sfn, arn)
+    monkeypatch.undo()
+    return started, described
+
+
+def test_unpatched_every_execution_and_task_state_gets_a_thread(
+        unpatched: None, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    started, described = threads_started_by(session, monkeypatch, PUT_ITEM_DEFINITION)
+    assert described["status"] == "SUCCEEDED"
+    # the execution's worker, then the program's thread, then one for the Task state
+    assert len(started) == 3, started
+    assert any("_exec_and_notify" in name for name in started)
+
+
+def test_patched_task_state_runs_in_the_execution_thread(
+        recorder: Recorder, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    started, described = threads_started_by(session, monkeypatch, PUT_ITEM_DEFINITION)
+    # THEN only the execution's worker thread is started, and the Task state's result is the same
+    assert described["status"] == "SUCCEEDED"
+    assert len(started) == 1, started
+    assert json.loads(described["output"]) == {"pk": "a", "put": {}}
+    assert get(session.client("dynamodb"), "a") == {"pk": {"S": "a"}}
+
+
+def test_patched_task_state_with_timeout_still_times_out(recorder: Recorder,
+                                                         session: boto3.session.Session) -> None:
+    # GIVEN a Lambda Task state with TimeoutSeconds 1, whose function takes 3 s
+    function_arn = create_function(session)
+    recorder.seconds = 3
+    definition = json.dumps({"StartAt": "Call", "States": {"Call": {
+        "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "TimeoutSeconds": 1, "End": True,
+        "Parameters": {"FunctionName": function_arn, "Payload": {}}}}})
+    sfn = session.client("stepfunctions")
+    machine = sfn.create_state_machine(name="slow", definition=definition, roleArn=ROLE_ARN)["stateMachineArn"]
+    started = time.monotonic()
+    arn = sfn.start_execution(stateMachineArn=machine, name="slow-1")["executionArn"]
+    described = wait_for_execution(sfn, arn)
+    # THEN the state times out after its 1 s, as on AWS
+    assert described["status"] == "FAILED"
+    assert described["error"] == "States.Timeout"
+    assert time.monotonic() - started < 2.8
+
+
+def test_patched_finished_threads_are_not_kept(recorder: Recorder, session: boto3.session.Session) -> None:
+    from moto.stepfunctions.parser.utils import TMP_THREADS
+
+    # GIVEN many finished threads in moto's list
+    for _ in range(300):
+        thread = threading.Thread(target=lambda: None)
+        thread.start()
+        thread.join()
+        TMP_THREADS.append(thread)
+    # WHEN an execution runs  THEN the list no longer holds them
+    sfn = session.client("stepfunctions")
+    machine = sfn.create_state_machine(name="pass", definition=PASS_DEFINITION, roleArn=ROLE_ARN)["stateMachineArn"]
+    wait_for_execution(sfn, sfn.start_execution(stateMachineArn=machine, name="p")["executionArn"])
+    assert len(TMP_THREADS) < 10
+
+
+@pytest.mark.parametrize("patched", [False, True], ids=["unpatched", "patched"])
+def test_execution_name_reuse(patched: bool, session: boto3.session.Session) -> None:
+    # The same rules with and without the index: a running execution started again with the same
+    # name and input is that execution; any other reuse of the name is refused.
+    rec = Recorder()
+    if patched:
+        moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
+    try:
+        sfn = session.client("stepfunctions")
+        machine = sfn.create_state_machine(name="hold", definition=CHOICE_DEFINITION,
+                                           roleArn=ROLE_ARN)["stateMachineArn"]
+        for n in range(50):
+            sfn.start_execution(stateMachineArn=machine, name=f"other-{n}", input=json.dumps({"n": n}))
+        first = sfn.start_execution(stateMachineArn=machine, name="same", input='{"n": 1}')["executionArn"]
+        again = sfn.start_execution(stateMachineArn=machine, name="same", input='{"n": 1}')["executionArn"]
+        assert again == first
+        with pytest.raises(ClientError, match="ExecutionAlreadyExists"):
+            sfn.start_execution(stateMachineArn=machine, name="same", input='{"n": 2}')
+        wait_for_execution(sfn, first)
+        with pytest.raises(ClientError, match="ExecutionAlreadyExists"):
+            sfn.start_execution(stateMachineArn=machine, name="same", input='{"n": 1}')
+        with pytest.raises(ClientError, match="ExecutionAlreadyExists"):
+            sfn.start_execution(stateMachineArn=machine, name="other-7", input='{"n": 7}')
+    finally:
+        moto_patches.uninstall()
+
+
+# -- 9. DynamoDB expressions parsed once -----------------------------------------------------
+def test_unpatched_update_expression_is_parsed_on_each_call(unpatched: None) -> None:
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    assert UpdateExpressionParser.make("SET a = :a") is not UpdateExpressionParser.make("SET a = :a")
+
+
+def test_patched_expressions_are_cached_but_values_are_not(recorder: Recorder,
+                                                           session: boto3.session.Session) -> None:
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    # GIVEN the patches  THEN one update expression text gives one parsed tree
+    assert UpdateExpressionParser.make("SET a = :a") is UpdateExpressionParser.make("SET a = :a")
+    ddb = session.client("dynamodb")
+    make_table(ddb)
+    # WHEN the same update and condition texts run with different values
+    for pk, n in (("x", "1"), ("y", "2"), ("x", "3")):
+        ddb.update_item(TableName="t", Key={"pk": {"S": pk}}, UpdateExpression="SET n = :n",
+                        ExpressionAttributeValues={":n": {"N": n}})
+    ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression="SET m = :n",
+                    ConditionExpression="n = :expected",
+                    ExpressionAttributeValues={":n": {"N": "9"}, ":expected": {"N": "3"}})
+    with pytest.raises(ClientError, match="ConditionalCheckFailed"):
+        ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression="SET m = :n",
+                        ConditionExpression="n = :expected",
+                        ExpressionAttributeValues={":n": {"N": "10"}, ":expected": {"N": "1"}})
+    # THEN each call used its own values
+    assert get(ddb, "x") == {"pk": {"S": "x"}, "n": {"N": "3"}, "m": {"N": "9"}}
+    assert get(ddb, "y") == {"pk": {"S": "y"}, "n": {"N": "2"}}
+    # AND a bad expression, or an unused value, is still refused on every call
+    for _ in range(2):
+        with pytest.raises(ClientError, match="ValidationException"):
+            ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression="SET = :n",
+                            ExpressionAttributeValues={":n": {"N": "1"}})
+        with pytest.raises(ClientError, match="unused"):
+            ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression="SET n = :n",
+                            ConditionExpression="n = :expected",
+                            ExpressionAttributeValues={":n": {"N": "1"}, ":expected": {"N": "3"},
+                                                       ":spare": {"N": "0"}})
+
+
+# -- 10. In-process dispatch ------------------------------------------------------------------
+def authorization_header(session: boto3.session.Session) -> str:
+    sqs = session.client("sqs")
+    seen: list[str] = []
+    sqs.meta.events.register("before-send.sqs.*", lambda request, **_: seen.append(request.headers["Authorization"]))
+    sqs.create_queue(QueueName="signed")
+    return seen[0].decode() if isinstance(seen[0], bytes) else seen[0]
+
+
+def test_unpatched_requests_are_signed(unpatched: None, session: boto3.session.Session) -> None:
+    import re as regex
+
+    header = authorization_header(session)
+    assert regex.search(r"Signature=[0-9a-f]{64}$", header), header
+
+
+def test_patched_requests_name_the_access_key_without_a_signature(
+        recorder: Recorder, session: boto3.session.Session) -> None:
+    # GIVEN the patches  WHEN a request is sent  THEN it carries the access key, not a signature
+    import re as regex
+
+    header = authorization_header(session)
+    assert regex.fullmatch(r"AWS4-HMAC-SHA256 Credential=\w+/\d{8}/us-east-1/sqs/aws4_request, "
+                           r"SignedHeaders=host;x-amz-date, Signature=embedded", header), header
+    # AND moto still serves every kind of service: JSON, query, REST (S3 through moto's own routing)
+    assert session.client("sqs").list_queues()["QueueUrls"][0].endswith("/signed")
+    make_table(session.client("dynamodb"))
+    assert session.client("dynamodb").list_tables()["TableNames"] == ["t"]
+    s3 = session.client("s3")
+    s3.create_bucket(Bucket="fanflow-bucket")
+    s3.put_object(Bucket="fanflow-bucket", Key="k/1", Body=b"one")
+    assert s3.get_object(Bucket="fanflow-bucket", Key="k/1")["Body"].read() == b"one"
+    # AND an error is still an error
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        session.client("dynamodb").describe_table(TableName="missing")
+
+
+def test_patched_handler_methods_are_listed_once(recorder: Recorder) -> None:
+    import moto.core.responses as moto_responses
+    from moto.dynamodb.responses import DynamoHandler
+
+    first = moto_responses.method_names_from_class(DynamoHandler)
+    assert "update_item" in first
+    assert moto_responses.method_names_from_class(DynamoHandler) is first
