@@ -1277,3 +1277,62 @@ def test_patched_handler_methods_are_listed_once(recorder: Recorder) -> None:
     first = moto_responses.method_names_from_class(DynamoHandler)
     assert "update_item" in first
     assert moto_responses.method_names_from_class(DynamoHandler) is first
+
+
+def dynamodb_responses() -> list[dict[str, Any]]:
+    """Responses to a tour of DynamoDB's item operations, in a fresh moto."""
+    out: list[dict[str, Any]] = []
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        ddb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                    {"AttributeName": "sk", "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                               {"AttributeName": "sk", "AttributeType": "S"}])
+        key = {"pk": {"S": "a"}, "sk": {"S": "9"}}
+        rich = {"n": {"N": "1.5"}, "b": {"B": b"\x00\x01"}, "ss": {"SS": ["p", "q"]},
+                "m": {"M": {"x": {"L": [{"S": "y"}, {"NULL": True}, {"BOOL": False}]}}}}
+        for n in range(4):
+            out.append(ddb.put_item(TableName="t", Item={"pk": {"S": "a"}, "sk": {"S": str(n)}, **rich},
+                                    ReturnValues="ALL_OLD"))
+        out.append(ddb.put_item(TableName="t", Item={**key, "n": {"N": "1"}}, ReturnValues="ALL_OLD"))
+        out.append(ddb.put_item(TableName="t", Item={**key, "n": {"N": "2"}}, ReturnValues="ALL_OLD"))
+        out.append(ddb.get_item(TableName="t", Key=key))
+        out.append(ddb.get_item(TableName="t", Key={"pk": {"S": "a"}, "sk": {"S": "1"}}))
+        out.append(ddb.get_item(TableName="t", Key={"pk": {"S": "none"}, "sk": {"S": "1"}}))
+        for returns in ("ALL_NEW", "UPDATED_OLD", "NONE"):
+            out.append(ddb.update_item(TableName="t", Key=key, UpdateExpression="ADD n :one",
+                                       ExpressionAttributeValues={":one": {"N": "1"}}, ReturnValues=returns))
+        query = {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "a"}}}
+        out.append(ddb.query(TableName="t", Limit=2, **query))
+        out.append(ddb.query(TableName="t", ReturnConsumedCapacity="TOTAL", **query))
+        out.append(ddb.scan(TableName="t"))
+        out.append(ddb.transact_write_items(TransactItems=[{"Put": {"TableName": "t", "Item": {
+            "pk": {"S": "c"}, "sk": {"S": "1"}}}}]))
+        out.append(ddb.batch_get_item(RequestItems={"t": {"Keys": [{"pk": {"S": "a"}, "sk": {"S": "1"}}]}}))
+        out.append(ddb.delete_item(TableName="t", Key={"pk": {"S": "c"}, "sk": {"S": "1"}}, ReturnValues="ALL_OLD"))
+        with pytest.raises(ClientError) as failed:
+            ddb.put_item(TableName="t", Item=key, ConditionExpression="attribute_not_exists(pk)",
+                         ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        out.append(failed.value.response)
+    for response in out:
+        response.pop("ResponseMetadata", None)
+    return out
+
+
+def test_patched_dynamodb_responses_are_the_ones_moto_writes(aws_env: None) -> None:
+    # GIVEN the responses moto writes itself
+    assert not moto_patches.installed()
+    unpatched_responses = dynamodb_responses()
+    # WHEN the same operations run with the patches (plain JSON written with json.dumps)
+    rec = Recorder()
+    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
+    try:
+        patched_responses = dynamodb_responses()
+    finally:
+        moto_patches.uninstall()
+    # THEN botocore reads exactly the same from both, binary values and absent members included
+    assert patched_responses == unpatched_responses
+    assert patched_responses[6]["Item"]["n"] == {"N": "2"}
+    assert "Attributes" not in patched_responses[11]  # ReturnValues NONE
+    assert "LastEvaluatedKey" in patched_responses[12] and "LastEvaluatedKey" not in patched_responses[13]
