@@ -38,7 +38,9 @@ What moto 5.2.5 lacks, and what is done here:
 9. Speed: moto's DynamoDB parses each update and condition expression twice per call (once
    to validate the request, once to apply it). Parsed update expressions are cached by
    their text (moto copies the tree before resolving it), and parsed conditions by their
-   text, names and values.
+   text, names and values. Validating an update walks its tree once per check (ten checks),
+   and each step of each walk rebuilt the check's table of node types; the table is built
+   once per check.
 10. Speed: an in-process call goes through botocore and moto's HTTP emulation. Three of
    its costs are dropped: the SigV4 signature (moto never checks it; requests still carry
    an Authorization header naming the access key, from which moto takes the account),
@@ -527,6 +529,28 @@ def _cache_dynamodb_expressions(patch: Callable[[Any, str, Any], None]) -> None:
 
     patch(UpdateExpressionParser, "make", classmethod(make_update_expression))
     patch(ConditionExpressionParser, "parse", parse_condition)
+
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
+
+    def processing_map(self: Any) -> dict[type, Callable[[Any], Any]]:
+        table = self.__dict__.get("_fanflow_processing_map")
+        if table is None:
+            table = self.__dict__["_fanflow_processing_map"] = self._processing_map()
+            self.__dict__["_fanflow_node_types"] = tuple(table)
+        return table
+
+    def nodes_to_be_processed(self: Any) -> tuple[type, ...]:
+        processing_map(self)
+        return self.__dict__["_fanflow_node_types"]
+
+    def process(self: Any, node: Any) -> Any:
+        for node_type, processor in processing_map(self).items():
+            if isinstance(node, node_type):
+                return processor(node)
+        return None
+
+    patch(DepthFirstTraverser, "nodes_to_be_processed", nodes_to_be_processed)
+    patch(DepthFirstTraverser, "process", process)
 
 
 def _fast_backend_lookup(patch: Callable[[Any, str, Any], None]) -> None:

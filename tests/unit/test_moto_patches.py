@@ -1336,3 +1336,43 @@ def test_patched_dynamodb_responses_are_the_ones_moto_writes(aws_env: None) -> N
     assert patched_responses[6]["Item"]["n"] == {"N": "2"}
     assert "Attributes" not in patched_responses[11]  # ReturnValues NONE
     assert "LastEvaluatedKey" in patched_responses[12] and "LastEvaluatedKey" not in patched_responses[13]
+
+
+def processing_map_builds(session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """(validations, processing-map builds) of one update_item with a three-action expression."""
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
+
+    ddb = session.client("dynamodb")
+    make_table(ddb)
+    builds: list[None] = []
+    validations: list[None] = []
+    original_map = validators.ExecuteOperations._processing_map
+    original_validate = validators.UpdateExpressionValidator.validate
+
+    def counting_map(self: DepthFirstTraverser) -> Any:
+        builds.append(None)
+        return original_map(self)
+
+    def counting_validate(self: Any) -> Any:
+        validations.append(None)
+        return original_validate(self)
+
+    monkeypatch.setattr(validators.ExecuteOperations, "_processing_map", counting_map)
+    monkeypatch.setattr(validators.UpdateExpressionValidator, "validate", counting_validate)
+    ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression="SET a = :a, b = :b ADD n :one",
+                    ExpressionAttributeValues={":a": {"S": "a"}, ":b": {"S": "b"}, ":one": {"N": "1"}})
+    assert get(ddb, "x") == {"pk": {"S": "x"}, "a": {"S": "a"}, "b": {"S": "b"}, "n": {"N": "1"}}
+    return len(validations), len(builds)
+
+
+def test_unpatched_validation_rebuilds_its_table_at_every_node(
+        unpatched: None, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    validations, builds = processing_map_builds(session, monkeypatch)
+    assert builds > 10 * validations
+
+
+def test_patched_validation_builds_its_table_once_per_check(
+        recorder: Recorder, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    validations, builds = processing_map_builds(session, monkeypatch)
+    assert builds == validations
