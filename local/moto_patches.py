@@ -35,6 +35,7 @@ What moto 5.2.5 lacks, and what is done here:
    set none) the state runs in the calling thread; finished threads are dropped from the
    list. Starting an execution looked for a same-named one by scanning every execution of
    the state machine (O(n) per start, O(n^2) per request); the names are indexed.
+   Reading a JSONPath deep-copies what it found, also when that is a string or a number.
 9. Speed: moto's DynamoDB parses each update and condition expression twice per call (once
    to validate the request, once to apply it). Parsed update expressions are cached by
    their text (moto copies the tree before resolving it), and parsed conditions by their
@@ -321,9 +322,13 @@ def _run_states_inline(patch: Callable[[Any, str, Any], None]) -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
     from moto.stepfunctions.parser.utils import TMP_THREADS
 
+    threshold = [256]
+
     def prune_finished_threads() -> None:
-        if len(TMP_THREADS) > 256:
+        # Amortised: scan again only once the list has doubled since the last scan.
+        if len(TMP_THREADS) > threshold[0]:
             TMP_THREADS[:] = [thread for thread in TMP_THREADS if thread.is_alive()]
+            threshold[0] = max(256, 2 * len(TMP_THREADS))
 
     original_program_eval = Program.eval
 
@@ -344,7 +349,7 @@ def _run_states_inline(patch: Callable[[Any, str, Any], None]) -> None:
             original_with_timeout(self, env)  # a real timeout needs the thread to wait on
             return
         frame = env.open_frame()
-        frame.states.reset(input_value=env.states.get_input())
+        frame.states.reset(input_value=env.states._states_data["input"])  # reset() copies it
         frame.stack = copy.deepcopy(env.stack)
         try:
             self._eval_execution(frame)
@@ -367,6 +372,16 @@ def _run_states_inline(patch: Callable[[Any, str, Any], None]) -> None:
 
     patch(Program, "eval", program_eval)
     patch(ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout)
+
+    import moto.stepfunctions.parser.asl.eval.states as states_module
+
+    def extract(query: str | None, data: Any) -> Any:
+        result = data if query is None else states_module.extract_json(query, data)
+        if result is None or isinstance(result, (str, int, float, bool)):
+            return result  # immutable: the copy moto makes would be the same object
+        return copy.deepcopy(result)
+
+    patch(states_module.States, "_extract", staticmethod(extract))
 
 
 def _index_execution_names(patch: Callable[[Any, str, Any], None]) -> None:

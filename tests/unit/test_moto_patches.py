@@ -1376,3 +1376,17 @@ def test_patched_validation_builds_its_table_once_per_check(
         recorder: Recorder, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> None:
     validations, builds = processing_map_builds(session, monkeypatch)
     assert builds == validations
+
+
+def test_patched_jsonpath_reads_copy_only_what_can_change(recorder: Recorder) -> None:
+    from moto.stepfunctions.parser.asl.eval.states import States
+
+    data = {"detail": {"requestId": "r-1", "request": {"caseId": "7"}, "n": 3}}
+    # strings and numbers are returned as they are (they cannot change) ...
+    assert States._extract("$.detail.requestId", data) == "r-1"
+    assert States._extract("$.detail.n", data) == 3
+    # ... objects are still copies, so a state changing its input cannot reach back
+    request = States._extract("$.detail.request", data)
+    assert request == {"caseId": "7"} and request is not data["detail"]["request"]
+    whole = States._extract(None, data)
+    assert whole == data and whole["detail"] is not data["detail"]
