@@ -47,11 +47,10 @@ def run_case(request: dict[str, Any], seconds: float, *, work: Work = work) -> C
 
 
 def completion_detail(detail: dict[str, Any], state: str, error: str | None) -> dict[str, Any]:
-    """The completion event's detail: the fan-out event's detail plus the state (and error)."""
-    out = {"requestId": detail["requestId"], "request": detail["request"], "state": state}
-    if error:
-        out["error"] = error
-    return out
+    """The completion event's detail: the fan-out event's detail plus the outcome (see
+    constants.DETAIL_COUNT_AS)."""
+    return {"requestId": detail["requestId"], "request": detail["request"], "state": state,
+            "error": error or "", c.DETAIL_COUNT_AS: c.COUNT_AS[state]}
 
 
 def record_result(dynamodb: Any, table: str, request_id: str, case_id: str, *, state: str, started: float,

@@ -36,6 +36,10 @@ COMPUTE_TYPES = (COMPUTE_TYPE_LAMBDA, COMPUTE_TYPE_LAMBDA_LARGE, COMPUTE_TYPE_WO
 # Case outcomes carried by the completion event's "state".
 CASE_SUCCEEDED = "SUCCEEDED"
 CASE_FAILED = "FAILED"
+# Every completion event's detail: requestId, request, state, error ("" when none), and
+# countAs, the counter-row attribute the case adds to (ATTR_SUCCEEDED or ATTR_FAILED), so
+# that Increment counts without branching.
+DETAIL_COUNT_AS = "countAs"
 
 # Request lifecycle on the counter row.
 STATUS_RUNNING = "RUNNING"
@@ -56,6 +60,7 @@ ATTR_COUNTER = "counter"
 ATTR_TARGET = "target"
 ATTR_SUCCEEDED = "succeeded"
 ATTR_FAILED = "failed"
+COUNT_AS = {CASE_SUCCEEDED: ATTR_SUCCEEDED, CASE_FAILED: ATTR_FAILED}
 ATTR_STATUS = "status"
 ATTR_CREATED_AT = "createdAt"
 ATTR_DEADLINE = "deadline"

@@ -62,11 +62,10 @@ class ComputeWorkflow(Construct):
         )
         compute.add_retry(errors=["States.TaskFailed"], max_attempts=2, interval=Duration.seconds(1), backoff_rate=2)
 
-        def complete(construct_id: str, state: str, error: str | None) -> tasks.EventBridgePutEvents:
+        def complete(construct_id: str, state: str, error: str) -> tasks.EventBridgePutEvents:
             detail: dict[str, object] = {"requestId": sfn.JsonPath.string_at("$.requestId"),
-                                         "request": sfn.JsonPath.object_at("$.request"), "state": state}
-            if error is not None:
-                detail["error"] = error
+                                         "request": sfn.JsonPath.object_at("$.request"), "state": state,
+                                         "error": error, c.DETAIL_COUNT_AS: c.COUNT_AS[state]}
             task = tasks.EventBridgePutEvents(self, construct_id, entries=[tasks.EventBridgePutEventsEntry(
                 event_bus=bus, source=c.COMPUTE_SOURCE, detail_type=c.COMPLETION_DETAIL_TYPE,
                 detail=sfn.TaskInput.from_object(detail),
@@ -75,7 +74,7 @@ class ComputeWorkflow(Construct):
             task.add_retry(errors=PUT_EVENTS_ERRORS, max_attempts=6, interval=Duration.seconds(1), backoff_rate=2)
             return task
 
-        succeeded = complete("PutCompletion", c.CASE_SUCCEEDED, None)
+        succeeded = complete("PutCompletion", c.CASE_SUCCEEDED, "")
         failed = complete("PutFailedCompletion", c.CASE_FAILED, sfn.JsonPath.string_at("$.step.result.error"))
         # The step ran: the computation succeeded, or raised and the step reported its error.
         outcome = sfn.Choice(self, "CaseFailed?").when(

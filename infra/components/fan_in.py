@@ -23,16 +23,16 @@ DDB_TRANSIENT_ERRORS = [
 ]
 
 
-def request_key() -> dict[str, tasks.DynamoAttributeValue]:
-    return {c.ATTR_REQUEST_ID: tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.requestId"))}
+def request_key(request_id_path: str = "$.requestId") -> dict[str, tasks.DynamoAttributeValue]:
+    return {c.ATTR_REQUEST_ID: tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at(request_id_path))}
 
 
 def summary_invocation(scope: Construct, construct_id: str, function: lambda_.IFunction,
-                       reason: str) -> tasks.LambdaInvoke:
+                       reason: str, request_id_path: str = "$.requestId") -> tasks.LambdaInvoke:
     task = tasks.LambdaInvoke(
         scope, construct_id,
         lambda_function=function,
-        payload=sfn.TaskInput.from_object({"requestId": sfn.JsonPath.string_at("$.requestId"), "reason": reason}),
+        payload=sfn.TaskInput.from_object({"requestId": sfn.JsonPath.string_at(request_id_path), "reason": reason}),
         output_path="$.Payload",
     )
     # Summary is idempotent: a retry rewrites the same summary and finds the row closed.
@@ -72,25 +72,11 @@ class FanInWorkflow(Construct):
         )
 
     def _definition(self, counter_table: dynamodb.ITable, results_table: dynamodb.ITable) -> sfn.IChainable:
-        # The rule delivers the whole event (see EventRouting); take what counting needs.
-        # A failed case's completion carries its error; a successful one has none.
-        def read_completion(construct_id: str, error: str) -> sfn.Pass:
-            return sfn.Pass(self, construct_id, parameters={
-                "requestId": sfn.JsonPath.string_at("$.detail.requestId"),
-                "caseId": sfn.JsonPath.string_at("$.detail.request.caseId"),
-                "state": sfn.JsonPath.string_at("$.detail.state"),
-                "error": error,
-            })
-
-        read_error = read_completion("ReadFailedCompletion", sfn.JsonPath.string_at("$.detail.error"))
-        read_ok = read_completion("ReadCompletion", "")
-        read = sfn.Choice(self, "HasError?").when(
-            sfn.Condition.is_present("$.detail.error"), read_error
-        ).otherwise(read_ok)
-        count_failed = sfn.Pass(self, "CountAsFailed", result=sfn.Result.from_string(c.ATTR_FAILED),
-                                result_path="$.outcomeCounter")
-        count_succeeded = sfn.Pass(self, "CountAsSucceeded", result=sfn.Result.from_string(c.ATTR_SUCCEEDED),
-                                   result_path="$.outcomeCounter")
+        # The rule delivers the whole event (see EventRouting). Every completion carries its
+        # requestId, caseId, state, error ("" when none) and the counter attribute it adds to
+        # (constants.DETAIL_COUNT_AS), so counting reads them straight from the event: a
+        # completion without them fails here, visibly, instead of being counted wrongly.
+        request_id, case_id = "$.detail.requestId", "$.detail.request.caseId"
 
         # One transaction: mark the case counted (only once) and add it to the request's
         # counts (only while the request is open). A duplicate delivery, or a completion for
@@ -104,19 +90,20 @@ class FanInWorkflow(Construct):
             parameters={"TransactItems": [
                 {"Update": {
                     "TableName": results_table.table_name,
-                    "Key": {c.ATTR_REQUEST_ID: {"S.$": "$.requestId"}, c.ATTR_CASE_ID: {"S.$": "$.caseId"}},
+                    "Key": {c.ATTR_REQUEST_ID: {"S.$": request_id}, c.ATTR_CASE_ID: {"S.$": case_id}},
                     "UpdateExpression": "SET #outcome = :state, #outcomeError = :error",
                     "ConditionExpression": "attribute_not_exists(#outcome)",
                     "ExpressionAttributeNames": {"#outcome": c.ATTR_OUTCOME, "#outcomeError": c.ATTR_OUTCOME_ERROR},
-                    "ExpressionAttributeValues": {":state": {"S.$": "$.state"}, ":error": {"S.$": "$.error"}},
+                    "ExpressionAttributeValues": {":state": {"S.$": "$.detail.state"},
+                                                  ":error": {"S.$": "$.detail.error"}},
                 }},
                 {"Update": {
                     "TableName": counter_table.table_name,
-                    "Key": {c.ATTR_REQUEST_ID: {"S.$": "$.requestId"}},
+                    "Key": {c.ATTR_REQUEST_ID: {"S.$": request_id}},
                     "UpdateExpression": "ADD #counter :one, #outcomeCounter :one",
                     "ConditionExpression": "#status = :running",
-                    "ExpressionAttributeNames": {"#counter": c.ATTR_COUNTER, "#outcomeCounter.$": "$.outcomeCounter",
-                                                 "#status": c.ATTR_STATUS},
+                    "ExpressionAttributeNames": {"#counter": c.ATTR_COUNTER, "#status": c.ATTR_STATUS,
+                                                 "#outcomeCounter.$": f"$.detail.{c.DETAIL_COUNT_AS}"},
                     "ExpressionAttributeValues": {":one": {"N": "1"}, ":running": {"S": c.STATUS_RUNNING}},
                 }},
             ]},
@@ -128,7 +115,7 @@ class FanInWorkflow(Construct):
         claim = tasks.DynamoUpdateItem(
             self, "ClaimSummary",
             table=counter_table,
-            key=request_key(),
+            key=request_key(request_id),
             update_expression="SET #status = :summarizing",
             condition_expression="#status = :running AND #counter >= #target",
             expression_attribute_names={"#status": c.ATTR_STATUS, "#counter": c.ATTR_COUNTER,
@@ -152,13 +139,7 @@ class FanInWorkflow(Construct):
         ).otherwise(backoff.next(count))
         count.add_catch(cancelled, errors=["DynamoDb.TransactionCanceledException"], result_path="$.countError")
 
-        outcome = sfn.Choice(self, "CaseFailed?").when(
-            sfn.Condition.string_equals("$.state", c.CASE_FAILED), count_failed
-        ).otherwise(count_succeeded)
-        count_failed.next(count)
-        count_succeeded.next(count)
         count.next(claim)
-        claim.next(summary_invocation(self, "RunSummary", self.summary_function, c.REASON_COMPLETED))
-        read_error.next(outcome)
-        read_ok.next(outcome)
-        return read
+        claim.next(summary_invocation(self, "RunSummary", self.summary_function, c.REASON_COMPLETED,
+                                      request_id_path=request_id))
+        return count

@@ -79,6 +79,7 @@ class EventRouting(Construct):
                         "request": events.EventField.from_path(f"{payload}.request"),
                         "state": c.CASE_FAILED,
                         "error": events.EventField.from_path("$.detail.responsePayload.errorMessage"),
+                        c.DETAIL_COUNT_AS: c.ATTR_FAILED,
                     },
                 }),
                 **self.target_options(),

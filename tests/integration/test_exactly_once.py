@@ -115,7 +115,8 @@ def completion_entry(emulator: EmbeddedEmulator, request_id: str, case_id: str) 
         "Source": c.COMPUTE_SOURCE,
         "DetailType": c.COMPLETION_DETAIL_TYPE,
         "EventBusName": emulator.outputs[c.OUTPUT_BUS_NAME],
-        "Detail": json.dumps({"requestId": request_id, "request": {"caseId": case_id}, "state": c.CASE_SUCCEEDED}),
+        "Detail": json.dumps({"requestId": request_id, "request": {"caseId": case_id}, "state": c.CASE_SUCCEEDED,
+                              "error": "", c.DETAIL_COUNT_AS: c.ATTR_SUCCEEDED}),
     }
 
 

@@ -47,8 +47,10 @@ def test_a_case_with_unusable_compute_seconds_fails_on_every_target() -> None:
 def test_the_completion_detail_is_the_fan_out_detail_plus_the_outcome() -> None:
     detail = {"requestId": "r", "request": {"caseId": "1", "computeType": "queue"}, "extra": "dropped"}
     assert casework.completion_detail(detail, c.CASE_SUCCEEDED, None) == {
-        "requestId": "r", "request": {"caseId": "1", "computeType": "queue"}, "state": c.CASE_SUCCEEDED}
-    assert casework.completion_detail(detail, c.CASE_FAILED, "E: x")["error"] == "E: x"
+        "requestId": "r", "request": {"caseId": "1", "computeType": "queue"}, "state": c.CASE_SUCCEEDED,
+        "error": "", "countAs": c.ATTR_SUCCEEDED}
+    failed = casework.completion_detail(detail, c.CASE_FAILED, "E: x")
+    assert (failed["state"], failed["error"], failed["countAs"]) == (c.CASE_FAILED, "E: x", c.ATTR_FAILED)
 
 
 @pytest.fixture

@@ -227,9 +227,9 @@ def test_the_workflow_computes_in_steps_and_puts_the_completion_event(
     [failed_rule] = choice["Choices"]
     assert failed_rule["Variable"] == "$.step.result.state" and failed_rule["StringEquals"] == c.CASE_FAILED
     detail = {"requestId.$": "$.requestId", "request.$": "$.request"}
-    for state_name, expected in ((choice["Default"], {**detail, "state": c.CASE_SUCCEEDED}),
-                                 (failed_rule["Next"], {**detail, "state": c.CASE_FAILED,
-                                                        "error.$": "$.step.result.error"})):
+    succeeded = {**detail, "state": c.CASE_SUCCEEDED, "error": "", c.DETAIL_COUNT_AS: c.ATTR_SUCCEEDED}
+    failed = {**detail, "state": c.CASE_FAILED, "error.$": "$.step.result.error", c.DETAIL_COUNT_AS: c.ATTR_FAILED}
+    for state_name, expected in ((choice["Default"], succeeded), (failed_rule["Next"], failed)):
         put = states[state_name]
         assert put["Resource"].endswith(":states:::events:putEvents")
         [entry] = put["Parameters"]["Entries"]

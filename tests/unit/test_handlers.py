@@ -267,7 +267,7 @@ def test_compute_records_the_result_and_puts_the_completion_event(
     assert c.ATTR_OUTCOME not in row  # counting is Increment's job
     assert row[c.ATTR_COMPUTED_BY] == c.COMPUTE_TYPE_LAMBDA_LARGE  # the type its configuration names
     # AND the completion event is the input detail plus its state, from the compute source
-    expected = {**event["detail"], "state": c.CASE_SUCCEEDED}
+    expected = {**event["detail"], "state": c.CASE_SUCCEEDED, "error": "", c.DETAIL_COUNT_AS: c.ATTR_SUCCEEDED}
     assert out == expected
     received = tap.received()
     assert len(received) == 1
@@ -295,7 +295,8 @@ def test_compute_reports_a_failing_case_instead_of_raising(
     assert row[c.ATTR_ERROR] == "ValueError: input out of range"
     assert c.ATTR_EXPIRES_AT in row and c.ATTR_DURATION_MS in row
     # AND the completion event carries the failure and the error
-    expected = {**event["detail"], "state": c.CASE_FAILED, "error": "ValueError: input out of range"}
+    expected = {**event["detail"], "state": c.CASE_FAILED, "error": "ValueError: input out of range",
+                c.DETAIL_COUNT_AS: c.ATTR_FAILED}
     assert out == expected
     received = tap.received()
     assert [e["detail"] for e in received] == [expected]

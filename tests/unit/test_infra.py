@@ -255,32 +255,22 @@ def test_preprocess_times_out_an_open_request_at_its_deadline(preprocess: dict[s
 # ---------------------------------------------------------------------------- Increment (fan-in)
 
 
-def test_increment_reads_the_completion_event_and_branches_on_failure(increment: dict[str, Any]) -> None:
+def test_increment_counts_straight_from_the_completion_event(increment: dict[str, Any]) -> None:
     # GIVEN the rendered Increment definition, started with the whole EventBridge event
     states = increment["States"]
-    # WHEN it starts THEN it takes requestId, caseId, state and the error if there is one
-    assert increment["StartAt"] == "HasError?"
-    has_error = states["HasError?"]
-    [with_error] = has_error["Choices"]
-    assert with_error == {"Variable": "$.detail.error", "IsPresent": True, "Next": "ReadFailedCompletion"}
-    assert has_error["Default"] == "ReadCompletion"
-    fields = {"requestId.$": "$.detail.requestId", "caseId.$": "$.detail.request.caseId",
-              "state.$": "$.detail.state"}
-    assert states["ReadFailedCompletion"]["Parameters"] == {**fields, "error.$": "$.detail.error"}
-    read = states["ReadCompletion"]
-    assert read["Type"] == "Pass"
-    assert read["Parameters"] == {**fields, "error": ""}
-    assert states["ReadFailedCompletion"]["Next"] == read["Next"]
-    # AND THEN a failed case is counted as failed, any other as succeeded
-    choice = states[read["Next"]]
-    assert read["Next"] == "CaseFailed?"
-    assert choice["Type"] == "Choice"
-    [rule] = choice["Choices"]
-    assert rule["Variable"] == "$.state"
-    assert rule["StringEquals"] == c.CASE_FAILED
-    assert states[rule["Next"]]["Result"] == c.ATTR_FAILED
-    assert states[choice["Default"]]["Result"] == c.ATTR_SUCCEEDED
-    assert states[rule["Next"]]["Next"] == states[choice["Default"]]["Next"] == "CountCase"
+    # WHEN it starts THEN it counts at once: no state reads or branches on the event first
+    assert increment["StartAt"] == "CountCase"
+    assert not [name for name, state in states.items() if state["Type"] in ("Pass", "Choice")
+                and name != "ConditionFailed?"]
+    # AND every field it needs comes from the event's detail, the counter attribute included
+    results_update, counter_update = (item["Update"] for item in states["CountCase"]["Parameters"]["TransactItems"])
+    assert results_update["Key"] == {"requestId": {"S.$": "$.detail.requestId"},
+                                     "caseId": {"S.$": "$.detail.request.caseId"}}
+    assert results_update["ExpressionAttributeValues"] == {":state": {"S.$": "$.detail.state"},
+                                                           ":error": {"S.$": "$.detail.error"}}
+    assert counter_update["Key"] == {"requestId": {"S.$": "$.detail.requestId"}}
+    assert counter_update["ExpressionAttributeNames"]["#outcomeCounter.$"] == f"$.detail.{c.DETAIL_COUNT_AS}"
+    assert c.COUNT_AS == {c.CASE_SUCCEEDED: c.ATTR_SUCCEEDED, c.CASE_FAILED: c.ATTR_FAILED}
 
 
 def test_increment_counts_each_case_once_in_one_transaction(increment: dict[str, Any], ids: dict[str, str]) -> None:
@@ -301,7 +291,6 @@ def test_increment_counts_each_case_once_in_one_transaction(increment: dict[str,
     assert counter_update["UpdateExpression"] == "ADD #counter :one, #outcomeCounter :one"
     assert counter_update["ConditionExpression"] == "#status = :running"
     assert counter_update["ExpressionAttributeNames"]["#counter"] == c.ATTR_COUNTER
-    assert counter_update["ExpressionAttributeNames"]["#outcomeCounter.$"] == "$.outcomeCounter"
     assert counter_update["ExpressionAttributeValues"] == {":one": {"N": "1"}, ":running": {"S": c.STATUS_RUNNING}}
     # AND a cancelled transaction goes to the claim if a condition failed, else back off and retry
     [cancelled] = [catch for catch in count["Catch"]
@@ -337,7 +326,7 @@ def test_increment_claims_and_summarizes_after_the_last_case(increment: dict[str
     assert claim["Next"] == "RunSummary"
     assert run["Resource"].endswith(":states:::lambda:invoke")
     assert run["Parameters"]["FunctionName"] == arn(ids["summary"])
-    assert run["Parameters"]["Payload"] == {"requestId.$": "$.requestId", "reason": c.REASON_COMPLETED}
+    assert run["Parameters"]["Payload"] == {"requestId.$": "$.detail.requestId", "reason": c.REASON_COMPLETED}
 
 
 @pytest.mark.parametrize("fragment", ["PreProcess", "Increment"])
@@ -414,6 +403,7 @@ def test_compute_failures_after_retries_reach_increment_as_failed_completions(
     assert f'"id":<{names["$.id"]}>' in template_text
     assert f'"state":"{c.CASE_FAILED}"' in template_text
     assert f'"error":<{names["$.detail.responsePayload.errorMessage"]}>' in template_text
+    assert f'"{c.DETAIL_COUNT_AS}":"{c.ATTR_FAILED}"' in template_text
 
 
 

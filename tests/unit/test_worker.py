@@ -118,7 +118,7 @@ def test_a_queued_case_is_computed_reported_and_deleted(aws: Aws) -> None:
     [event] = aws.completions()
     assert (event["source"], event["detail-type"]) == (c.COMPUTE_SOURCE, c.COMPLETION_DETAIL_TYPE)
     assert event["detail"] == {"requestId": "req-w", "request": {"caseId": "4", "computeType": "queue"},
-                               "state": c.CASE_SUCCEEDED}
+                               "state": c.CASE_SUCCEEDED, "error": "", c.DETAIL_COUNT_AS: c.ATTR_SUCCEEDED}
     # AND the message is gone: neither visible nor in flight
     assert aws.queue_counts() == (0, 0)
     assert (worker.stats.completed, worker.stats.failed_cases) == (1, 0)
