@@ -1394,3 +1394,30 @@ def test_patched_jsonpath_reads_copy_only_what_can_change(recorder: Recorder) ->
     assert request == {"caseId": "7"} and request is not data["detail"]["request"]
     whole = States._extract(None, data)
     assert whole == data and whole["detail"] is not data["detail"]
+
+
+# -- 11. DynamoDB items are not tracked -------------------------------------------------------
+def items_tracked_by_updates(session: boto3.session.Session) -> int:
+    """How many DynamoDB items moto's instance tracker gained over 20 updates of one item."""
+    ddb = session.client("dynamodb")
+    make_table(ddb)
+    before = len(Item.instances_tracked)
+    for _ in range(20):
+        ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression="ADD n :one",
+                        ExpressionAttributeValues={":one": {"N": "1"}})
+    assert get(ddb, "x") == {"pk": {"S": "x"}, "n": {"N": "20"}}
+    return len(Item.instances_tracked) - before
+
+
+def test_unpatched_every_item_copy_is_kept(unpatched: None, session: boto3.session.Session) -> None:
+    assert items_tracked_by_updates(session) >= 20
+
+
+def test_patched_item_copies_are_not_kept(recorder: Recorder, session: boto3.session.Session) -> None:
+    assert items_tracked_by_updates(session) == 0
+    # AND items are still what moto makes: copies are equal, independent items
+    import copy as copying
+
+    original = Item(hash_key=None, range_key=None, attrs={"pk": {"S": "y"}, "n": {"N": "1"}})
+    clone = copying.deepcopy(original)
+    assert isinstance(clone, Item) and clone == original and clone.attrs is not original.attrs
