@@ -389,8 +389,8 @@ def _run_states_inline(patch: Callable[[Any, str, Any], None]) -> None:
 
 
 def _index_execution_names(patch: Callable[[Any, str, Any], None]) -> None:
-    from moto.stepfunctions.models import StateMachine
     from moto.stepfunctions.exceptions import ExecutionAlreadyExists
+    from moto.stepfunctions.models import StateMachine
 
     # Kept beside the state machine, not on it: start_execution deep-copies the state machine.
     indexes: weakref.WeakKeyDictionary[Any, tuple[int, dict[str, Any]]] = weakref.WeakKeyDictionary()
@@ -521,7 +521,7 @@ def _assign_heap_keys(component: Any) -> None:
 
 def _cache_dynamodb_expressions(patch: Callable[[Any, str, Any], None]) -> None:
     from moto.dynamodb.comparisons import ConditionExpressionParser
-    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 
     make = UpdateExpressionParser.make.__func__
     cached_make = functools.lru_cache(maxsize=1024)(lambda expression: make(UpdateExpressionParser, expression))
@@ -549,7 +549,7 @@ def _cache_dynamodb_expressions(patch: Callable[[Any, str, Any], None]) -> None:
     patch(UpdateExpressionParser, "make", classmethod(make_update_expression))
     patch(ConditionExpressionParser, "parse", parse_condition)
 
-    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser  # type: ignore[attr-defined]
 
     def processing_map(self: Any) -> dict[type, Callable[[Any], Any]]:
         table = self.__dict__.get("_fanflow_processing_map")
@@ -692,7 +692,7 @@ def _route(clean_url: str) -> Any:
             continue
         if service.startswith("s3") or passthrough_service(service) or not service_whitelisted(service):
             return None
-        backend_dict = backends.get_backend(service)
+        backend_dict = backends.get_backend(service)  # type: ignore[call-overload]
         if isinstance(backend_dict, BackendDict):
             regions = backend_dict[DEFAULT_ACCOUNT_ID]
             backend = regions["us-east-1"] if "us-east-1" in regions else regions["aws"]
