@@ -157,14 +157,19 @@ def show_status(client: FanflowClient, request_id: str, *, as_json: bool, out: T
             detail = f": {view['error']}: {view['cause']}" if view.get("error") else ""
             print(f"{request_id}: {view['status']} (PreProcess {view['preprocess']}{detail})", file=out)
         return 0
-    view = ops.status_view(row, now=now(), summary=client.find_summary(row))
+    print_status(client, row, now=now(), as_json=as_json, out=out)
+    return 0
+
+
+def print_status(client: FanflowClient, row: dict[str, Any], *, now: float, as_json: bool, out: TextIO) -> None:
+    """A request's status from its counter row (and its summary, once written): JSON or tables."""
+    view = ops.status_view(row, now=now, summary=client.find_summary(row))
     if as_json:
         print(json.dumps(view), file=out)
     else:
         console = Console(file=out)
         for table in render.status_tables(view):
             console.print(table)
-    return 0
 
 
 def watch_request(client: FanflowClient, request_id: str, *, as_json: bool, timeout: float = 3600.0,
@@ -190,13 +195,7 @@ def watch_request(client: FanflowClient, request_id: str, *, as_json: bool, time
 
     with contextlib.nullcontext() if as_json else reporter:
         row = client.wait(request_id, timeout=timeout, poll_seconds=interval, on_progress=on_progress)
-    view = ops.status_view(row, now=time.time(), summary=client.find_summary(row))
-    if as_json:
-        print(json.dumps(view), file=out)
-    else:
-        console = Console(file=out)
-        for table in render.status_tables(view):
-            console.print(table)
+    print_status(client, row, now=time.time(), as_json=as_json, out=out)
     return 0 if row[c.ATTR_STATUS] == c.STATUS_SUCCEEDED else 3
 
 

@@ -210,21 +210,28 @@ def check_localstack(endpoint: str, timeout: float = 3.0) -> None:
         ) from None
 
 
-def docker_hint(timeout: float = 2.0) -> str:
-    """Why Docker cannot help, when it cannot: '' when an engine answers."""
+def docker_engine_error(timeout: float = 2.0) -> Exception | None:
+    """What stops the use of a Docker engine here (ImportError without the docker package),
+    or None when an engine answers."""
     try:
         import docker
-    except ImportError:
-        return ""
-    try:
+
         client = docker.from_env(timeout=int(max(1, timeout)))
         try:
             client.ping()
         finally:
             client.close()
     except Exception as exc:  # docker raises several kinds for "no engine"
-        return f"; no Docker engine is reachable here: {type(exc).__name__}"
-    return ""
+        return exc
+    return None
+
+
+def docker_hint(timeout: float = 2.0) -> str:
+    """Why Docker cannot help, when it cannot: '' when an engine answers."""
+    exc = docker_engine_error(timeout)
+    if exc is None or isinstance(exc, ImportError):
+        return ""
+    return f"; no Docker engine is reachable here: {type(exc).__name__}"
 
 
 def localstack_session() -> Any:

@@ -30,6 +30,9 @@ from moto.awslambda.models import LambdaFunction
 # functions are serialised so that each sees its own variables.
 _ENVIRON_LOCK = threading.RLock()
 
+# A container per (function ARN, code digest, environment as sorted (name, value) pairs).
+ContainerKey = tuple[str, str, tuple[tuple[str, str], ...]]
+
 
 class LambdaContext:
     """The context object the Lambda runtime passes to a handler."""
@@ -102,7 +105,7 @@ class LambdaRunner:
                  log_file: Path | None = None) -> None:
         self._log_file = log_file
         self._code_root = code_root or Path(tempfile.mkdtemp(prefix="fanflow-lambda-code-"))
-        self._containers: dict[tuple[str, str, str], Container] = {}
+        self._containers: dict[ContainerKey, Container] = {}
         self._containers_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(concurrency)
         self.concurrency = concurrency
@@ -139,8 +142,8 @@ class LambdaRunner:
         env = {k: str(v) for k, v in (fn.environment_vars or {}).items()}
         if self._log_file is not None:
             env["FANFLOW_LOG_FILE"] = str(self._log_file)
-        env_key = hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()[:16]
-        key = (fn.function_arn, fn.code_sha_256, env_key)
+        # Looked up on every invocation: a plain tuple, not a digest of the environment.
+        key = (fn.function_arn, fn.code_sha_256, tuple(sorted(env.items())))
         with self._containers_lock:
             container = self._containers.get(key)
             if container is None:
@@ -148,7 +151,7 @@ class LambdaRunner:
                 self._containers[key] = container
             return container
 
-    def _cold_start(self, fn: LambdaFunction, env: dict[str, str], key: tuple[str, str, str]) -> Container:
+    def _cold_start(self, fn: LambdaFunction, env: dict[str, str], key: ContainerKey) -> Container:
         code_dir = self._code_root / hashlib.sha256(fn.code_sha_256.encode()).hexdigest()[:20]
         if not code_dir.is_dir():
             zipfile.ZipFile(io.BytesIO(fn.code_bytes)).extractall(code_dir)

@@ -21,7 +21,7 @@ import pytest
 
 from fanflow import infra_commands
 from fanflow.cli import main
-from fanflow.targets import LOCALSTACK_IMAGE, LOCALSTACK_SERVICES, TargetError, open_target
+from fanflow.targets import LOCALSTACK_IMAGE, LOCALSTACK_SERVICES, TargetError, docker_engine_error, open_target
 from lambda_fns import constants as c
 from local.deploy import stack_outputs
 from local.server import read_state, stop_endpoint
@@ -38,17 +38,8 @@ def free_port() -> int:
 
 def docker_unreachable(timeout: int = 3) -> str | None:
     """Why no Docker engine can be used here, or None when one answers."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=timeout)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except Exception as exc:  # docker raises several kinds for "no engine"
-        return f"{type(exc).__name__}: {exc}"
-    return None
+    exc = docker_engine_error(timeout)
+    return None if exc is None else f"{type(exc).__name__}: {exc}"
 
 
 def cdk_tools_missing(target: str) -> str | None:

@@ -17,6 +17,7 @@ from moto import mock_aws
 from lambda_fns import casework
 from lambda_fns import constants as c
 from lambda_fns.support import plain_item
+from tests.tables import create_results_table
 
 REGION = "us-east-1"
 RESULTS = "results"
@@ -62,12 +63,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        dynamodb.create_table(
-            TableName=RESULTS, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": c.ATTR_REQUEST_ID, "KeyType": "HASH"},
-                       {"AttributeName": c.ATTR_CASE_ID, "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": c.ATTR_REQUEST_ID, "AttributeType": "S"},
-                                  {"AttributeName": c.ATTR_CASE_ID, "AttributeType": "S"}])
+        create_results_table(dynamodb, RESULTS)
         yield dynamodb
 
 

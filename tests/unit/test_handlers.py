@@ -18,6 +18,7 @@ from moto import mock_aws
 
 from lambda_fns import constants as c
 from lambda_fns.request_model import RequestError
+from tests.tables import create_counter_table, create_results_table
 
 REGION = "us-east-1"
 BUCKET = "fanflow-artifacts"
@@ -75,29 +76,13 @@ def make_bucket() -> Any:
 
 def make_counter_table() -> Any:
     ddb = boto3.client("dynamodb", region_name=REGION)
-    ddb.create_table(
-        TableName=COUNTER_TABLE,
-        KeySchema=[{"AttributeName": c.ATTR_REQUEST_ID, "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": c.ATTR_REQUEST_ID, "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_counter_table(ddb, COUNTER_TABLE)
     return ddb
 
 
 def make_results_table() -> Any:
     ddb = boto3.client("dynamodb", region_name=REGION)
-    ddb.create_table(
-        TableName=RESULTS_TABLE,
-        KeySchema=[
-            {"AttributeName": c.ATTR_REQUEST_ID, "KeyType": "HASH"},
-            {"AttributeName": c.ATTR_CASE_ID, "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": c.ATTR_REQUEST_ID, "AttributeType": "S"},
-            {"AttributeName": c.ATTR_CASE_ID, "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_results_table(ddb, RESULTS_TABLE)
     return ddb
 
 

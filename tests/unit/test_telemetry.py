@@ -19,6 +19,7 @@ from moto import mock_aws
 
 from lambda_fns import constants as c
 from lambda_fns.telemetry import MetricUnit, Telemetry, log, request_keys
+from tests.tables import create_results_table
 
 REGION = "us-east-1"
 
@@ -221,13 +222,7 @@ def compute(monkeypatch: pytest.MonkeyPatch, log_file: Path) -> Iterator[ModuleT
         monkeypatch.setenv(name, value)
     with mock_aws():
         boto3.client("events", region_name=REGION).create_event_bus(Name="bus")
-        boto3.client("dynamodb", region_name=REGION).create_table(
-            TableName="results", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": c.ATTR_REQUEST_ID, "KeyType": "HASH"},
-                       {"AttributeName": c.ATTR_CASE_ID, "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": c.ATTR_REQUEST_ID, "AttributeType": "S"},
-                                  {"AttributeName": c.ATTR_CASE_ID, "AttributeType": "S"}],
-        )
+        create_results_table(boto3.client("dynamodb", region_name=REGION), "results")
         sys.modules.pop("lambda_fns.compute", None)
         yield importlib.import_module("lambda_fns.compute")
         sys.modules.pop("lambda_fns.compute", None)

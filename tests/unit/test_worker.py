@@ -21,6 +21,7 @@ from fanflow.cli import main
 from fanflow.worker import QueueWorker, Signals, WorkerPool, WorkerSettings, serve
 from lambda_fns import constants as c
 from lambda_fns.support import plain_item
+from tests.tables import create_results_table
 
 REGION = "us-east-1"
 BUS = "fanflow-bus"
@@ -88,12 +89,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         sqs = boto3.client("sqs", region_name=REGION)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         events = boto3.client("events", region_name=REGION)
-        dynamodb.create_table(
-            TableName=RESULTS, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": c.ATTR_REQUEST_ID, "KeyType": "HASH"},
-                       {"AttributeName": c.ATTR_CASE_ID, "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": c.ATTR_REQUEST_ID, "AttributeType": "S"},
-                                  {"AttributeName": c.ATTR_CASE_ID, "AttributeType": "S"}])
+        create_results_table(dynamodb, RESULTS)
         events.create_event_bus(Name=BUS)
         tap_url = sqs.create_queue(QueueName="completions")["QueueUrl"]
         tap_arn = sqs.get_queue_attributes(QueueUrl=tap_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

@@ -1,0 +1,27 @@
+"""fanflow's two DynamoDB tables, as the handler and worker tests create them in moto."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lambda_fns import constants as c
+
+
+def create_counter_table(dynamodb: Any, name: str) -> None:
+    """The counter table: one row per request, keyed by requestId."""
+    dynamodb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": c.ATTR_REQUEST_ID, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": c.ATTR_REQUEST_ID, "AttributeType": "S"}],
+    )
+
+
+def create_results_table(dynamodb: Any, name: str) -> None:
+    """The results table: one row per case, keyed by requestId and caseId."""
+    dynamodb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": c.ATTR_REQUEST_ID, "KeyType": "HASH"},
+                   {"AttributeName": c.ATTR_CASE_ID, "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": c.ATTR_REQUEST_ID, "AttributeType": "S"},
+                              {"AttributeName": c.ATTR_CASE_ID, "AttributeType": "S"}],
+    )
