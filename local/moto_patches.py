@@ -41,7 +41,10 @@ What moto 5.2.5 lacks, and what is done here:
    their text (moto copies the tree before resolving it), and parsed conditions by their
    text, names and values. Validating an update walks its tree once per check (ten checks),
    and each step of each walk rebuilt the check's table of node types; the table is built
-   once per check.
+   once per check, and the walk looks it up once. Three checks read only the expression,
+   its attribute names and the table's key names (two of them rescan the tree at every
+   clause): an expression that passed them passes them again without a walk. The parse
+   tree each update validates is copied node by node instead of by copy.deepcopy.
 10. Speed: an in-process call goes through botocore and moto's HTTP emulation. Three of
    its costs are dropped: the SigV4 signature (moto never checks it; requests still carry
    an Authorization header naming the access key, from which moto takes the account),
@@ -53,6 +56,17 @@ What moto 5.2.5 lacks, and what is done here:
 11. Memory: moto keeps every model instance it ever creates in a class-level list, for its
    server's dashboard. DynamoDB items are copied on every update, transaction snapshot and
    query, so eight items per case stayed in memory for good. Items are not tracked.
+12. Speed: even with 10., a DynamoDB or EventBridge call built, signed and sent an HTTP
+   request that moto rebuilt as a WSGI request, and parsed again: four fifths of a PutItem's
+   cost. botocore's `before-call` event answers these calls in-process: moto's own handler
+   class runs the operation on the same backend, and botocore's own parser reads its
+   response, so the caller gets the same result or error (modeled members included).
+   botocore still validates and serialises the parameters. Not done here: retries (moto
+   returns no throttling), and sessions made before `install` other than boto3's default.
+13. Speed: the ASL engine and EventBridge copy JSON values with copy.deepcopy at every state
+   input, result, path and history entry, and once per rule for each event; a fifth of the
+   engine's CPU. Those modules copy JSON values with a direct recursive copy; anything that
+   is not plain JSON still goes to copy.deepcopy.
 """
 
 from __future__ import annotations
@@ -60,6 +74,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 import re
 import threading
 import time
@@ -201,7 +216,7 @@ def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver:
             return
         ours = [t for t in self.targets if parse_arn(t["Arn"]).service in ("lambda", "states")]
         for target in ours:
-            deliver(target, copy.deepcopy(original_event))
+            deliver(target, json_deepcopy(original_event))
         native = [t for t in self.targets if t not in ours]
         if native:
             clone = copy.copy(self)
@@ -244,6 +259,8 @@ def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver:
     _fast_backend_lookup(patch)
     _fast_dispatch(patch)
     _untracked_dynamodb_items(patch)
+    _direct_calls(patch)
+    _json_copies(patch)
 
 
 _MISSING = object()
@@ -354,7 +371,7 @@ def _run_states_inline(patch: Callable[[Any, str, Any], None]) -> None:
             return
         frame = env.open_frame()
         frame.states.reset(input_value=env.states._states_data["input"])  # reset() copies it
-        frame.stack = copy.deepcopy(env.stack)
+        frame.stack = json_deepcopy(env.stack)
         try:
             self._eval_execution(frame)
             execution_output = frame.stack[-1]
@@ -383,7 +400,7 @@ def _run_states_inline(patch: Callable[[Any, str, Any], None]) -> None:
         result = data if query is None else states_module.extract_json(query, data)
         if result is None or isinstance(result, (str, int, float, bool)):
             return result  # immutable: the copy moto makes would be the same object
-        return copy.deepcopy(result)
+        return json_deepcopy(result)
 
     patch(states_module.States, "_extract", staticmethod(extract))
 
@@ -570,6 +587,112 @@ def _cache_dynamodb_expressions(patch: Callable[[Any, str, Any], None]) -> None:
 
     patch(DepthFirstTraverser, "nodes_to_be_processed", nodes_to_be_processed)
     patch(DepthFirstTraverser, "process", process)
+    _fast_update_validation(patch, DepthFirstTraverser, processing_map)
+
+
+def _fast_update_validation(patch: Callable[[Any, str, Any], None], traverser: Any,
+                            processing_map: Callable[[Any], dict[type, Callable[[Any], Any]]]) -> None:
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.ast_nodes import Node  # type: ignore[attr-defined]
+
+    def traverse(self: Any, root: Any) -> Any:
+        table = processing_map(self)
+        node_types = self.__dict__["_fanflow_node_types"]
+        overridden = type(self).pre_processing_of_child is not traverser.pre_processing_of_child
+        before_child = self.pre_processing_of_child if overridden else None
+
+        # DepthFirstTraverser.traverse_node_recursively, with the table looked up once
+        def visit(node: Any, child_id: int) -> Any:
+            if not isinstance(node, Node):
+                return node
+            parent = node.parent
+            children = node.children
+            if children is not None:
+                for index, child in enumerate(children):
+                    if before_child is not None:
+                        before_child(node, index)
+                    visit(child, index)
+            if isinstance(node, node_types):
+                for node_type, processor in table.items():
+                    if isinstance(node, node_type):
+                        node = processor(node)
+                        break
+                else:
+                    node = None
+                node.parent = parent
+                if parent:
+                    parent.children[child_id] = node
+            return node
+
+        return visit(root, -1)
+
+    patch(traverser, "traverse", traverse)
+
+    def clone(value: Any, memo: dict[int, Any] | None = None) -> Any:
+        if memo is None and isinstance(value, Node) and value.parent is None:
+            try:
+                return _clone_ast(value, None)
+            except _NotJsonValue:
+                pass
+        return copy.deepcopy(value, memo)
+
+    patch(validators, "deepcopy", clone)
+
+    # The first three checks read only the expression, the attribute names and the table's
+    # key names; two of them scan the whole tree at every clause. An expression that passed
+    # them once passes them again.
+    expression_only = (validators.ActionCountValidator, validators.OverlappingPathsValidator,
+                       validators.UpdateHashRangeKeyValidator)
+    passed: dict[tuple[Any, ...], Any] = {}
+    original_init = validators.UpdateExpressionValidator.__init__
+
+    def init(self: Any, expression: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, expression, *args, **kwargs)
+        self._fanflow_expression = expression
+
+    def validate(self: Any) -> Any:
+        expression = self._fanflow_expression
+        key = (id(expression), json.dumps(self.expression_attribute_names, sort_keys=True),
+               tuple(self.table.table_key_attrs))
+        known = passed.get(key) is expression
+        node = self.node_to_validate
+        for processor in self.processors:
+            if not (known and isinstance(processor, expression_only)):
+                node = processor.traverse(node)
+        if not known:
+            if len(passed) >= 4096:
+                passed.clear()
+            passed[key] = expression
+        return node
+
+    patch(validators.UpdateExpressionValidator, "__init__", init)
+    patch(validators.UpdateExpressionValidator, "validate", validate)
+
+
+def _clone_ast(node: Any, parent: Any) -> Any:
+    """A copy of an update expression's parse tree: what copy.deepcopy makes of it, for trees
+    whose nodes hold only child nodes, their parent, and strings or numbers."""
+    from moto.dynamodb.parsing.ast_nodes import Node  # type: ignore[attr-defined]
+
+    new = object.__new__(type(node))
+    attrs = dict(node.__dict__)
+    for name, value in attrs.items():
+        if name == "parent":
+            attrs[name] = parent
+        elif name == "children":
+            if value is not None:
+                attrs[name] = [_clone_ast(child, new) if isinstance(child, Node)
+                               else _immutable(child) for child in value]
+        elif type(value) not in _JSON_SCALARS:
+            raise _NotJsonValue
+    new.__dict__.update(attrs)
+    return new
+
+
+def _immutable(value: Any) -> Any:
+    if type(value) not in _JSON_SCALARS:
+        raise _NotJsonValue
+    return value
 
 
 def _fast_backend_lookup(patch: Callable[[Any, str, Any], None]) -> None:
@@ -727,6 +850,197 @@ def _serialise_dynamodb(patch: Callable[[Any, str, Any], None]) -> None:
         patch(DynamoDBBackend, name, serialised)
 
 
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+class _NotJsonValue(Exception):
+    pass
+
+
+def _copy_json(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return {key: _copy_json(item) for key, item in value.items()}
+    if kind is list:
+        return [_copy_json(item) for item in value]
+    if kind in _JSON_SCALARS:
+        return value
+    raise _NotJsonValue
+
+
+def json_deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    """copy.deepcopy for the JSON values (plain dicts, lists, strings, numbers, booleans,
+    None) the engines pass around, several times faster; anything else, or anything
+    holding something else, is copied by copy.deepcopy. Unlike copy.deepcopy, one list
+    reachable twice becomes two lists: JSON has no shared references to keep."""
+    if memo is None:
+        if type(value) in _JSON_SCALARS:
+            return value
+        try:
+            return _copy_json(value)
+        except (_NotJsonValue, RecursionError):
+            pass
+    return copy.deepcopy(value, memo)
+
+
+# The modules whose `copy.deepcopy` copies JSON values on the per-case path: the ASL
+# engine's states, paths, frames and history, and EventBridge's per-rule event copy.
+JSON_COPYING_MODULES = (
+    "moto.stepfunctions.parser.asl.eval.states",
+    "moto.stepfunctions.parser.asl.eval.environment",
+    "moto.stepfunctions.parser.asl.eval.event.event_manager",
+    "moto.stepfunctions.parser.asl.component.common.string.string_expression",
+    "moto.stepfunctions.parser.asl.component.common.path.result_path",
+    "moto.stepfunctions.parser.asl.component.state.exec.execute_state",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service",
+    "moto.events.models",
+)
+
+
+def _json_copies(patch: Callable[[Any, str, Any], None]) -> None:
+    import importlib
+    import types
+
+    shim = types.SimpleNamespace(deepcopy=json_deepcopy, copy=copy.copy)
+    for name in JSON_COPYING_MODULES:
+        module = importlib.import_module(name)
+        if getattr(module, "copy", None) is not copy:
+            raise MotoVersionError(f"{name} no longer copies with the copy module; review adaptation 13")
+        patch(module, "copy", shim)
+
+
+# Services whose in-process calls skip the HTTP emulation (adaptation 12): JSON protocol,
+# the per-case hot path, and handlers that read nothing of the request but its headers
+# and body.
+DIRECT_CALL_SERVICES = ("dynamodb", "events")
+DIRECT_CALL_HANDLER_ID = "fanflow-direct-call"
+
+
+def _direct_call_handlers() -> dict[str, Any]:
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.events.responses import EventsHandler
+
+    return {"dynamodb": DynamoHandler, "events": EventsHandler}
+
+
+def _direct_calls(patch: Callable[[Any, str, Any], None]) -> None:
+    """botocore's `before-call` event lets a handler answer a call before it is sent; the
+    answer is moto's, from the same handler class and backend its HTTP path would reach."""
+    import boto3
+    import botocore.handlers
+    from botocore.awsrequest import AWSResponse
+    from botocore.parsers import create_parser
+    from moto import settings
+    from moto.core.botocore_stubber import MockRawResponse
+    from moto.core.models import botocore_stubber
+    from moto.core.parse import PROTOCOL_PARSERS
+    from moto.core.utils import get_service_model
+    from moto.iam.models import mark_account_as_visited
+    from moto.moto_api import recorder
+    from moto.utilities.utils import get_partition
+    from werkzeug.datastructures import Headers
+    from werkzeug.http import http_date
+
+    handlers = _direct_call_handlers()
+    response_parsers: dict[str, Any] = {}
+    region_pattern = re.compile(r"^https?://[^./]+\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?(?:/|$)")
+
+    def answer(model: Any, params: dict[str, Any], request_signer: Any = None, **_: Any) -> Any:
+        service = model.service_model.service_name
+        handler_class = handlers.get(service)
+        credentials = getattr(request_signer, "_credentials", None)
+        url = params.get("url", "")
+        match = region_pattern.match(url)
+        if (handler_class is None or _direct is None or not botocore_stubber.enabled or credentials is None
+                or match is None or recorder._user_enabled or not math.isinf(settings.INITIAL_NO_AUTH_ACTION_COUNT)
+                or not isinstance(params.get("body"), bytes)):
+            return None  # the HTTP emulation answers
+        handler = handler_class()
+        _prepare_handler(handler, url=url, region=match.group(1), headers=Headers(params["headers"]),
+                         body=params["body"], access_key=credentials.access_key,
+                         operation=model.name, partition=get_partition(match.group(1)),
+                         parse=PROTOCOL_PARSERS, service_model=get_service_model(handler.boto3_service_name),
+                         date=http_date(), mark=mark_account_as_visited)
+        status, headers, body = handler.call_action()
+        raw = body.encode("utf-8") if isinstance(body, str) else body
+        http = AWSResponse(url, int(status), {k: str(v) for k, v in headers.items()}, MockRawResponse(raw))
+        protocol = model.service_model.resolved_protocol
+        parser = response_parsers.get(protocol) or response_parsers.setdefault(protocol, create_parser(protocol))
+        response = {"headers": http.headers, "status_code": http.status_code, "body": raw,
+                    "context": {"operation_name": model.name}}
+        parsed = parser.parse(response, model.output_shape)
+        if http.status_code >= 300:
+            _add_modeled_error_fields(response, parsed, model, parser)
+        parsed.setdefault("ResponseMetadata", {})["RetryAttempts"] = 0
+        return http, parsed
+
+    patch(botocore.handlers, "BUILTIN_HANDLERS",
+          [*botocore.handlers.BUILTIN_HANDLERS, ("before-call", answer)])
+    # Sessions made before now (boto3's default one, used by the handlers) learn it too.
+    if boto3.DEFAULT_SESSION is not None:
+        boto3.DEFAULT_SESSION.events.register("before-call", answer, unique_id=DIRECT_CALL_HANDLER_ID)
+    global _direct
+    _direct = answer
+
+
+_direct: Any = None
+
+
+def _stop_direct_calls() -> None:
+    global _direct
+    import boto3
+
+    if _direct is not None and boto3.DEFAULT_SESSION is not None:
+        boto3.DEFAULT_SESSION.events.unregister("before-call", _direct, unique_id=DIRECT_CALL_HANDLER_ID)
+    _direct = None
+
+
+def _prepare_handler(handler: Any, *, url: str, region: str, headers: Any, body: bytes, access_key: str,
+                     operation: str, partition: str, parse: Any, service_model: Any, date: str,
+                     mark: Any) -> None:
+    """What moto's BaseResponse.setup_class sets for a JSON-protocol POST, without building
+    a WSGI request to read it back from."""
+    from urllib.parse import urlparse
+
+    parsed_url = urlparse(url)
+    handler.is_werkzeug_request = False
+    handler.normalized_request = None
+    handler.parsed_url = parsed_url
+    handler.raw_body = body
+    handler.body = body.decode("utf-8")
+    handler.form_data = {}
+    handler.querystring = {}
+    handler.data = handler.querystring
+    handler.uri = url
+    handler.path = handler.raw_path = parsed_url.path
+    handler.method = "POST"
+    handler.region = region
+    handler.partition = partition
+    handler.uri_match = {}
+    handler.headers = headers
+    handler.response_headers = {"server": "amazon.com", "date": date}
+    if handler.automated_parameter_parsing:
+        operation_model = service_model.operation_model(operation)
+        parser = parse["json"](operation_model, map_type=handler.PROTOCOL_PARSER_MAP_TYPE)
+        handler.params = parser.parse({"method": "POST", "values": {}, "headers": headers, "body": body,
+                                       "url_path": handler.path, "url_params": {}})
+    handler.access_key = access_key
+    handler.current_account = handler.get_current_account()
+    mark(account_id=handler.current_account, access_key=access_key, service=handler.service_name,
+         region=region)
+
+
+def _add_modeled_error_fields(response: dict[str, Any], parsed: dict[str, Any], model: Any, parser: Any) -> None:
+    """botocore.endpoint.Endpoint._add_modeled_error_fields: an error's modeled members."""
+    code = parsed.get("Error", {}).get("Code")
+    if code is None:
+        return
+    shape = model.service_model.shape_for_error_code(code)
+    if shape is None:
+        return
+    parsed.update(parser.parse(response, shape))
+
+
 def uninstall() -> None:
     global _installed
     with _lock:
@@ -734,6 +1048,7 @@ def uninstall() -> None:
             return
         _restore(_installed.originals)
         _installed = None
+        _stop_direct_calls()
 
 
 def _restore(originals: list[tuple[Any, str, Any]]) -> None:

@@ -1421,3 +1421,241 @@ def test_patched_item_copies_are_not_kept(recorder: Recorder, session: boto3.ses
     original = Item(hash_key=None, range_key=None, attrs={"pk": {"S": "y"}, "n": {"N": "1"}})
     clone = copying.deepcopy(original)
     assert isinstance(clone, Item) and clone == original and clone.attrs is not original.attrs
+
+
+# -- 12. Direct in-process calls --------------------------------------------------------------
+def sent_services(session: boto3.session.Session) -> list[str]:
+    """The services whose calls reach botocore's `before-send` (the HTTP emulation) while a
+    DynamoDB table, an EventBridge rule and an SQS queue are used."""
+    sent: list[str] = []
+    clients = {name: session.client(name) for name in ("dynamodb", "events", "sqs")}
+    for name, client in clients.items():
+        client.meta.events.register("before-send", lambda name=name, **_: sent.append(name))
+    make_table(clients["dynamodb"])
+    clients["dynamodb"].put_item(TableName="t", Item={"pk": {"S": "x"}, "n": {"N": "1"}})
+    assert get(clients["dynamodb"], "x") == {"pk": {"S": "x"}, "n": {"N": "1"}}
+    clients["events"].put_rule(Name="r", EventPattern=json.dumps({"source": ["fanflow.test"]}))
+    assert [rule["Name"] for rule in clients["events"].list_rules()["Rules"]] == ["r"]
+    clients["sqs"].create_queue(QueueName="q")
+    return sorted(set(sent))
+
+
+def test_unpatched_calls_go_through_the_http_emulation(unpatched: None, session: boto3.session.Session) -> None:
+    assert sent_services(session) == ["dynamodb", "events", "sqs"]
+
+
+def test_patched_dynamodb_and_eventbridge_calls_are_answered_before_sending(
+        recorder: Recorder, session: boto3.session.Session) -> None:
+    # GIVEN the patches  WHEN DynamoDB, EventBridge and SQS are called
+    # THEN only SQS (not in DIRECT_CALL_SERVICES) is still sent through the HTTP emulation
+    assert sent_services(session) == ["sqs"]
+    assert set(moto_patches.DIRECT_CALL_SERVICES) == {"dynamodb", "events"}
+
+
+def test_patched_direct_calls_keep_errors_and_their_modeled_fields(
+        recorder: Recorder, session: boto3.session.Session) -> None:
+    ddb = session.client("dynamodb")
+    make_table(ddb)
+    ddb.put_item(TableName="t", Item={"pk": {"S": "x"}, "n": {"N": "1"}})
+    # a failed condition: the error code, and the old item it returns on request
+    with pytest.raises(ddb.exceptions.ConditionalCheckFailedException) as failed:
+        ddb.put_item(TableName="t", Item={"pk": {"S": "x"}}, ConditionExpression="attribute_not_exists(pk)",
+                     ReturnValuesOnConditionCheckFailure="ALL_OLD")
+    assert failed.value.response["Item"] == {"pk": {"S": "x"}, "n": {"N": "1"}}
+    assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    # a cancelled transaction: its cancellation reasons are a modeled member of the error
+    with pytest.raises(ddb.exceptions.TransactionCanceledException) as cancelled:
+        ddb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": "t", "Item": {"pk": {"S": "x"}}, "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Put": {"TableName": "t", "Item": {"pk": {"S": "y"}}}},
+        ])
+    assert [reason["Code"] for reason in cancelled.value.response["CancellationReasons"]] == [
+        "ConditionalCheckFailed", "None"]
+    assert get(ddb, "y") is None
+    # unknown resources, in both services
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        ddb.describe_table(TableName="missing")
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        session.client("events").describe_rule(Name="missing")
+    # botocore's own parameter validation still runs first
+    with pytest.raises(Exception, match="Missing required parameter"):
+        ddb.get_item(TableName="t")
+
+
+def test_patched_direct_put_events_still_routes_to_targets(recorder: Recorder,
+                                                           session: boto3.session.Session) -> None:
+    url, arn = make_queue(session)
+    put_rule(session, [{"Id": "q", "Arn": arn}, {"Id": "fn", "Arn": LAMBDA_ARN}])
+    put_event(session, detail={"requestId": "req-9"})
+    assert [body["detail"] for body in queue_bodies(session, url)] == [{"requestId": "req-9"}]
+    assert [payload["detail"] for _, payload, _ in recorder.deliveries] == [{"requestId": "req-9"}]
+
+
+def test_patched_direct_calls_end_with_uninstall(aws_env: None) -> None:
+    with mock_aws():
+        rec = Recorder()
+        moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
+        try:  # a session made after install answers directly (one made before is unchanged)
+            assert sent_services(boto3.session.Session(region_name=REGION)) == ["sqs"]
+        finally:
+            moto_patches.uninstall()
+    with mock_aws():
+        assert sent_services(boto3.session.Session(region_name=REGION)) == ["dynamodb", "events", "sqs"]
+
+
+# -- 13. JSON values are copied as JSON -------------------------------------------------------
+def test_json_deepcopy_copies_json_values_like_deepcopy() -> None:
+    import copy as copying
+
+    value = {"a": [1, 2.5, {"b": None, "c": True}], "d": "text", "e": {"f": []}}
+    clone = moto_patches.json_deepcopy(value)
+    assert clone == copying.deepcopy(value) == value
+    assert clone is not value and clone["a"] is not value["a"] and clone["a"][2] is not value["a"][2]
+    clone["a"][2]["b"] = "changed"
+    assert value["a"][2]["b"] is None
+    assert moto_patches.json_deepcopy("s") == "s" and moto_patches.json_deepcopy(None) is None
+
+
+def test_json_deepcopy_leaves_anything_else_to_deepcopy() -> None:
+    import collections
+    import decimal
+
+    shared = [1]
+    for value in ({"n": decimal.Decimal("1.5")}, collections.OrderedDict(a=[1]), {"t": (shared, shared)},
+                  [object()]):
+        clone = moto_patches.json_deepcopy(value)
+        assert type(clone) is type(value) and clone is not value
+    # a structure with a non-JSON part is copied whole by deepcopy, shared references kept
+    clone = moto_patches.json_deepcopy({"t": (shared, shared)})
+    assert clone["t"][0] is clone["t"][1] and clone["t"][0] is not shared
+    # and a memo (deepcopy calling back) goes to deepcopy too
+    memo: dict[int, Any] = {}
+    assert moto_patches.json_deepcopy([shared, shared], memo)[0] is memo[id(shared)]
+
+
+def test_unpatched_engines_copy_with_the_copy_module(unpatched: None) -> None:
+    import copy as copying
+    import importlib
+
+    for name in moto_patches.JSON_COPYING_MODULES:
+        assert importlib.import_module(name).copy is copying, name
+
+
+def test_patched_engines_copy_json_values_as_json(recorder: Recorder) -> None:
+    import importlib
+
+    for name in moto_patches.JSON_COPYING_MODULES:
+        module = importlib.import_module(name)
+        assert module.copy.deepcopy is moto_patches.json_deepcopy, name
+    from moto.stepfunctions.parser.asl.eval import states
+
+    data = {"detail": {"request": {"caseId": "7"}}}
+    assert states.copy.deepcopy(data) == data and states.copy.deepcopy(data)["detail"] is not data["detail"]
+
+
+# -- 9 (continued). Update validation ---------------------------------------------------------
+def update_tour(session: boto3.session.Session) -> list[Any]:
+    """Items and errors after a tour of update expressions, in a fresh table."""
+    ddb = session.client("dynamodb")
+    make_table(ddb)
+    out: list[Any] = []
+    updates: list[tuple[str, dict[str, Any], dict[str, str] | None]] = [
+        ("SET a = :s, m = :m, l = :l, n = :one", {":s": {"S": "a"}, ":m": {"M": {"x": {"N": "1"}}},
+                                                  ":l": {"L": [{"S": "p"}]}, ":one": {"N": "1"}}, None),
+        ("SET #n = #n + :one, m.x = m.x - :one", {":one": {"N": "1"}}, {"#n": "n"}),
+        ("SET l = list_append(l, :more), b = if_not_exists(b, :s)", {":more": {"L": [{"S": "q"}]},
+                                                                     ":s": {"S": "b"}}, None),
+        ("ADD ss :ss, n :one", {":ss": {"SS": ["u", "v"]}, ":one": {"N": "1"}}, None),
+        ("DELETE ss :u REMOVE l[0], b", {":u": {"SS": ["u"]}}, None),
+        ("SET #n = #n + :one", {":one": {"N": "1"}}, {"#n": "n"}),  # the same text again
+        ("SET a = :s, a = :t", {":s": {"S": "1"}, ":t": {"S": "2"}}, None),  # two updates of one path
+        ("SET a = :s, a = :t", {":s": {"S": "1"}, ":t": {"S": "2"}}, None),  # ... refused every time
+        ("ADD n :one ADD n :one", {":one": {"N": "1"}}, None),  # two ADD clauses
+        ("SET pk = :s", {":s": {"S": "other"}}, None),  # a key attribute
+        ("ADD a :one", {":one": {"N": "1"}}, None),  # a number added to a string
+        ("SET #missing.deep = :s", {":s": {"S": "x"}}, {"#missing": "nothing"}),
+    ]
+    for expression, values, names in updates:
+        kwargs: dict[str, Any] = {"ExpressionAttributeValues": values}
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        try:
+            ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression=expression, **kwargs)
+            out.append(get(ddb, "x"))
+        except ClientError as error:
+            out.append((error.response["Error"]["Code"], error.response["Error"]["Message"]))
+    return out
+
+
+def test_patched_update_expressions_give_the_items_and_errors_moto_gives(aws_env: None) -> None:
+    with mock_aws():
+        unpatched_tour = update_tour(boto3.session.Session(region_name=REGION))
+    rec = Recorder()
+    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
+    try:
+        with mock_aws():
+            patched_tour = update_tour(boto3.session.Session(region_name=REGION))
+    finally:
+        moto_patches.uninstall()
+    assert patched_tour == unpatched_tour
+    assert patched_tour[5]["n"] == {"N": "4"} and patched_tour[4]["l"] == {"L": [{"S": "q"}]}
+    assert [entry[0] for entry in patched_tour[6:]] == ["ValidationException"] * 6
+
+
+def expression_checks(session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch,
+                      names: list[str], table: str = "t") -> int:
+    """How often ActionCountValidator walks a tree over updates naming `names` in turn."""
+    from moto.dynamodb.parsing import validators
+
+    walks: list[None] = []
+    original = validators.ActionCountValidator._processing_map
+
+    def counting(self: Any) -> Any:
+        walks.append(None)
+        return original(self)
+
+    monkeypatch.setattr(validators.ActionCountValidator, "_processing_map", counting)
+    ddb = session.client("dynamodb")
+    make_table(ddb, table)
+    for name in names:
+        ddb.update_item(TableName=table, Key={"pk": {"S": "x"}}, UpdateExpression="ADD #c :one",
+                        ExpressionAttributeNames={"#c": name}, ExpressionAttributeValues={":one": {"N": "1"}})
+    return len(walks)
+
+
+def test_unpatched_expression_checks_run_on_every_update(
+        unpatched: None, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert expression_checks(session, monkeypatch, ["a", "a", "a"]) >= 3
+
+
+def test_patched_expression_checks_run_once_per_expression_and_names(
+        recorder: Recorder, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN one update checked  WHEN the same expression and names come again, on any table
+    # with the same key names  THEN the checks do not run again; new names are checked
+    assert expression_checks(session, monkeypatch, ["a"]) >= 1
+    assert expression_checks(session, monkeypatch, ["a", "a"], table="t2") == 0
+    assert expression_checks(session, monkeypatch, ["b"], table="t3") >= 1
+    ddb = session.client("dynamodb")
+    assert get(ddb, "x", table="t2") == {"pk": {"S": "x"}, "a": {"N": "2"}}
+
+
+def test_patched_parse_tree_copy_is_the_tree(recorder: Recorder) -> None:
+    import copy as copying
+
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.ast_nodes import Node
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    def shape(node: Any) -> Any:
+        if not isinstance(node, Node):
+            return node
+        return (type(node).__name__, [shape(child) for child in node.children or []])
+
+    def parents_ok(node: Any) -> bool:
+        return all(child.parent is node and parents_ok(child)
+                   for child in node.children or [] if isinstance(child, Node))
+
+    tree = UpdateExpressionParser.make("SET a = if_not_exists(a, :z) + :one, l[2].x = :s REMOVE b ADD n :one")
+    clone = validators.deepcopy(tree)
+    assert shape(clone) == shape(copying.deepcopy(tree)) == shape(tree)
+    assert parents_ok(clone) and clone.parent is None and clone.children[0] is not tree.children[0]
