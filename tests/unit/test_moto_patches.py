@@ -1659,3 +1659,34 @@ def test_patched_parse_tree_copy_is_the_tree(recorder: Recorder) -> None:
     clone = validators.deepcopy(tree)
     assert shape(clone) == shape(copying.deepcopy(tree)) == shape(tree)
     assert parents_ok(clone) and clone.parent is None and clone.children[0] is not tree.children[0]
+
+
+def test_unpatched_request_ids_are_drawn_a_character_at_a_time(unpatched: None,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.moto_api._internal import mock_random
+    from moto.utilities.aws_headers import gen_amzn_requestid_long
+
+    draws: list[None] = []
+    original = mock_random.choice
+    monkeypatch.setattr(mock_random, "choice", lambda seq: draws.append(None) or original(seq))
+    headers: dict[str, Any] = {}
+    request_id = gen_amzn_requestid_long(headers)
+    assert len(request_id) == 52 and request_id.isalnum()
+    assert headers == {"x-amzn-requestid": request_id} and len(draws) == 52
+
+
+def test_patched_request_ids_are_one_draw_from_moto_random(recorder: Recorder) -> None:
+    import moto.core.responses as moto_responses
+    from moto.moto_api._internal import mock_random
+    from moto.utilities import aws_headers
+
+    assert moto_responses.gen_amzn_requestid_long is aws_headers.gen_amzn_requestid_long
+    headers: dict[str, Any] = {}
+    ids = [aws_headers.gen_amzn_requestid_long(headers) for _ in range(200)]
+    assert all(len(i) == 52 and i.isalnum() and i.isascii() for i in ids)
+    assert len(set(ids)) == 200 and headers == {"x-amzn-requestid": ids[-1]}
+    # moto's random can still be seeded for repeatable ids
+    mock_random.seed(7)
+    first = aws_headers.gen_amzn_requestid_long()
+    mock_random.seed(7)
+    assert aws_headers.gen_amzn_requestid_long() == first
