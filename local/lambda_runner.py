@@ -59,7 +59,9 @@ class Container:
 
 @dataclass
 class InvocationStats:
-    """Handler runs, by function name and by (function name, requestId)."""
+    """Handler runs, by function name and by (function name, requestId). A run counts from
+    its start: a request's final status, written by its Summary, is visible before that
+    Summary returns."""
 
     by_function: Counter[str] = field(default_factory=Counter)
     by_request: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -67,12 +69,19 @@ class InvocationStats:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, function_name: str, event: Any, error: str | None) -> None:
+        self.started(function_name, event)
+        self.finished(function_name, error)
+
+    def started(self, function_name: str, event: Any) -> None:
         request_id = _request_id(event)
         with self.lock:
             self.by_function[function_name] += 1
             if request_id is not None:
                 self.by_request[(function_name, request_id)] += 1
-            if error:
+
+    def finished(self, function_name: str, error: str | None) -> None:
+        if error:
+            with self.lock:
                 self.errors.append((function_name, error))
 
     def count(self, function_name: str, request_id: str | None = None) -> int:
@@ -123,6 +132,7 @@ class LambdaRunner:
             event = json.loads(event)  # moto passes an empty payload as the string "{}"
         with self._slots:
             error = None
+            self.stats.started(fn.function_name, event)
             try:
                 container = self._container(fn)
                 result = container.handler(event, LambdaContext(fn))
@@ -135,7 +145,7 @@ class LambdaRunner:
                     "stackTrace": traceback.format_exc().splitlines(),
                 })
                 errored, logs = True, traceback.format_exc()
-            self.stats.record(fn.function_name, event, error)
+            self.stats.finished(fn.function_name, error)
             return payload, errored, logs
 
     def _container(self, fn: LambdaFunction) -> Container:

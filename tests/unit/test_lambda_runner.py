@@ -9,6 +9,7 @@ import json
 import os
 import textwrap
 import threading
+import time
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -270,3 +271,22 @@ def test_a_new_runner_cold_starts_afresh(tmp_path: Path, clean_environ: None) ->
     # THEN it cold-starts its own container, from its own code root
     assert result["calls"] == 1
     assert (tmp_path / "second").is_dir()
+
+
+def test_a_run_counts_from_its_start(tmp_path: Path, clean_environ: None) -> None:
+    # GIVEN a handler still running (its side effects may already be visible, as a
+    # Summary's final status is before it returns)
+    runner = LambdaRunner(code_root=tmp_path / "code")
+    fn = make_fn("fn-running")
+    thread = threading.Thread(target=invoke, args=(runner, fn, {"sleep": 0.5, "requestId": "r-run"}))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while runner.stats.count("fn-running", "r-run") == 0:
+            assert time.monotonic() < deadline, "the running handler was not counted"
+            time.sleep(0.01)
+        # THEN it is counted already, once
+        assert thread.is_alive() and runner.stats.count("fn-running", "r-run") == 1
+    finally:
+        thread.join(timeout=30)
+    assert runner.stats.count("fn-running") == 1 and runner.stats.errors == []
