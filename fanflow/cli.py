@@ -32,6 +32,19 @@ EXAMPLES = """examples:
 COMMAND_MODULES: tuple[str, ...] = ("infra_commands", "bench", "ops_commands", "worker")
 
 
+def kept_histories(text: str) -> int | None:
+    """`--kept-histories`: a count of 0 or more, or `all`."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of executions or 'all', got {text!r}") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (or 'all'), got {count}")
+    return count
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fanflow",
@@ -55,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "else as deployed)")
     run.add_argument("--lambda-concurrency", type=int, default=1000, metavar="N",
                      help="concurrent Lambda executions the embedded target allows (default: %(default)s)")
+    run.add_argument("--kept-histories", type=kept_histories, default=1000, metavar="N|all",
+                     help="succeeded executions per state machine whose history the embedded target keeps; "
+                     "older ones keep status, input and output (default: %(default)s)")
     run.add_argument("--deadline", type=float, metavar="SECONDS",
                      help="close the request as TIMED_OUT after this long "
                      f"(default: the request's deadlineSeconds, else {c.DEFAULT_DEADLINE_SECONDS} s)")
@@ -120,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if faults.active and args.target != "embedded":
         raise UsageError("fault injection runs on the embedded target only")
     options = TargetOptions(lambda_concurrency=args.lambda_concurrency, compute_seconds=args.compute_seconds,
-                            faults=faults)
+                            faults=faults, kept_histories=args.kept_histories)
     err = Console(stderr=True)
     with contextlib.ExitStack() as stack:
         with err.status(f"starting the {args.target} target...") if err.is_terminal else contextlib.nullcontext():

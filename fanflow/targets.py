@@ -59,6 +59,7 @@ class TargetOptions:
     lambda_concurrency: int = 1000
     compute_seconds: float | None = None
     faults: Any = None  # local.faults.FaultPlan, embedded only
+    kept_histories: int | None = 1000  # embedded only: see local.runtime.DEFAULT_KEPT_HISTORIES
 
 
 class EmbeddedTarget:
@@ -73,6 +74,7 @@ class EmbeddedTarget:
             lambda_concurrency=options.lambda_concurrency,
             compute_seconds=c.COMPUTE_SECONDS_EMBEDDED if options.compute_seconds is None else options.compute_seconds,
             faults=options.faults,
+            kept_histories=options.kept_histories,
         )
         self.outputs: dict[str, str] = {}
         self._workers = contextlib.ExitStack()

@@ -68,6 +68,12 @@ What moto 5.2.5 lacks, and what is done here:
    input, result, path and history entry, and once per rule for each event; a fifth of the
    engine's CPU. Those modules copy JSON values with a direct recursive copy; anything that
    is not plain JSON still goes to copy.deepcopy.
+14. Memory (only when `install(kept_histories=N)`): every finished execution keeps its
+   evaluation environment, history included, for good: two thirds of what a case costs.
+   Past the N most recent succeeded executions of a state machine, older ones drop it and
+   keep their status, input and output; GetExecutionHistory on one of them fails with
+   ExecutionHistoryDropped, naming the limit. Failed, timed-out and aborted executions
+   keep their history.
 """
 
 from __future__ import annotations
@@ -186,11 +192,16 @@ def _jsonpath(path: str) -> Any:
 
 
 def install(*, invoke: Invoke, deliver: Deliver,
-            on_put_events: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+            on_put_events: Callable[[list[dict[str, Any]]], None] | None = None,
+            kept_histories: int | None = None) -> None:
     """Install every patch. `invoke(fn, event)` runs a Lambda invocation and returns
     (payload, errored, logs) as moto expects; `deliver(target, event)` hands a rule target
     its matching event, to be delivered asynchronously. `on_put_events(entries)`, if given,
-    observes every PutEvents call (the benchmark counts them)."""
+    observes every PutEvents call (the benchmark counts them). `kept_histories`, if given,
+    is how many succeeded executions per state machine keep their history (adaptation 14);
+    None keeps every history."""
+    if kept_histories is not None and kept_histories < 0:
+        raise ValueError(f"kept_histories must be 0 or more, or None for all; got {kept_histories}")
     global _installed
     check_version()
     with _lock:
@@ -199,17 +210,25 @@ def install(*, invoke: Invoke, deliver: Deliver,
         originals: list[tuple[Any, str, Any]] = []
         try:
             _install_all(originals, invoke, deliver, on_put_events)
+            if kept_histories is not None:
+                _drop_old_histories(_patcher(originals), kept_histories)
         except BaseException:
             _restore(originals)
             raise
         _installed = _Installed(originals)
 
 
-def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver: Deliver,
-                 on_put_events: Callable[[list[dict[str, Any]]], None] | None) -> None:
+def _patcher(originals: list[tuple[Any, str, Any]]) -> Callable[[Any, str, Any], None]:
     def patch(owner: Any, name: str, value: Any) -> None:
         originals.append((owner, name, owner.__dict__.get(name, _MISSING)))
         setattr(owner, name, value)
+
+    return patch
+
+
+def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver: Deliver,
+                 on_put_events: Callable[[list[dict[str, Any]]], None] | None) -> None:
+    patch = _patcher(originals)
 
     original_send = Rule.send_to_targets
 
@@ -925,6 +944,54 @@ def _json_copies(patch: Callable[[Any, str, Any], None]) -> None:
         patch(module, "copy", shim)
 
 
+def _drop_old_histories(patch: Callable[[Any, str, Any], None], kept: int) -> None:
+    """A finished execution keeps its whole evaluation environment (history, frames, state
+    data): two thirds of the memory a case costs. Per state machine, only the `kept` most
+    recent succeeded executions keep it; older ones keep their status, input and output
+    (DescribeExecution, ListExecutions), and GetExecutionHistory names the limit. Failed,
+    timed-out and aborted executions keep their history."""
+    import collections
+
+    from moto.core.exceptions import AWSError
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+
+    class HistoryDropped(AWSError):
+        TYPE = "ExecutionHistoryDropped"
+        STATUS = 400
+
+    succeeded: dict[str, collections.deque[Any]] = collections.defaultdict(collections.deque)
+    lock = threading.Lock()
+    original_terminated = BaseExecutionWorkerCommunication.terminated
+
+    def terminated(self: Any) -> None:
+        original_terminated(self)
+        execution = self.execution
+        if execution.exec_status != ExecutionStatus.SUCCEEDED:
+            return
+        with lock:
+            recent = succeeded[execution.state_machine_arn]
+            recent.append(execution)
+            while len(recent) > kept:
+                oldest = recent.popleft()
+                if oldest.exec_worker is not None:
+                    oldest.exec_worker.env = None
+                oldest._fanflow_history_dropped = True
+
+    original_history = Execution.to_history_output
+
+    def to_history_output(self: Any) -> Any:
+        if getattr(self, "_fanflow_history_dropped", False):
+            raise HistoryDropped(
+                f"The embedded engine keeps the history of the last {kept} succeeded executions of each "
+                f"state machine; {self.exec_arn} is older. Its status, input and output remain "
+                "(DescribeExecution).")
+        return original_history(self)
+
+    patch(BaseExecutionWorkerCommunication, "terminated", terminated)
+    patch(Execution, "to_history_output", to_history_output)
+
+
 # Services whose in-process calls skip the HTTP emulation (adaptation 12): JSON protocol,
 # the per-case hot path, and handlers that read nothing of the request but its headers
 # and body.
@@ -958,6 +1025,8 @@ def _direct_calls(patch: Callable[[Any, str, Any], None]) -> None:
     from werkzeug.http import http_date
 
     handlers = _direct_call_handlers()
+    for handler_class in handlers.values():  # loaded now, not by many threads at once later
+        get_service_model(handler_class().boto3_service_name)
     response_parsers: dict[str, Any] = {}
     region_pattern = re.compile(r"^https?://[^./]+\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?(?:/|$)")
 

@@ -12,7 +12,6 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +23,7 @@ from lambda_fns import constants as c
 
 from . import moto_patches
 from .assembly import cache_root, ensure_assembly
+from .delivery_pool import DeliveryPool
 from .deploy import apply_event_invoke_configs, create_stack, publish_assets
 from .faults import FaultPlan, InjectedFailure
 from .lambda_runner import LambdaRunner
@@ -32,6 +32,9 @@ LOG = logging.getLogger("fanflow.embedded")
 ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
 DELIVERY_ATTEMPTS = 3
+# A finished execution's history (and evaluation state) is two thirds of what a case costs
+# in memory; past this many succeeded executions per state machine, the oldest drop theirs.
+DEFAULT_KEPT_HISTORIES = 1000
 
 
 UNMODELLED_RESOURCES = ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::Lambda::EventInvokeConfig",
@@ -60,8 +63,11 @@ class EmbeddedEmulator:
 
     def __init__(self, *, region: str = DEFAULT_REGION, lambda_concurrency: int = 1000,
                  compute_seconds: float | None = c.COMPUTE_SECONDS_EMBEDDED,
-                 faults: FaultPlan | None = None, with_seed_variant: bool = False) -> None:
+                 faults: FaultPlan | None = None, with_seed_variant: bool = False,
+                 kept_histories: int | None = DEFAULT_KEPT_HISTORIES) -> None:
         self.region = region
+        # Succeeded executions per state machine that keep their history; None keeps all.
+        self.kept_histories = kept_histories
         self.faults = faults or FaultPlan()
         self.with_seed_variant = with_seed_variant
         self.stack_outputs: dict[str, dict[str, str]] = {}
@@ -74,8 +80,9 @@ class EmbeddedEmulator:
         self.runner.cold_start_hooks.append(self._inject_compute_failures)
         self.compute_seconds = compute_seconds
         self.delivery = Delivery()
-        self._pool = ThreadPoolExecutor(max_workers=max(8, lambda_concurrency),
-                                        thread_name_prefix="fanflow-eventbridge")
+        self.lambda_concurrency = lambda_concurrency
+        self._pool: DeliveryPool | None = None
+        self._pool_lock = threading.Lock()
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._saved_env: dict[str, str | None] = {}
         self.outputs: dict[str, str] = {}
@@ -106,7 +113,8 @@ class EmbeddedEmulator:
             os.environ[name] = value
         for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
             self._saved_env[name] = os.environ.pop(name, None)
-        moto_patches.install(invoke=self.runner.invoke, deliver=self._deliver, on_put_events=self._count_put_events)
+        moto_patches.install(invoke=self.runner.invoke, deliver=self._deliver, on_put_events=self._count_put_events,
+                             kept_histories=self.kept_histories)
         self._mock.start()
         try:
             self.session = boto3.session.Session(region_name=self.region)
@@ -124,7 +132,9 @@ class EmbeddedEmulator:
             raise
 
     def stop(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         with contextlib.suppress(RuntimeError):  # already stopped
             self._mock.stop()
         moto_patches.uninstall()
@@ -190,7 +200,14 @@ class EmbeddedEmulator:
             if self.faults.duplicate(str(event.get("source")), request_id, case_id):
                 copies = 2  # EventBridge delivers at least once
         for _ in range(copies):
-            self._pool.submit(self._deliver_now, target, event)
+            self._delivery_pool().submit(self._deliver_now, target, event)
+
+    def _delivery_pool(self) -> DeliveryPool:
+        with self._pool_lock:
+            if self._pool is None:
+                # As many deliveries at once as Lambda allows; threads only as they help.
+                self._pool = DeliveryPool(max(8, self.lambda_concurrency), name="fanflow-eventbridge")
+            return self._pool
 
     def _deliver_now(self, target: dict[str, Any], event: dict[str, Any]) -> None:
         arn = parse_arn(target["Arn"])

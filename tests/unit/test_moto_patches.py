@@ -1690,3 +1690,61 @@ def test_patched_request_ids_are_one_draw_from_moto_random(recorder: Recorder) -
     first = aws_headers.gen_amzn_requestid_long()
     mock_random.seed(7)
     assert aws_headers.gen_amzn_requestid_long() == first
+
+
+# -- 14. Histories of older succeeded executions are dropped ---------------------------------
+FAIL_ON_REQUEST = json.dumps({"StartAt": "Check", "States": {
+    "Check": {"Type": "Choice", "Choices": [{"Variable": "$.fail", "BooleanEquals": True, "Next": "Fail"}],
+              "Default": "Done"},
+    "Fail": {"Type": "Fail", "Error": "Asked", "Cause": "the input asked to fail"},
+    "Done": {"Type": "Pass", "End": True},
+}})
+
+
+def run_executions(session: boto3.session.Session, inputs: list[dict[str, Any]]) -> tuple[Any, list[str]]:
+    sfn = session.client("stepfunctions")
+    machine = sfn.create_state_machine(name="kept", definition=FAIL_ON_REQUEST, roleArn=ROLE_ARN)["stateMachineArn"]
+    arns = []
+    for n, payload in enumerate(inputs):
+        arn = sfn.start_execution(stateMachineArn=machine, name=f"run-{n}",
+                                  input=json.dumps({"fail": False, **payload}))["executionArn"]
+        wait_for_execution(sfn, arn)
+        arns.append(arn)
+    return sfn, arns
+
+
+def test_unpatched_every_execution_keeps_its_history(unpatched: None, session: boto3.session.Session) -> None:
+    sfn, arns = run_executions(session, [{"n": n} for n in range(5)])
+    assert all(sfn.describe_execution(executionArn=arn)["status"] == "SUCCEEDED" for arn in arns)
+    assert all(sfn.get_execution_history(executionArn=arn)["events"] for arn in arns)
+
+
+def test_patched_only_the_latest_succeeded_executions_keep_their_history(session: boto3.session.Session) -> None:
+    # GIVEN the patches keeping 2 histories, and a failed execution among 5 succeeded ones
+    rec = Recorder()
+    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver, kept_histories=2)
+    try:
+        sfn, arns = run_executions(session, [{"n": 0}, {"fail": True}, {"n": 2}, {"n": 3}, {"n": 4}, {"n": 5}])
+        # THEN the 2 latest succeeded executions and the failed one keep their history
+        for arn in (arns[1], arns[4], arns[5]):
+            events = sfn.get_execution_history(executionArn=arn)["events"]
+            assert events[0]["type"] == "ExecutionStarted"
+            assert events[-1]["type"] in ("ExecutionSucceeded", "ExecutionFailed")
+        # AND the older succeeded ones say why theirs is gone, and keep status and output
+        for arn in (arns[0], arns[2], arns[3]):
+            with pytest.raises(ClientError) as dropped:
+                sfn.get_execution_history(executionArn=arn)
+            assert dropped.value.response["Error"]["Code"] == "ExecutionHistoryDropped"
+            assert "last 2 succeeded executions" in dropped.value.response["Error"]["Message"]
+            described = sfn.describe_execution(executionArn=arn)
+            assert described["status"] == "SUCCEEDED" and json.loads(described["output"])["n"] in (0, 2, 3)
+        assert sfn.describe_execution(executionArn=arns[1])["status"] == "FAILED"
+    finally:
+        moto_patches.uninstall()
+
+
+def test_kept_histories_cannot_be_negative() -> None:
+    rec = Recorder()
+    with pytest.raises(ValueError, match="0 or more"):
+        moto_patches.install(invoke=rec.invoke, deliver=rec.deliver, kept_histories=-1)
+    assert not moto_patches.installed()

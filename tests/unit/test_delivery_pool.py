@@ -1,0 +1,122 @@
+"""The embedded target's delivery threads: every call runs, sleeping calls run side by side
+up to the limit, and computing calls do not multiply threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from local.delivery_pool import DeliveryPool
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_every_call_runs_and_a_failing_call_does_not_stop_the_pool() -> None:
+    pool = DeliveryPool(4, min_workers=2)
+    done: list[int] = []
+    lock = threading.Lock()
+
+    def record(n: int) -> None:
+        if n == 3:
+            raise RuntimeError("this delivery fails")
+        with lock:
+            done.append(n)
+
+    try:
+        for n in range(50):
+            pool.submit(record, n)
+        wait_for(lambda: len(done) == 49)
+        assert sorted(done) == [n for n in range(50) if n != 3]
+    finally:
+        pool.shutdown()
+
+
+def test_sleeping_calls_get_threads_and_run_side_by_side() -> None:
+    # GIVEN 64 calls that each wait 0.4 s (a simulated compute) and room for 64 threads
+    pool = DeliveryPool(64, min_workers=4)
+    finished: list[float] = []
+    lock = threading.Lock()
+
+    def sleep() -> None:
+        time.sleep(0.4)
+        with lock:
+            finished.append(time.monotonic())
+
+    started = time.monotonic()
+    try:
+        for _ in range(64):
+            pool.submit(sleep)
+        wait_for(lambda: len(finished) == 64)
+    finally:
+        pool.shutdown()
+    # THEN the pool grew (4 threads would need 16 rounds, 6.4 s) and they slept together
+    assert pool.peak_threads >= 32
+    assert max(finished) - started < 2.0
+
+
+def test_threads_never_exceed_the_limit() -> None:
+    pool = DeliveryPool(6, min_workers=2)
+    running = finished = most = 0
+    lock = threading.Lock()
+
+    def sleep() -> None:
+        nonlocal running, finished, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+            finished += 1
+
+    try:
+        for _ in range(60):
+            pool.submit(sleep)
+        wait_for(lambda: finished == 60)
+    finally:
+        pool.shutdown()
+    assert pool.peak_threads == 6 and most == 6
+
+
+def test_busy_process_keeps_its_threads() -> None:
+    # GIVEN a process that reads as busy (CPU time advancing with the wall clock), as when
+    # the queued calls are computing under the GIL
+    pool = DeliveryPool(64, min_workers=2, cpu_clock=time.perf_counter)
+    release = threading.Event()
+    try:
+        for _ in range(40):
+            pool.submit(release.wait)
+        time.sleep(0.3)  # sixty monitor intervals
+        # THEN no thread was added for the waiting calls
+        assert pool.threads == 2
+    finally:
+        release.set()
+        pool.shutdown()
+
+
+def test_shutdown_drops_queued_calls_and_refuses_new_ones() -> None:
+    pool = DeliveryPool(1, min_workers=1)
+    gate = threading.Event()
+    ran: list[int] = []
+    pool.submit(gate.wait)
+    for n in range(5):
+        pool.submit(ran.append, n)
+    pool.shutdown()
+    gate.set()
+    time.sleep(0.1)
+    assert ran == []
+    with pytest.raises(RuntimeError, match="shut down"):
+        pool.submit(ran.append, 9)
+
+
+def test_limit_must_allow_one_thread() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        DeliveryPool(0)
