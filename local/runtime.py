@@ -274,7 +274,10 @@ class EmbeddedEmulator:
 
         arn = parse_arn(state_machine_arn)
         backend = stepfunctions_parser_backends[arn.account][arn.region]
-        backend.start_execution(state_machine_arn, name=str(uuid.uuid4()), execution_input=json.dumps(payload))
+        # As EventBridge, each delivery starts one execution; here it also runs it, so that
+        # executions run as many at a time as there are delivery threads (adaptation 15).
+        with moto_patches.executions_inline():
+            backend.start_execution(state_machine_arn, name=str(uuid.uuid4()), execution_input=json.dumps(payload))
 
     def _dead_letter(self, target: dict[str, Any], payload: Any, error: str) -> None:
         dlq = target.get("DeadLetterConfig", {}).get("Arn")

@@ -1748,3 +1748,45 @@ def test_kept_histories_cannot_be_negative() -> None:
     with pytest.raises(ValueError, match="0 or more"):
         moto_patches.install(invoke=rec.invoke, deliver=rec.deliver, kept_histories=-1)
     assert not moto_patches.installed()
+
+
+# -- 15. Executions started by a delivery run in its thread -----------------------------------
+WAIT_DEFINITION = json.dumps({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 1, "End": True}}})
+
+
+def start_waiting_execution(session: boto3.session.Session, name: str) -> tuple[Any, float]:
+    """(the execution, seconds StartExecution took) for a machine that waits 1 s."""
+    sfn = session.client("stepfunctions")
+    machine = sfn.create_state_machine(name=f"wait-{name}", definition=WAIT_DEFINITION,
+                                       roleArn=ROLE_ARN)["stateMachineArn"]
+    backend = stepfunctions_parser_backends[ACCOUNT][REGION]
+    started = time.monotonic()
+    execution = backend.start_execution(machine, name=name, execution_input="{}")
+    return execution, time.monotonic() - started
+
+
+def test_unpatched_start_execution_returns_while_it_runs(unpatched: None, session: boto3.session.Session) -> None:
+    execution, seconds = start_waiting_execution(session, "async")
+    assert seconds < 0.5 and execution.exec_status == "RUNNING"
+    wait_for_execution(session.client("stepfunctions"), execution.exec_arn)
+
+
+def test_patched_executions_started_inline_run_before_start_returns(recorder: Recorder,
+                                                                    session: boto3.session.Session) -> None:
+    # GIVEN the patches, outside the block  THEN executions still run in threads of their own
+    execution, seconds = start_waiting_execution(session, "outside")
+    assert seconds < 0.5 and execution.exec_status == "RUNNING"
+    # WHEN an execution is started inside executions_inline()
+    threads = threading.active_count()
+    with moto_patches.executions_inline():
+        inline, seconds = start_waiting_execution(session, "inside")
+        # THEN it has run to its end, in this thread, when StartExecution returns
+        assert seconds >= 1.0 and inline.exec_status == "SUCCEEDED"
+        assert threading.active_count() <= threads
+    events = session.client("stepfunctions").get_execution_history(executionArn=inline.exec_arn)["events"]
+    assert [e["type"] for e in events][-1] == "ExecutionSucceeded"
+    # AND the block ends with itself: the next start is asynchronous again
+    after, seconds = start_waiting_execution(session, "after")
+    assert seconds < 0.5 and after.exec_status == "RUNNING"
+    wait_for_execution(session.client("stepfunctions"), execution.exec_arn)
+    wait_for_execution(session.client("stepfunctions"), after.exec_arn)
