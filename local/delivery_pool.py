@@ -32,11 +32,15 @@ BUSY_SHARE = 0.75
 
 class DeliveryPool:
     """Runs submitted calls on up to `max_workers` threads, starting with `min_workers` and
-    adding more while calls are queued and the process has CPU to spare."""
+    adding more while calls are queued and the process has CPU to spare. While `eager()`
+    is true (the runtime: a simulated compute time is set, so deliveries sleep), every
+    call that finds no idle thread gets a new one at once, up to `max_workers`, as
+    concurrent.futures does: a sleeping case must not wait for the CPU to be free."""
 
     def __init__(self, max_workers: int, *, min_workers: int = 8, name: str = "fanflow-delivery",
                  interval: float = 0.005, busy_share: float = BUSY_SHARE,
-                 cpu_clock: Callable[[], float] = time.process_time) -> None:
+                 cpu_clock: Callable[[], float] = time.process_time,
+                 eager: Callable[[], bool] = lambda: False) -> None:
         if max_workers < 1:
             raise ValueError(f"max_workers must be at least 1, got {max_workers}")
         self.max_workers = max_workers
@@ -45,6 +49,7 @@ class DeliveryPool:
         self._interval = interval
         self._busy_share = busy_share
         self._cpu_clock = cpu_clock
+        self._eager = eager
         self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -68,6 +73,8 @@ class DeliveryPool:
             raise RuntimeError("the delivery pool is shut down")
         with self._lock:
             self._queued += 1
+            if self._eager() and self._queued > self._idle and len(self._threads) < self.max_workers:
+                self._start_worker()
         self._queue.put((fn, args))
 
     def shutdown(self) -> None:

@@ -206,7 +206,8 @@ class EmbeddedEmulator:
         with self._pool_lock:
             if self._pool is None:
                 # As many deliveries at once as Lambda allows; threads only as they help.
-                self._pool = DeliveryPool(max(8, self.lambda_concurrency), name="fanflow-eventbridge")
+                self._pool = DeliveryPool(max(8, self.lambda_concurrency), name="fanflow-eventbridge",
+                                          eager=lambda: bool(self.compute_seconds))
             return self._pool
 
     def _deliver_now(self, target: dict[str, Any], event: dict[str, Any]) -> None:

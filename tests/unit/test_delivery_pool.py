@@ -120,3 +120,27 @@ def test_shutdown_drops_queued_calls_and_refuses_new_ones() -> None:
 def test_limit_must_allow_one_thread() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         DeliveryPool(0)
+
+
+def test_eager_pool_gives_every_waiting_call_a_thread_even_when_busy() -> None:
+    # GIVEN a pool told that calls sleep (a simulated compute time), in a process that reads
+    # as busy: the elastic rule alone would add no thread
+    pool = DeliveryPool(64, min_workers=2, cpu_clock=time.perf_counter, eager=lambda: True)
+    finished: list[None] = []
+    lock = threading.Lock()
+
+    def sleep() -> None:
+        time.sleep(0.3)
+        with lock:
+            finished.append(None)
+
+    started = time.monotonic()
+    try:
+        for _ in range(30):
+            pool.submit(sleep)
+        # THEN each call got a thread at once, and they all slept together
+        assert 28 <= pool.threads <= 32
+        wait_for(lambda: len(finished) == 30)
+    finally:
+        pool.shutdown()
+    assert time.monotonic() - started < 1.5
