@@ -627,7 +627,7 @@ def _fast_update_validation(patch: Callable[[Any, str, Any], None], traverser: A
 
     def traverse(self: Any, root: Any) -> Any:
         table = processing_map(self)
-        node_types = self.__dict__["_fanflow_node_types"]
+        node_types = self.nodes_to_be_processed()
         overridden = type(self).pre_processing_of_child is not traverser.pre_processing_of_child
         before_child = self.pre_processing_of_child if overridden else None
 
@@ -658,11 +658,28 @@ def _fast_update_validation(patch: Callable[[Any, str, Any], None], traverser: A
 
     patch(traverser, "traverse", traverse)
 
+    def clone_tree(node: Any, parent: Any) -> Any:
+        """What copy.deepcopy makes of a parse tree whose nodes hold only child nodes,
+        their parent, and strings or numbers; raises _NotJson for anything else."""
+        new = object.__new__(type(node))
+        attrs = dict(node.__dict__)
+        for name, value in attrs.items():
+            if name == "parent":
+                attrs[name] = parent
+            elif name == "children":
+                if value is not None:
+                    attrs[name] = [clone_tree(child, new) if isinstance(child, Node) else _immutable(child)
+                                   for child in value]
+            elif type(value) not in _JSON_SCALARS:
+                raise _NotJson
+        new.__dict__.update(attrs)
+        return new
+
     def clone(value: Any, memo: dict[int, Any] | None = None) -> Any:
         if memo is None and isinstance(value, Node) and value.parent is None:
             try:
-                return _clone_ast(value, None)
-            except _NotJsonValue:
+                return clone_tree(value, None)
+            except _NotJson:
                 pass
         return copy.deepcopy(value, memo)
 
@@ -699,29 +716,9 @@ def _fast_update_validation(patch: Callable[[Any, str, Any], None], traverser: A
     patch(validators.UpdateExpressionValidator, "validate", validate)
 
 
-def _clone_ast(node: Any, parent: Any) -> Any:
-    """A copy of an update expression's parse tree: what copy.deepcopy makes of it, for trees
-    whose nodes hold only child nodes, their parent, and strings or numbers."""
-    from moto.dynamodb.parsing.ast_nodes import Node  # type: ignore[attr-defined]
-
-    new = object.__new__(type(node))
-    attrs = dict(node.__dict__)
-    for name, value in attrs.items():
-        if name == "parent":
-            attrs[name] = parent
-        elif name == "children":
-            if value is not None:
-                attrs[name] = [_clone_ast(child, new) if isinstance(child, Node)
-                               else _immutable(child) for child in value]
-        elif type(value) not in _JSON_SCALARS:
-            raise _NotJsonValue
-    new.__dict__.update(attrs)
-    return new
-
-
 def _immutable(value: Any) -> Any:
     if type(value) not in _JSON_SCALARS:
-        raise _NotJsonValue
+        raise _NotJson
     return value
 
 
@@ -762,6 +759,8 @@ def _fast_dispatch(patch: Callable[[Any, str, Any], None]) -> None:
     patch(moto_responses, "method_names_from_class",
           functools.lru_cache(maxsize=None)(moto_responses.method_names_from_class))
 
+    from moto.moto_api import recorder
+
     original_process = botocore_stubber.BotocoreStubber.process_request
     routes: dict[str, Any] = {}
 
@@ -776,8 +775,6 @@ def _fast_dispatch(patch: Callable[[Any, str, Any], None]) -> None:
             if len(routes) >= 4096:
                 routes.clear()
             routes[clean_url] = route
-        from moto.moto_api import recorder
-
         normalized = botocore_stubber.normalize_request(request)
         try:
             recorder._record_request(normalized)
@@ -828,7 +825,7 @@ def _untracked_dynamodb_items(patch: Callable[[Any, str, Any], None]) -> None:
 
 
 class _NotJson(Exception):
-    pass
+    """A value that is not plain JSON: the caller falls back to moto's own handling."""
 
 
 def _json_values(value: Any) -> Any:
@@ -897,10 +894,6 @@ def _serialise_dynamodb(patch: Callable[[Any, str, Any], None]) -> None:
 _JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-class _NotJsonValue(Exception):
-    pass
-
-
 def _copy_json(value: Any) -> Any:
     kind = type(value)
     if kind is dict:
@@ -909,7 +902,7 @@ def _copy_json(value: Any) -> Any:
         return [_copy_json(item) for item in value]
     if kind in _JSON_SCALARS:
         return value
-    raise _NotJsonValue
+    raise _NotJson
 
 
 def json_deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
@@ -922,7 +915,7 @@ def json_deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
             return value
         try:
             return _copy_json(value)
-        except (_NotJsonValue, RecursionError):
+        except (_NotJson, RecursionError):
             pass
     return copy.deepcopy(value, memo)
 
@@ -1058,6 +1051,8 @@ def _direct_call_handlers() -> dict[str, Any]:
 def _direct_calls(patch: Callable[[Any, str, Any], None]) -> None:
     """botocore's `before-call` event lets a handler answer a call before it is sent; the
     answer is moto's, from the same handler class and backend its HTTP path would reach."""
+    from urllib.parse import urlparse
+
     import boto3
     import botocore.handlers
     from botocore.awsrequest import AWSResponse
@@ -1070,13 +1065,45 @@ def _direct_calls(patch: Callable[[Any, str, Any], None]) -> None:
     from moto.iam.models import mark_account_as_visited
     from moto.moto_api import recorder
     from moto.utilities.utils import get_partition
-    from werkzeug.datastructures import Headers
+    from werkzeug.datastructures import Headers, MultiDict
     from werkzeug.http import http_date
 
     handlers = _direct_call_handlers()
     for handler_class in handlers.values():  # loaded now, not by many threads at once later
         get_service_model(handler_class().boto3_service_name)
     response_parsers: dict[str, Any] = {}
+
+    def prepare(handler: Any, *, url: str, region: str, headers: Any, body: bytes, access_key: str,
+                operation: str) -> None:
+        """What moto's BaseResponse.setup_class sets for a JSON-protocol POST, without
+        building a WSGI request to read it back from."""
+        parsed_url = urlparse(url)
+        handler.is_werkzeug_request = False
+        handler.normalized_request = None
+        handler.parsed_url = parsed_url
+        handler.raw_body = body
+        handler.body = body.decode("utf-8")
+        handler.form_data = {}
+        handler.querystring = {}
+        handler.data = handler.querystring
+        handler.uri = url
+        handler.path = handler.raw_path = parsed_url.path
+        handler.method = "POST"
+        handler.region = region
+        handler.partition = get_partition(region)
+        handler.uri_match = {}
+        handler.headers = headers
+        handler.response_headers = {"server": "amazon.com", "date": http_date()}
+        if handler.automated_parameter_parsing:
+            operation_model = get_service_model(handler.boto3_service_name).operation_model(operation)
+            parser = PROTOCOL_PARSERS["json"](operation_model, map_type=handler.PROTOCOL_PARSER_MAP_TYPE)
+            handler.params = parser.parse({"method": "POST", "values": MultiDict(), "headers": headers, "body": body,
+                                           "url_path": handler.path, "url_params": {}})
+        handler.access_key = access_key
+        handler.current_account = handler.get_current_account()
+        mark_account_as_visited(account_id=handler.current_account, access_key=access_key,
+                                service=handler.service_name, region=region)
+
     region_pattern = re.compile(r"^https?://[^./]+\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?(?:/|$)")
 
     def answer(model: Any, params: dict[str, Any], request_signer: Any = None, **_: Any) -> Any:
@@ -1090,11 +1117,8 @@ def _direct_calls(patch: Callable[[Any, str, Any], None]) -> None:
                 or not isinstance(params.get("body"), bytes)):
             return None  # the HTTP emulation answers
         handler = handler_class()
-        _prepare_handler(handler, url=url, region=match.group(1), headers=Headers(params["headers"]),
-                         body=params["body"], access_key=credentials.access_key,
-                         operation=model.name, partition=get_partition(match.group(1)),
-                         parse=PROTOCOL_PARSERS, service_model=get_service_model(handler.boto3_service_name),
-                         date=http_date(), mark=mark_account_as_visited)
+        prepare(handler, url=url, region=match.group(1), headers=Headers(params["headers"]), body=params["body"],
+                access_key=credentials.access_key, operation=model.name)
         status, headers, body = handler.call_action()
         raw = body.encode("utf-8") if isinstance(body, str) else body
         http = AWSResponse(url, int(status), {k: str(v) for k, v in headers.items()}, MockRawResponse(raw))
@@ -1127,41 +1151,6 @@ def _stop_direct_calls() -> None:
     if _direct is not None and boto3.DEFAULT_SESSION is not None:
         boto3.DEFAULT_SESSION.events.unregister("before-call", _direct, unique_id=DIRECT_CALL_HANDLER_ID)
     _direct = None
-
-
-def _prepare_handler(handler: Any, *, url: str, region: str, headers: Any, body: bytes, access_key: str,
-                     operation: str, partition: str, parse: Any, service_model: Any, date: str,
-                     mark: Any) -> None:
-    """What moto's BaseResponse.setup_class sets for a JSON-protocol POST, without building
-    a WSGI request to read it back from."""
-    from urllib.parse import urlparse
-
-    parsed_url = urlparse(url)
-    handler.is_werkzeug_request = False
-    handler.normalized_request = None
-    handler.parsed_url = parsed_url
-    handler.raw_body = body
-    handler.body = body.decode("utf-8")
-    handler.form_data = {}
-    handler.querystring = {}
-    handler.data = handler.querystring
-    handler.uri = url
-    handler.path = handler.raw_path = parsed_url.path
-    handler.method = "POST"
-    handler.region = region
-    handler.partition = partition
-    handler.uri_match = {}
-    handler.headers = headers
-    handler.response_headers = {"server": "amazon.com", "date": date}
-    if handler.automated_parameter_parsing:
-        operation_model = service_model.operation_model(operation)
-        parser = parse["json"](operation_model, map_type=handler.PROTOCOL_PARSER_MAP_TYPE)
-        handler.params = parser.parse({"method": "POST", "values": {}, "headers": headers, "body": body,
-                                       "url_path": handler.path, "url_params": {}})
-    handler.access_key = access_key
-    handler.current_account = handler.get_current_account()
-    mark(account_id=handler.current_account, access_key=access_key, service=handler.service_name,
-         region=region)
 
 
 def _add_modeled_error_fields(response: dict[str, Any], parsed: dict[str, Any], model: Any, parser: Any) -> None:

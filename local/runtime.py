@@ -80,9 +80,7 @@ class EmbeddedEmulator:
         self.runner.cold_start_hooks.append(self._inject_compute_failures)
         self.compute_seconds = compute_seconds
         self.delivery = Delivery()
-        self.lambda_concurrency = lambda_concurrency
         self._pool: DeliveryPool | None = None
-        self._pool_lock = threading.Lock()
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._saved_env: dict[str, str | None] = {}
         self.outputs: dict[str, str] = {}
@@ -117,6 +115,10 @@ class EmbeddedEmulator:
                              kept_histories=self.kept_histories)
         self._mock.start()
         try:
+            # As many deliveries at once as Lambda allows; threads only as they help, or at once
+            # while cases sleep a simulated compute time.
+            self._pool = DeliveryPool(max(8, self.runner.concurrency), name="fanflow-eventbridge",
+                                      eager=lambda: bool(self.compute_seconds))
             self.session = boto3.session.Session(region_name=self.region)
             stacks = [c.STACK_NAME] + ([c.SEED_VARIANT_STACK_NAME] if self.with_seed_variant else [])
             for stack in stacks:
@@ -199,16 +201,11 @@ class EmbeddedEmulator:
                 return  # a lost completion event
             if self.faults.duplicate(str(event.get("source")), request_id, case_id):
                 copies = 2  # EventBridge delivers at least once
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("the emulator is stopped: no deliveries")
         for _ in range(copies):
-            self._delivery_pool().submit(self._deliver_now, target, event)
-
-    def _delivery_pool(self) -> DeliveryPool:
-        with self._pool_lock:
-            if self._pool is None:
-                # As many deliveries at once as Lambda allows; threads only as they help.
-                self._pool = DeliveryPool(max(8, self.lambda_concurrency), name="fanflow-eventbridge",
-                                          eager=lambda: bool(self.compute_seconds))
-            return self._pool
+            pool.submit(self._deliver_now, target, event)
 
     def _deliver_now(self, target: dict[str, Any], event: dict[str, Any]) -> None:
         arn = parse_arn(target["Arn"])
