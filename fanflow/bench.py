@@ -35,6 +35,8 @@ class BenchRow:
     summaryRuns: int
     status: str
     reason: str = ""
+    counterWrites: int = 0  # writes to the request's counter row, as the engine saw them
+    fanInExecutions: int = 0  # executions of the fan-in workflow that counted any of its cases
 
 
 def register(commands: Any) -> None:
@@ -96,7 +98,8 @@ def run_fanflow(emulator: Any, cases: int, *, timeout: float) -> BenchRow:
         peakRssMb=peak_rss_mb(),
         putEventsCalls=emulator.put_events_calls[(outputs[c.OUTPUT_BUS_NAME], c.PREPROCESS_SOURCE)] - calls_before,
         preprocessHistoryEvents=_history_length(sfn, arn),
-        summaryRuns=emulator.summary_invocations(request_id), status=status, reason=reason)
+        summaryRuns=emulator.summary_invocations(request_id), status=status, reason=reason,
+        **emulator.fan_in_stats(request_id))
     _history_verdict(result)
     return result
 
@@ -132,7 +135,7 @@ def run_seed(emulator: Any, cases: int, *, timeout: float) -> BenchRow:
         putEventsCalls=emulator.put_events_calls[(bus, c.PREPROCESS_SOURCE)] - calls_before,
         preprocessHistoryEvents=_history_length(sfn, arn),
         summaryRuns=0,  # set by run_bench, which knows the count before the run
-        status=status, reason=reason)
+        status=status, reason=reason, **emulator.fan_in_stats(request_id, stack=c.SEED_VARIANT_STACK_NAME))
     _history_verdict(result)
     return result
 
@@ -166,12 +169,13 @@ def run_bench(sizes: list[int], variants: list[str], *, compute_seconds: float =
 def rows_table(rows: list[BenchRow]) -> Table:
     table = Table(title="fanflow vs the seed's pattern (embedded target)")
     for column in ("variant", "cases", "wall s", "peak RSS MB", "PutEvents calls", "PreProcess history",
-                   "Summary runs", "status"):
+                   "counter writes", "fan-in executions", "Summary runs", "status"):
         table.add_column(column, justify="right" if column not in ("variant", "status") else "left")
     for row in rows:
         table.add_row(row.variant, str(row.cases), "-" if row.wallSeconds is None else f"{row.wallSeconds:.2f}",
                       f"{row.peakRssMb:.0f}", str(row.putEventsCalls), str(row.preprocessHistoryEvents),
-                      str(row.summaryRuns), row.status + (f" ({row.reason})" if row.reason else ""))
+                      str(row.counterWrites), str(row.fanInExecutions), str(row.summaryRuns),
+                      row.status + (f" ({row.reason})" if row.reason else ""))
     return table
 
 

@@ -81,7 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="make each computation raise with probability R")
     faults.add_argument("--drop-rate", type=float, default=0.0, metavar="R",
                         help="lose each completion event with probability R (use with --deadline)")
+    faults.add_argument("--conflict-rate", type=float, default=0.0, metavar="R",
+                        help="cancel each transaction on a counter row with TransactionConflict with probability R")
     faults.add_argument("--seed", type=int, default=0, help="seed for the fault choices (default: %(default)s)")
+    fan_in = run.add_argument_group("fan-in batching (embedded target, in-process)")
+    fan_in.add_argument("--fan-in-batch-size", type=int, metavar="N",
+                        help=f"completions counted per batch, 1 to 10,000 (default: {c.FAN_IN_BATCH_SIZE})")
+    fan_in.add_argument("--fan-in-window", type=int, metavar="SECONDS",
+                        help="longest wait for a batch to fill, 0 to 300 "
+                        f"(default: {c.FAN_IN_BATCH_WINDOW_SECONDS}; 0 needs a batch size of 10 or less)")
     run.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
                      help="stop waiting after this long (default: %(default)s)")
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of tables")
@@ -130,13 +138,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         faults = FaultPlan(duplicate_rate=args.duplicate_rate, failure_rate=args.failure_rate,
-                           drop_rate=args.drop_rate, seed=args.seed)
+                           drop_rate=args.drop_rate, conflict_rate=args.conflict_rate, seed=args.seed)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if faults.active and args.target != "embedded":
         raise UsageError("fault injection runs on the embedded target only")
+    batching = fan_in_batching(args)
     options = TargetOptions(lambda_concurrency=args.lambda_concurrency, compute_seconds=args.compute_seconds,
-                            faults=faults, kept_histories=args.kept_histories)
+                            faults=faults, kept_histories=args.kept_histories, fan_in_batching=batching)
     err = Console(stderr=True)
     with contextlib.ExitStack() as stack:
         with err.status(f"starting the {args.target} target...") if err.is_terminal else contextlib.nullcontext():
@@ -152,9 +161,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.trace:
             save_trace(client, request.request_id, execution_arn, args.trace)
         runs = target.summary_invocations(request.request_id)
+        fan_in = fan_in_output(row, target.fan_in_stats(request.request_id))
         injected = faults.report(request.request_id) if faults.active else None
     if args.json:
         out = run_output(summary, row, runs, wall, target=args.target)
+        out["fanIn"] = fan_in
         if injected is not None:
             out["injectedFaults"] = injected
         print(json.dumps(out))
@@ -176,6 +187,36 @@ def run_output(summary: dict[str, Any], row: dict[str, Any], summary_runs: int |
                 "clientWallSeconds": round(wall, 3)})
     if summary_runs is not None:
         out["summaryInvocations"] = summary_runs
+    return out
+
+
+def fan_in_batching(args: argparse.Namespace) -> dict[str, int] | None:
+    """`--fan-in-batch-size` and `--fan-in-window`, checked together (exit 2 when out of range)."""
+    if args.fan_in_batch_size is None and args.fan_in_window is None:
+        return None
+    from infra.fan_in_settings import OPTION_NAMES, check_batching
+
+    if args.target != "embedded":
+        raise UsageError("--fan-in-batch-size and --fan-in-window set the embedded target's batching; for a "
+                         "deployed stack, deploy with -c fanInBatchSize=N -c fanInBatchWindow=S")
+    size = c.FAN_IN_BATCH_SIZE if args.fan_in_batch_size is None else args.fan_in_batch_size
+    window = c.FAN_IN_BATCH_WINDOW_SECONDS if args.fan_in_window is None else args.fan_in_window
+    try:
+        check_batching(batch_size=size, batch_window_seconds=window, max_concurrency=c.FAN_IN_MAX_CONCURRENCY,
+                       names=OPTION_NAMES)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return {"batch_size": size, "window_seconds": window}
+
+
+def fan_in_output(row: dict[str, Any], engine: dict[str, int] | None) -> dict[str, Any]:
+    """What the fan-in did for the request, as its counter row records it; and, where the
+    engine can tell (the embedded target), what the engine saw."""
+    out: dict[str, Any] = {"batches": int(row.get(c.ATTR_FAN_IN_BATCHES, 0)),
+                           "counterWrites": int(row.get(c.ATTR_COUNTER_WRITES, 0)),
+                           "conflictRetries": int(row.get(c.ATTR_CONFLICT_RETRIES, 0))}
+    if engine is not None:
+        out["engine"] = engine
     return out
 
 

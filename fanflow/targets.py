@@ -53,6 +53,8 @@ class Target(Protocol):
 
     def set_compute_seconds(self, seconds: float) -> None: ...
 
+    def fan_in_stats(self, request_id: str) -> dict[str, int] | None: ...
+
 
 @dataclass
 class TargetOptions:
@@ -60,6 +62,7 @@ class TargetOptions:
     compute_seconds: float | None = None
     faults: Any = None  # local.faults.FaultPlan, embedded only
     kept_histories: int | None = 1000  # embedded only: see local.runtime.DEFAULT_KEPT_HISTORIES
+    fan_in_batching: dict[str, int] | None = None  # embedded only: batch_size, window_seconds
 
 
 class EmbeddedTarget:
@@ -76,6 +79,7 @@ class EmbeddedTarget:
             faults=options.faults,
             kept_histories=options.kept_histories,
         )
+        self.options = options
         self.outputs: dict[str, str] = {}
         self._workers = contextlib.ExitStack()
 
@@ -84,6 +88,8 @@ class EmbeddedTarget:
 
         self.emulator.start()
         self.outputs = self.emulator.outputs
+        if self.options.fan_in_batching:
+            self.emulator.set_fan_in_batching(**self.options.fan_in_batching)
         # The queue compute target's cases need workers: threads polling the emulator's queue.
         if c.OUTPUT_WORK_QUEUE_URL in self.outputs:
             self._workers.enter_context(embedded_workers(self.emulator))
@@ -100,6 +106,9 @@ class EmbeddedTarget:
 
     def set_compute_seconds(self, seconds: float) -> None:
         self.emulator.set_compute_seconds(seconds)
+
+    def fan_in_stats(self, request_id: str) -> dict[str, int] | None:
+        return self.emulator.fan_in_stats(request_id)
 
 
 class RemoteTarget:
@@ -128,6 +137,9 @@ class RemoteTarget:
 
     def summary_invocations(self, request_id: str) -> int | None:
         return None  # the handlers run elsewhere; nothing here counts them
+
+    def fan_in_stats(self, request_id: str) -> dict[str, int] | None:
+        return None  # the engine is elsewhere: the counter row's own figures stand
 
     def set_compute_seconds(self, seconds: float, *, timeout: float = 120.0) -> None:
         """`aws lambda update-function-configuration` on each compute function, waiting until
@@ -323,6 +335,9 @@ def open_target(name: str, options: TargetOptions | None = None) -> Iterator[Tar
         if state is not None:
             remote = open_endpoint(state)
     if remote is not None:
+        if options.fan_in_batching:
+            raise TargetError(f"fan-in batching options apply to an in-process run; {remote.where} keeps its own "
+                              "(set them with fanflow up)")
         if options.compute_seconds is not None:
             remote.set_compute_seconds(options.compute_seconds)
         yield remote

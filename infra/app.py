@@ -21,6 +21,14 @@ def build_app(outdir: str | None = None, *, context: dict[str, object] | None = 
     compute_seconds = float(app.node.try_get_context("computeSeconds") or c.COMPUTE_SECONDS_AWS)
     retention_days = int(app.node.try_get_context("retentionDays") or c.DEFAULT_RETENTION_DAYS)
     sampling_rate = app.node.try_get_context("xraySamplingRate")
+
+    def context_int(name: str, default: int) -> int:
+        value = app.node.try_get_context(name)
+        try:
+            return default if value is None or value == "" else int(value)
+        except (TypeError, ValueError):
+            raise SystemExit(f"-c {name} must be a whole number, got {value!r}") from None
+
     account, region = os.environ.get("CDK_DEFAULT_ACCOUNT"), os.environ.get("CDK_DEFAULT_REGION")
     stack = FanflowStack(
         app, c.STACK_NAME,
@@ -29,6 +37,9 @@ def build_app(outdir: str | None = None, *, context: dict[str, object] | None = 
         alarm_email=app.node.try_get_context("alarmEmail") or None,
         alarm_topic_arn=app.node.try_get_context("alarmTopic") or None,
         trace_sampling_rate=c.DEFAULT_XRAY_SAMPLING_RATE if sampling_rate is None else float(sampling_rate),
+        fan_in_batch_size=context_int("fanInBatchSize", c.FAN_IN_BATCH_SIZE),
+        fan_in_batch_window_seconds=context_int("fanInBatchWindow", c.FAN_IN_BATCH_WINDOW_SECONDS),
+        fan_in_concurrency=context_int("fanInConcurrency", c.FAN_IN_MAX_CONCURRENCY),
         # No bootstrap-version rule: the same template must also deploy where no CDK
         # bootstrap stack exists (the embedded emulator).
         synthesizer=cdk.DefaultStackSynthesizer(generate_bootstrap_version_rule=False),

@@ -24,7 +24,10 @@ class FanflowStack(Stack):
                  compute_seconds: float = c.COMPUTE_SECONDS_AWS,
                  retention_days: int = c.DEFAULT_RETENTION_DAYS, alarm_email: str | None = None,
                  alarm_topic_arn: str | None = None,
-                 trace_sampling_rate: float = c.DEFAULT_XRAY_SAMPLING_RATE, **kwargs: Any) -> None:
+                 trace_sampling_rate: float = c.DEFAULT_XRAY_SAMPLING_RATE,
+                 fan_in_batch_size: int = c.FAN_IN_BATCH_SIZE,
+                 fan_in_batch_window_seconds: int = c.FAN_IN_BATCH_WINDOW_SECONDS,
+                 fan_in_concurrency: int = c.FAN_IN_MAX_CONCURRENCY, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         retention_seconds = retention_days * 86_400
 
@@ -32,12 +35,14 @@ class FanflowStack(Stack):
         routing = EventRouting(self, "Routing")
         fan_in = FanInWorkflow(self, "FanIn", counter_table=store.counter_table,
                                results_table=store.results_table, artifacts_bucket=store.artifacts_bucket,
-                               bus=routing.bus, retention_seconds=retention_seconds)
+                               bus=routing.bus, retention_seconds=retention_seconds,
+                               batch_size=fan_in_batch_size, batch_window_seconds=fan_in_batch_window_seconds,
+                               max_concurrency=fan_in_concurrency)
         fan_out = FanOutWorkflow(self, "FanOut", counter_table=store.counter_table,
                                  artifacts_bucket=store.artifacts_bucket, bus=routing.bus,
                                  summary_function=fan_in.summary_function,
                                  retention_seconds=retention_seconds)
-        routing.route_completions_to(fan_in.state_machine)
+        routing.route_completions_to(fan_in.queue)
 
         # Compute targets: each case goes to the one its computeType names, else to Compute.
         results, seconds, retention = store.results_table, compute_seconds, retention_seconds
@@ -52,7 +57,7 @@ class FanflowStack(Stack):
         queue = ComputeQueue(self, "ComputeQueue", bus=routing.bus, results_table=results)
         compute_targets = ComputeTargets(self, "ComputeTargets", routing=routing,
                                          default=ComputeTarget.function(compute.function),
-                                         count_failures_with=fan_in.state_machine)
+                                         count_failures_with=fan_in.queue)
         compute_targets.add("Large", compute_type=c.COMPUTE_TYPE_LAMBDA_LARGE,
                             target=ComputeTarget.function(compute_large.function))
         compute_targets.add("Workflow", compute_type=c.COMPUTE_TYPE_WORKFLOW,
@@ -80,6 +85,9 @@ class FanflowStack(Stack):
         for name, value in {
             c.OUTPUT_PREPROCESS_ARN: fan_out.state_machine.state_machine_arn,
             c.OUTPUT_INCREMENT_ARN: fan_in.state_machine.state_machine_arn,
+            c.OUTPUT_COMPLETION_QUEUE_URL: fan_in.queue.queue_url,
+            c.OUTPUT_COMPLETION_DLQ_URL: fan_in.dead_letter_queue.queue_url,
+            c.OUTPUT_FAN_IN_CONSUMER: fan_in.consumer_function.function_name,
             c.OUTPUT_COUNTER_TABLE: store.counter_table.table_name,
             c.OUTPUT_RESULTS_TABLE: store.results_table.table_name,
             c.OUTPUT_BUS_NAME: routing.bus.event_bus_name,

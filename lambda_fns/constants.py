@@ -68,6 +68,11 @@ ATTR_EXPIRES_AT = "expiresAt"  # the TTL attribute of both tables
 ATTR_MANIFEST_KEY = "manifestKey"
 ATTR_SUMMARY_KEY = "summaryKey"
 ATTR_COMPLETED_AT = "completedAt"
+ATTR_CLAIMED_AT = "claimedAt"  # when the request was claimed for Summary (epoch seconds)
+# What the fan-in records about its own work on the counter row (`fanflow run --json` fanIn).
+ATTR_FAN_IN_BATCHES = "fanInBatches"  # counting transactions committed for the request
+ATTR_CONFLICT_RETRIES = "conflictRetries"  # attempts cancelled by a conflict or a throttle, then retried
+ATTR_COUNTER_WRITES = "counterWrites"  # writes to the counter row: open, every counting attempt, claim, close
 # Results table attributes (keyed by requestId, caseId).
 ATTR_CASE_ID = "caseId"
 ATTR_OUTCOME = "outcome"  # written once by Increment: the case has been counted
@@ -88,6 +93,7 @@ ENV_RETENTION_SECONDS = "RETENTION_SECONDS"
 ENV_DEFAULT_DEADLINE_SECONDS = "DEFAULT_DEADLINE_SECONDS"
 ENV_BATCH_SIZE = "FANOUT_BATCH_SIZE"
 ENV_COMPUTE_TYPE = "COMPUTE_TYPE"  # the compute type a compute function serves
+ENV_INCREMENT_ARN = "INCREMENT_STATE_MACHINE_ARN"  # the fan-in consumer starts one execution per batch
 # The seed's variable names for the Compute function.
 ENV_EVENTBUS_NAME = "EVENTBUS_NAME"
 ENV_EVENTBUS_ARN = "EVENTBUS_ARN"
@@ -97,6 +103,9 @@ ENV_EVENTBUS_DETAILTYPE = "EVENTBUS_DETAILTYPE"
 # Stack outputs through which every client finds the deployed resources.
 OUTPUT_PREPROCESS_ARN = "PreProcessStateMachineArn"
 OUTPUT_INCREMENT_ARN = "IncrementStateMachineArn"
+OUTPUT_COMPLETION_QUEUE_URL = "CompletionQueueUrl"  # the fan-in buffer
+OUTPUT_COMPLETION_DLQ_URL = "CompletionDeadLetterQueueUrl"  # completions that could not be counted
+OUTPUT_FAN_IN_CONSUMER = "FanInConsumerFunctionName"  # reads the buffer in batches (its event source mapping)
 OUTPUT_COUNTER_TABLE = "CounterTableName"
 OUTPUT_RESULTS_TABLE = "ResultsTableName"
 OUTPUT_BUS_NAME = "EventBusName"
@@ -116,6 +125,19 @@ MAX_REQUEST_BYTES = 240 * 1024  # leaves room for the execution's own fields
 MAX_CASE_ID_LENGTH = 128
 MAX_REQUEST_ID_LENGTH = 80  # the request id is also the PreProcess execution name
 MAX_CASES = 10_000
+TRANSACTION_MAX_ITEMS = 100  # TransactWriteItems: at most 100 items
+# The fan-in buffer (an SQS queue) is read by a Lambda event source mapping in batches: up to
+# FAN_IN_BATCH_SIZE completions, waiting at most FAN_IN_BATCH_WINDOW_SECONDS for a batch to
+# fill, at most FAN_IN_MAX_CONCURRENCY batches at once (ScalingConfig.MaximumConcurrency, 2 to
+# 1,000). CDK context fanInBatchSize, fanInBatchWindow and fanInConcurrency override them.
+# 99, not 100: a full batch of one request's completions is then one transaction (99 results
+# rows and the counter row, TransactWriteItems' 100 items), not two.
+FAN_IN_BATCH_SIZE = TRANSACTION_MAX_ITEMS - 1
+FAN_IN_BATCH_WINDOW_SECONDS = 1
+FAN_IN_MAX_CONCURRENCY = 10
+FAN_IN_MAX_RECEIVES = 5  # then the completion goes to the buffer's dead-letter queue
+FAN_IN_CONSUMER_TIMEOUT_SECONDS = 60
+FAN_IN_COUNT_TIMEOUT_SECONDS = 30
 
 # Timeouts and defaults.
 COMPUTE_TIMEOUT_SECONDS = 60
@@ -128,8 +150,8 @@ FANOUT_TIMEOUT_SECONDS = 120
 DEFAULT_DEADLINE_SECONDS = 3 * COMPUTE_TIMEOUT_SECONDS + 300
 MAX_DEADLINE_SECONDS = 365 * 86_400  # a Standard execution lasts at most one year
 DEFAULT_RETENTION_DAYS = 7
-RULE_TARGET_RETRY_ATTEMPTS = 8
-RULE_TARGET_MAX_EVENT_AGE_SECONDS = 3600
+RULE_TARGET_RETRY_ATTEMPTS = 185  # EventBridge's default and maximum
+RULE_TARGET_MAX_EVENT_AGE_SECONDS = 86_400  # 24 hours, likewise
 # The queue target: a worker keeps its case invisible to other workers by extending the
 # visibility timeout every third of it while it works, so the timeout only bounds how long
 # a dead worker's case waits before another worker gets it.

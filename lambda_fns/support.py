@@ -26,9 +26,23 @@ def require_env(names: Iterable[str], environ: Mapping[str, str] | None = None) 
     return {name: env[name] for name in names}
 
 
-def client(service: str) -> Any:
-    """A boto3 client honouring AWS_ENDPOINT_URL, as the Lambda runtime and LocalStack set it."""
-    return boto3.client(service)
+def client(service: str, **config: Any) -> Any:
+    """A boto3 client honouring AWS_ENDPOINT_URL, as the Lambda runtime and LocalStack set it.
+    `config` goes to botocore's Config."""
+    if not config:
+        return boto3.client(service)
+    from botocore.config import Config
+
+    return boto3.client(service, config=Config(**config))
+
+
+def sync_states_client() -> Any:
+    """A Step Functions client for StartSyncExecution. On AWS the call goes to the
+    `sync-states` host (the operation's host prefix); behind an endpoint override
+    (LocalStack) the prefix would name a host that is not there, so it is left off."""
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        return client("stepfunctions", inject_host_prefix=False)
+    return client("stepfunctions")
 
 
 class PutEventsFailed(RuntimeError):

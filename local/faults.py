@@ -1,12 +1,15 @@
-"""Fault injection for the embedded target: duplicate deliveries, failing computations
-and lost completion events, decided per case from a seed so that a run is repeatable
-whatever order the threads run in."""
+"""Fault injection for the embedded target: duplicate deliveries, failing computations,
+lost completion events and conflicting counter-row transactions, decided per case (per
+transaction, for conflicts) from a seed so that a run is repeatable whatever order the
+threads run in."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class InjectedFailure(RuntimeError):
@@ -18,21 +21,24 @@ class FaultPlan:
     duplicate_rate: float = 0.0
     failure_rate: float = 0.0
     drop_rate: float = 0.0
+    conflict_rate: float = 0.0
     seed: int = 0
     duplicated: set[tuple[str, str, str]] = field(default_factory=set)  # (kind, requestId, caseId)
     failed: set[str] = field(default_factory=set)  # caseIds
     dropped: set[tuple[str, str]] = field(default_factory=set)  # (requestId, caseId)
+    conflicts: Counter[str] = field(default_factory=Counter)  # injected TransactionConflicts per requestId
+    _transactions: Counter[str] = field(default_factory=Counter, repr=False)  # counter-row transactions seen
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("duplicate_rate", "failure_rate", "drop_rate"):
+        for name in ("duplicate_rate", "failure_rate", "drop_rate", "conflict_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name.replace('_', '-')} must be between 0 and 1, got {value}")
 
     @property
     def active(self) -> bool:
-        return bool(self.duplicate_rate or self.failure_rate or self.drop_rate)
+        return bool(self.duplicate_rate or self.failure_rate or self.drop_rate or self.conflict_rate)
 
     def _draw(self, *key: str) -> float:
         digest = hashlib.sha256("\x1f".join((str(self.seed), *key)).encode()).digest()
@@ -59,9 +65,22 @@ class FaultPlan:
                 self.dropped.add((request_id, case_id))
         return hit
 
-    def report(self, request_id: str) -> dict[str, list[str]]:
+    def conflict(self, request_id: str) -> bool:
+        """Whether this transaction on the request's counter row is cancelled with
+        TransactionConflict: the n-th transaction of a request draws from (seed, request, n)."""
+        with self._lock:
+            self._transactions[request_id] += 1
+            number = self._transactions[request_id]
+        hit = self._draw("conflict", request_id, str(number)) < self.conflict_rate
+        if hit:
+            with self._lock:
+                self.conflicts[request_id] += 1
+        return hit
+
+    def report(self, request_id: str) -> dict[str, Any]:
         with self._lock:
             return {
+                "injectedConflicts": self.conflicts[request_id],
                 "duplicatedEvents": sorted(f"{kind}:{case}" for kind, rid, case in self.duplicated
                                            if rid == request_id),
                 "failedCases": sorted(self.failed, key=_natural),

@@ -25,6 +25,7 @@ from . import moto_patches
 from .assembly import cache_root, ensure_assembly
 from .delivery_pool import DeliveryPool
 from .deploy import apply_event_invoke_configs, create_stack, publish_assets
+from .event_sources import SqsEventSource
 from .faults import FaultPlan, InjectedFailure
 from .lambda_runner import LambdaRunner
 
@@ -46,6 +47,51 @@ class _UnmodelledResourceFilter(logging.Filter):
         args = record.args if isinstance(record.args, tuple) else ()
         return not (record.msg == "No Moto CloudFormation support for %s" and args
                     and args[0] in UNMODELLED_RESOURCES)
+
+
+@dataclass
+class EngineStats:
+    """What the engine saw, per request: item writes per table (counter-row writes, on the
+    counter table) and executions started per state machine (fan-in executions)."""
+
+    writes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (table name, requestId)
+    executions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (state machine name, requestId)
+    # completions handed to the fan-in workflow, by (requestId, caseId): more than one is a duplicate
+    completions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def write(self, table: str, item: dict[str, Any]) -> None:
+        value = item.get(c.ATTR_REQUEST_ID)
+        request_id = value.get("S") if isinstance(value, dict) else None
+        if isinstance(request_id, str):
+            with self.lock:
+                self.writes[(table, request_id)] += 1
+
+    def execution_started(self, state_machine_arn: str, execution_input: str) -> None:
+        name = state_machine_arn.rsplit(":", 1)[-1]
+        try:
+            data = json.loads(execution_input)
+        except ValueError:
+            return
+        if not isinstance(data, dict):
+            return
+        completions = [(item.get("requestId"), item.get("caseId")) for item in data.get("completions") or []
+                       if isinstance(item, dict)]
+        detail = data.get("detail")
+        request_id = (detail if isinstance(detail, dict) else data).get("requestId")
+        request_ids = {rid for rid, _ in completions} if completions else {request_id}
+        with self.lock:
+            for rid in request_ids:
+                if isinstance(rid, str):
+                    self.executions[(name, rid)] += 1
+            for rid, case_id in completions:
+                if isinstance(rid, str) and isinstance(case_id, str):
+                    self.completions[(rid, case_id)] += 1
+
+    def fan_in_completions(self, request_id: str) -> Counter[str]:
+        """How many times each of a request's cases reached the fan-in workflow, by caseId."""
+        with self.lock:
+            return Counter({case: n for (rid, case), n in self.completions.items() if rid == request_id})
 
 
 @dataclass
@@ -80,6 +126,8 @@ class EmbeddedEmulator:
         self.runner.cold_start_hooks.append(self._inject_compute_failures)
         self.compute_seconds = compute_seconds
         self.delivery = Delivery()
+        self.engine = EngineStats()
+        self.event_sources: list[SqsEventSource] = []
         self._pool: DeliveryPool | None = None
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._saved_env: dict[str, str | None] = {}
@@ -111,8 +159,15 @@ class EmbeddedEmulator:
             os.environ[name] = value
         for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
             self._saved_env[name] = os.environ.pop(name, None)
-        moto_patches.install(invoke=self.runner.invoke, deliver=self._deliver, on_put_events=self._count_put_events,
-                             kept_histories=self.kept_histories)
+        moto_patches.install(
+            invoke=self.runner.invoke, deliver=self._deliver, on_put_events=self._count_put_events,
+            kept_histories=self.kept_histories,
+            hooks=moto_patches.EngineHooks(
+                invoke_async=self._invoke_event, on_event_source_mapping=self._poll_event_source,
+                on_execution=self.engine.execution_started, on_dynamodb_write=self.engine.write,
+                transaction_fault=self._transaction_fault if self.faults.conflict_rate else None,
+            ),
+        )
         self._mock.start()
         try:
             # As many deliveries at once as Lambda allows; threads only as they help, or at once
@@ -134,6 +189,9 @@ class EmbeddedEmulator:
             raise
 
     def stop(self) -> None:
+        for source in self.event_sources:
+            source.stop()
+        self.event_sources.clear()
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
@@ -163,8 +221,50 @@ class EmbeddedEmulator:
         if stack == c.STACK_NAME:
             self.compute_seconds = seconds
 
+    def set_fan_in_batching(self, *, batch_size: int | None = None, window_seconds: int | None = None) -> None:
+        """Change how the fan-in buffer is read (UpdateEventSourceMapping, as on any target)."""
+        from infra.fan_in_settings import OPTION_NAMES, check_batching
+
+        lam = self.client("lambda")
+        name = self.outputs[c.OUTPUT_FAN_IN_CONSUMER]
+        [mapping] = lam.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]
+        size = mapping["BatchSize"] if batch_size is None else batch_size
+        window = mapping.get("MaximumBatchingWindowInSeconds", 0) if window_seconds is None else window_seconds
+        check_batching(batch_size=size, batch_window_seconds=window, max_concurrency=c.FAN_IN_MAX_CONCURRENCY,
+                       names=OPTION_NAMES)
+        lam.update_event_source_mapping(UUID=mapping["UUID"], BatchSize=size, MaximumBatchingWindowInSeconds=window)
+
     def summary_invocations(self, request_id: str) -> int:
         return self.runner.stats.count(self.outputs[c.OUTPUT_SUMMARY_FUNCTION], request_id)
+
+    def fan_in_stats(self, request_id: str, *, stack: str = c.STACK_NAME) -> dict[str, int]:
+        """What the engine saw of a request's fan-in: writes to its counter row, and executions
+        of the fan-in workflow that counted any of its cases."""
+        outputs = self.stack_outputs[stack]
+        increment = outputs[c.OUTPUT_INCREMENT_ARN].rsplit(":", 1)[-1]
+        with self.engine.lock:
+            return {"counterWrites": self.engine.writes[(outputs[c.OUTPUT_COUNTER_TABLE], request_id)],
+                    "fanInExecutions": self.engine.executions[(increment, request_id)]}
+
+    def _poll_event_source(self, mapping: Any) -> None:
+        """An SQS event source mapping was created: poll its queue as Lambda does."""
+        self.event_sources.append(SqsEventSource(mapping, invoke=self.runner.invoke))
+
+    def _invoke_event(self, fn: Any, payload: Any) -> None:
+        """An asynchronous (Event) invocation: queued, then run with Lambda's retries."""
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("the emulator is stopped: no invocations")
+        pool.submit(self._invoke_async, fn.function_arn, payload)
+
+    def _transaction_fault(self, items: list[tuple[str, dict[str, Any]]]) -> int | None:
+        """--conflict-rate: cancel a transaction that touches a counter row, on that row."""
+        counter_table = self.outputs.get(c.OUTPUT_COUNTER_TABLE)
+        for index, (table, key) in enumerate(items):
+            value = key.get(c.ATTR_REQUEST_ID)
+            if table == counter_table and isinstance(value, dict) and self.faults.conflict(str(value.get("S"))):
+                return index
+        return None
 
     def _count_put_events(self, entries: list[dict[str, Any]]) -> None:
         if entries:
@@ -219,6 +319,8 @@ class EmbeddedEmulator:
             try:
                 if arn.service == "lambda":
                     self._invoke_async(target["Arn"], payload)
+                elif arn.service == "sqs":
+                    self._send_message(target["Arn"], payload)
                 else:
                     self._start_execution(target["Arn"], payload)
                 with self.delivery.lock:
@@ -252,11 +354,14 @@ class EmbeddedEmulator:
 
     def _send_failure_record(self, fn: Any, payload: Any, error: dict[str, Any], attempts: int,
                              bus_arn: str) -> None:
-        """What Lambda sends to an EventBridge on-failure destination."""
+        """What Lambda sends to an EventBridge on-failure destination (Lambda developer guide,
+        "Capturing records of Lambda asynchronous invocations"): the event names the function by
+        its qualified ARN, in `resources` and in `requestContext.functionArn`."""
+        qualified = f"{fn.function_arn}:$LATEST"
         detail = {
             "version": "1.0",
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-            "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": f"{fn.function_arn}:$LATEST",
+            "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": qualified,
                                "condition": "RetriesExhausted", "approximateInvokeCount": attempts},
             "requestPayload": payload,
             "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
@@ -264,8 +369,14 @@ class EmbeddedEmulator:
         }
         self.client("events").put_events(Entries=[{
             "Source": c.LAMBDA_DESTINATION_SOURCE, "DetailType": c.LAMBDA_FAILURE_DETAIL_TYPE,
-            "Resources": [fn.function_arn], "Detail": json.dumps(detail), "EventBusName": bus_arn,
+            "Resources": [qualified], "Detail": json.dumps(detail), "EventBusName": bus_arn,
         }])
+
+    @staticmethod
+    def _send_message(queue_arn: str, payload: Any) -> None:
+        """An SQS rule target: the message body is the event, or the target's input, as JSON
+        (a string input is sent as it is)."""
+        moto_patches.send_to_queue(queue_arn, payload if isinstance(payload, str) else json.dumps(payload))
 
     def _start_execution(self, state_machine_arn: str, payload: Any) -> None:
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends

@@ -5,9 +5,23 @@ written as `${Ref:id}` or `${GetAtt:id.attr}`."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
-from aws_cdk.assertions import Template
+from aws_cdk import Stack
+from aws_cdk.assertions import Annotations, Template
+
+STATE_MACHINE = "AWS::StepFunctions::StateMachine"
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    stack: Stack
+    template: Template
+    annotations: Annotations
+    template_file: Path
 
 
 def logical_id(template: Template, resource_type: str, fragment: str) -> str:
@@ -46,3 +60,53 @@ def rendered_json(value: str | dict[str, Any]) -> dict[str, Any]:
         return dict(json.loads(value))
     separator, parts = value["Fn::Join"]
     return dict(json.loads(separator.join(p if isinstance(p, str) else placeholder(p) for p in parts)))
+
+
+def definition(template: Template, fragment: str) -> dict[str, Any]:
+    """The ASL of the state machine whose logical id contains `fragment`, tokens as placeholders."""
+    sm_id = logical_id(template, STATE_MACHINE, fragment)
+    return rendered_json(template.to_json()["Resources"][sm_id]["Properties"]["DefinitionString"])
+
+
+def ref(lid: str) -> str:
+    return "${Ref:" + lid + "}"
+
+
+def arn(lid: str) -> str:
+    return "${GetAtt:" + lid + ".Arn}"
+
+
+def caught_by(task: dict[str, Any], error: str) -> str:
+    """The state a task's Catch sends `error` to."""
+    targets = [catch["Next"] for catch in task.get("Catch", []) if error in catch["ErrorEquals"]]
+    assert len(targets) == 1, f"expected one Catch for {error!r}, found {task.get('Catch')}"
+    return str(targets[0])
+
+
+def role_of(template: Template, resource_id: str) -> str:
+    """The logical id of the IAM role a function (Role) or state machine (RoleArn) runs as."""
+    props = template.to_json()["Resources"][resource_id]["Properties"]
+    return str((props.get("Role") or props["RoleArn"])["Fn::GetAtt"][0])
+
+
+def role_statements(template: Template, role_id: str) -> list[dict[str, Any]]:
+    """The Allow statements of every AWS::IAM::Policy attached to the role."""
+    statements: list[dict[str, Any]] = []
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            statements += [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    assert statements, f"no inline policy is attached to {role_id}"
+    return statements
+
+
+def role_actions(template: Template, role_id: str) -> set[str]:
+    return {action for s in role_statements(template, role_id) for action in as_list(s["Action"])}
+
+
+def allows(template: Template, role_id: str, action: str, resource_id: str) -> bool:
+    """Whether the role may perform `action` (exactly or by wildcard) on a resource built from `resource_id`."""
+    return any(
+        any(fnmatchcase(action, granted) for granted in as_list(s["Action"]))
+        and any(references(r, resource_id) for r in as_list(s["Resource"]))
+        for s in role_statements(template, role_id)
+    )

@@ -69,7 +69,7 @@ class ComputeTargets(Construct):
     """The registry of compute targets: one rule per computeType on the routing's bus."""
 
     def __init__(self, scope: Construct, construct_id: str, *, routing: EventRouting, default: ComputeTarget,
-                 count_failures_with: sfn.IStateMachine, default_type: str = c.DEFAULT_COMPUTE_TYPE,
+                 count_failures_with: sqs.IQueue, default_type: str = c.DEFAULT_COMPUTE_TYPE,
                  compute_types: Sequence[str] | None = None) -> None:
         super().__init__(scope, construct_id)
         compute_types = c.COMPUTE_TYPES if compute_types is None else compute_types

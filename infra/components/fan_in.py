@@ -1,5 +1,8 @@
-"""Fan-in: the Increment workflow counts each completed case exactly once and, when the
-count reaches the target, claims the request and runs Summary once."""
+"""Fan-in: completions wait in a buffer queue and are counted a batch at a time. A Lambda
+event source mapping reads the queue in batches; for each batch its consumer runs one
+synchronous Express execution of the Increment workflow, which counts the batch exactly
+once (one DynamoDB transaction per request in the batch) and, for a request whose count
+reached its target, claims it and starts Summary once."""
 
 from __future__ import annotations
 
@@ -7,12 +10,16 @@ from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
+from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from infra.components.functions import python_function, state_machine
+from infra.fan_in_settings import check_batching
 from lambda_fns import constants as c
 
 DDB_TRANSIENT_ERRORS = [
@@ -21,6 +28,9 @@ DDB_TRANSIENT_ERRORS = [
     "DynamoDb.ProvisionedThroughputExceededException",
     "DynamoDb.RequestLimitExceededException",
 ]
+# CDK's LambdaInvoke already retries Lambda's service errors; a throttle is retried too, so
+# that a busy account delays the fan-in instead of failing it.
+LAMBDA_TRANSIENT_ERRORS = ["Lambda.TooManyRequestsException"]
 
 
 def request_key(request_id_path: str = "$.requestId") -> dict[str, tasks.DynamoAttributeValue]:
@@ -28,23 +38,37 @@ def request_key(request_id_path: str = "$.requestId") -> dict[str, tasks.DynamoA
 
 
 def summary_invocation(scope: Construct, construct_id: str, function: lambda_.IFunction,
-                       reason: str, request_id_path: str = "$.requestId") -> tasks.LambdaInvoke:
+                       reason: str, request_id_path: str = "$.requestId", *,
+                       asynchronous: bool = False) -> tasks.LambdaInvoke:
+    """Run Summary for a request. Asynchronously from the fan-in (an Express execution lasts
+    at most five minutes; Lambda then retries a failed Summary twice, and the deadline path
+    runs it again for a claim left behind); synchronously, with retries, from PreProcess."""
     task = tasks.LambdaInvoke(
         scope, construct_id,
         lambda_function=function,
         payload=sfn.TaskInput.from_object({"requestId": sfn.JsonPath.string_at(request_id_path), "reason": reason}),
-        output_path="$.Payload",
+        invocation_type=tasks.LambdaInvocationType.EVENT if asynchronous else None,
+        output_path=None if asynchronous else "$.Payload",
+        result_path=sfn.JsonPath.DISCARD if asynchronous else None,
     )
-    # Summary is idempotent: a retry rewrites the same summary and finds the row closed.
-    task.add_retry(errors=["States.TaskFailed"], max_attempts=4, interval=Duration.seconds(2), backoff_rate=2)
+    task.add_retry(errors=LAMBDA_TRANSIENT_ERRORS, max_attempts=6, interval=Duration.seconds(1), backoff_rate=2,
+                   jitter_strategy=sfn.JitterType.FULL)
+    if not asynchronous:
+        # Summary is idempotent: a retry rewrites the same summary and finds the row closed.
+        task.add_retry(errors=["States.TaskFailed"], max_attempts=4, interval=Duration.seconds(2), backoff_rate=2)
     return task
 
 
 class FanInWorkflow(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, counter_table: dynamodb.ITable,
                  results_table: dynamodb.ITable, artifacts_bucket: s3.IBucket,
-                 bus: events.IEventBus, retention_seconds: int) -> None:
+                 bus: events.IEventBus, retention_seconds: int,
+                 batch_size: int = c.FAN_IN_BATCH_SIZE,
+                 batch_window_seconds: int = c.FAN_IN_BATCH_WINDOW_SECONDS,
+                 max_concurrency: int = c.FAN_IN_MAX_CONCURRENCY) -> None:
         super().__init__(scope, construct_id)
+        check_batching(batch_size=batch_size, batch_window_seconds=batch_window_seconds,
+                       max_concurrency=max_concurrency)
         self.summary_function: lambda_.Function = python_function(
             self, "SummaryFunction",
             module="summary",
@@ -65,81 +89,101 @@ class FanInWorkflow(Construct):
         artifacts_bucket.grant_put(self.summary_function, "summaries/*")
         bus.grant_put_events_to(self.summary_function)
 
+        self.count_function = python_function(
+            self, "CountFunction",
+            module="count_batch",
+            description="fanflow: counts one batch of completed cases exactly once",
+            timeout_seconds=c.FAN_IN_COUNT_TIMEOUT_SECONDS,
+            environment={c.ENV_COUNTER_TABLE: counter_table.table_name,
+                         c.ENV_RESULTS_TABLE: results_table.table_name},
+        )
+        # The counting transaction is authorised per item action (UpdateItem on each row).
+        results_table.grant(self.count_function, "dynamodb:BatchGetItem", "dynamodb:UpdateItem")
+        counter_table.grant(self.count_function, "dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem")
+
         self.state_machine = state_machine(
             self, "Increment",
-            definition=self._definition(counter_table, results_table),
-            comment="fanflow fan-in: count one completed case exactly once; summarize after the last",
+            definition=self._definition(counter_table),
+            comment="fanflow fan-in: count one batch of completed cases exactly once; summarize finished requests",
+            express=True,
         )
+        NagSuppressions.add_resource_suppressions(self.state_machine, [NagPackSuppression(
+            id="AwsSolutions-SF1",
+            reason="One Express execution per fan-in batch: logging ALL events of every batch would be most of "
+            "the stack's log volume; errors are logged, and each batch's outcome is in the consumer's logs.")])
 
-    def _definition(self, counter_table: dynamodb.ITable, results_table: dynamodb.ITable) -> sfn.IChainable:
-        # The rule delivers the whole event (see EventRouting). Every completion carries its
-        # requestId, caseId, state, error ("" when none) and the counter attribute it adds to
-        # (constants.DETAIL_COUNT_AS), so counting reads them straight from the event: a
-        # completion without them fails here, visibly, instead of being counted wrongly.
-        request_id, case_id = "$.detail.requestId", "$.detail.request.caseId"
-
-        # One transaction: mark the case counted (only once) and add it to the request's
-        # counts (only while the request is open). A duplicate delivery, or a completion for
-        # a closed or unknown request, cancels the transaction and changes nothing.
-        count = tasks.CallAwsService(
-            self, "CountCase",
-            service="dynamodb",
-            action="transactWriteItems",
-            iam_action="dynamodb:UpdateItem",  # a transaction is authorised per item action
-            iam_resources=[counter_table.table_arn, results_table.table_arn],
-            parameters={"TransactItems": [
-                {"Update": {
-                    "TableName": results_table.table_name,
-                    "Key": {c.ATTR_REQUEST_ID: {"S.$": request_id}, c.ATTR_CASE_ID: {"S.$": case_id}},
-                    "UpdateExpression": "SET #outcome = :state, #outcomeError = :error",
-                    "ConditionExpression": "attribute_not_exists(#outcome)",
-                    "ExpressionAttributeNames": {"#outcome": c.ATTR_OUTCOME, "#outcomeError": c.ATTR_OUTCOME_ERROR},
-                    "ExpressionAttributeValues": {":state": {"S.$": "$.detail.state"},
-                                                  ":error": {"S.$": "$.detail.error"}},
-                }},
-                {"Update": {
-                    "TableName": counter_table.table_name,
-                    "Key": {c.ATTR_REQUEST_ID: {"S.$": request_id}},
-                    "UpdateExpression": "ADD #counter :one, #outcomeCounter :one",
-                    "ConditionExpression": "#status = :running",
-                    "ExpressionAttributeNames": {"#counter": c.ATTR_COUNTER, "#status": c.ATTR_STATUS,
-                                                 "#outcomeCounter.$": f"$.detail.{c.DETAIL_COUNT_AS}"},
-                    "ExpressionAttributeValues": {":one": {"N": "1"}, ":running": {"S": c.STATUS_RUNNING}},
-                }},
-            ]},
-            result_path=sfn.JsonPath.DISCARD,
+        # Completions that could not be counted after their receives (or are not completions).
+        self.dead_letter_queue = sqs.Queue(
+            self, "CompletionDeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
         )
-        count.add_retry(errors=DDB_TRANSIENT_ERRORS, max_attempts=6, interval=Duration.seconds(1),
+        self.queue = sqs.Queue(
+            self, "CompletionQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,  # EventBridge can send to SSE-SQS queues
+            enforce_ssl=True,
+            # Lambda's guidance for SQS event sources: at least six times the function timeout.
+            visibility_timeout=Duration.seconds(6 * c.FAN_IN_CONSUMER_TIMEOUT_SECONDS),
+            retention_period=Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue,
+                                                  max_receive_count=c.FAN_IN_MAX_RECEIVES),
+        )
+        self.consumer_function = python_function(
+            self, "ConsumerFunction",
+            module="fan_in_consumer",
+            description="fanflow: reads the completion buffer a batch at a time and has Increment count it",
+            timeout_seconds=c.FAN_IN_CONSUMER_TIMEOUT_SECONDS,
+            environment={c.ENV_INCREMENT_ARN: self.state_machine.state_machine_arn},
+        )
+        self.state_machine.grant_start_sync_execution(self.consumer_function)
+        self.queue.grant(self.consumer_function, "sqs:ChangeMessageVisibility")  # a shorter wait before a retry
+        self.event_source = event_sources.SqsEventSource(
+            self.queue,
+            batch_size=batch_size,
+            max_batching_window=Duration.seconds(batch_window_seconds) if batch_window_seconds else None,
+            report_batch_item_failures=True,
+            max_concurrency=max_concurrency,
+        )
+        self.consumer_function.add_event_source(self.event_source)
+
+    def _definition(self, counter_table: dynamodb.ITable) -> sfn.IChainable:
+        count = tasks.LambdaInvoke(
+            self, "CountBatch", lambda_function=self.count_function,
+            payload=sfn.TaskInput.from_object({"completions": sfn.JsonPath.list_at("$.completions")}),
+            output_path="$.Payload",
+        )
+        count.add_retry(errors=LAMBDA_TRANSIENT_ERRORS, max_attempts=6, interval=Duration.seconds(1),
                         backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
 
+        # The batch that brings a request to its target claims it (RUNNING -> SUMMARIZING,
+        # once) and starts Summary; a claim lost to a concurrent batch ends quietly.
         claim = tasks.DynamoUpdateItem(
             self, "ClaimSummary",
             table=counter_table,
-            key=request_key(request_id),
-            update_expression="SET #status = :summarizing",
+            key=request_key(),
+            update_expression="SET #status = :summarizing, #claimedAt = :claimedAt ADD #writes :one",
             condition_expression="#status = :running AND #counter >= #target",
             expression_attribute_names={"#status": c.ATTR_STATUS, "#counter": c.ATTR_COUNTER,
-                                        "#target": c.ATTR_TARGET},
+                                        "#target": c.ATTR_TARGET, "#claimedAt": c.ATTR_CLAIMED_AT,
+                                        "#writes": c.ATTR_COUNTER_WRITES},
             expression_attribute_values={
                 ":summarizing": tasks.DynamoAttributeValue.from_string(c.STATUS_SUMMARIZING),
                 ":running": tasks.DynamoAttributeValue.from_string(c.STATUS_RUNNING),
+                ":claimedAt": tasks.DynamoAttributeValue.number_from_string(sfn.JsonPath.string_at("$.claimedAt")),
+                ":one": tasks.DynamoAttributeValue.from_number(1),
             },
             result_path=sfn.JsonPath.DISCARD,
         )
-        not_last = sfn.Succeed(self, "NotLastCase", comment="Counted; other cases are still running")
-        claim.add_catch(not_last, errors=["DynamoDB.ConditionalCheckFailedException"], result_path="$.claimError")
-
-        # A cancelled transaction is either final (a condition failed: duplicate, or request
-        # closed) or a conflict with a concurrent transaction on the counter row (retry).
-        # After a duplicate, still try the claim: the first delivery may have counted the last
-        # case and then lost its own claim.
-        backoff = sfn.Wait(self, "BackOffOnConflict", time=sfn.WaitTime.duration(Duration.seconds(1)))
-        cancelled = sfn.Choice(self, "ConditionFailed?").when(
-            sfn.Condition.string_matches("$.countError.Cause", "*ConditionalCheckFailed*"), claim
-        ).otherwise(backoff.next(count))
-        count.add_catch(cancelled, errors=["DynamoDb.TransactionCanceledException"], result_path="$.countError")
-
-        count.next(claim)
-        claim.next(summary_invocation(self, "RunSummary", self.summary_function, c.REASON_COMPLETED,
-                                      request_id_path=request_id))
-        return count
+        claim.add_retry(errors=DDB_TRANSIENT_ERRORS, max_attempts=6, interval=Duration.seconds(1),
+                        backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
+        claimed_elsewhere = sfn.Succeed(self, "ClaimedElsewhere", comment="Another batch claimed it")
+        claim.add_catch(claimed_elsewhere, errors=["DynamoDB.ConditionalCheckFailedException"],
+                        result_path="$.claimError")
+        claim.next(summary_invocation(self, "StartSummary", self.summary_function, c.REASON_COMPLETED,
+                                      asynchronous=True))
+        summarize = sfn.Map(self, "SummarizeFinished", items_path="$.claims", result_path=sfn.JsonPath.DISCARD)
+        summarize.item_processor(claim)
+        done = sfn.Pass(self, "Counted", parameters={"failed": sfn.JsonPath.list_at("$.failed"),
+                                                     "stats": sfn.JsonPath.object_at("$.stats")})
+        return count.next(summarize).next(done)

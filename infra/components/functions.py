@@ -34,18 +34,19 @@ def python_function(scope: Construct, construct_id: str, *, module: str, descrip
 
 
 def state_machine(scope: Construct, construct_id: str, *, definition: sfn.IChainable,
-                  comment: str) -> sfn.StateMachine:
-    """A Standard workflow with X-Ray tracing and every execution event logged."""
+                  comment: str, express: bool = False) -> sfn.StateMachine:
+    """A workflow with X-Ray tracing. Standard ones log every execution event; Express ones
+    (which keep no execution history) log their errors, one execution per fan-in batch."""
     return sfn.StateMachine(
         scope, construct_id,
         definition_body=sfn.DefinitionBody.from_chainable(definition),
         comment=comment,
-        state_machine_type=sfn.StateMachineType.STANDARD,
+        state_machine_type=sfn.StateMachineType.EXPRESS if express else sfn.StateMachineType.STANDARD,
         tracing_enabled=True,
         logs=sfn.LogOptions(
             destination=logs.LogGroup(scope, f"{construct_id}Logs", retention=LOG_RETENTION,
                                       removal_policy=RemovalPolicy.DESTROY),
-            level=sfn.LogLevel.ALL,
+            level=sfn.LogLevel.ERROR if express else sfn.LogLevel.ALL,
             include_execution_data=False,  # case payloads stay out of the logs
         ),
     )

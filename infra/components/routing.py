@@ -11,7 +11,6 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
-from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from lambda_fns import constants as c
@@ -29,10 +28,11 @@ class EventRouting(Construct):
             retention_period=Duration.days(14),
         )
         self._failure_rule: events.Rule | None = None
-        self._failures_to: sfn.IStateMachine | None = None
+        self._failures_to: sqs.IQueue | None = None
 
     def target_options(self) -> dict[str, Any]:
-        """How every rule target is delivered: retried for an hour, then dead-lettered."""
+        """How every rule target is delivered: retried as long as EventBridge allows (24 hours,
+        185 attempts: its defaults and maximums, eb-rule-retry-policy.html), then dead-lettered."""
         return dict(
             dead_letter_queue=self.dead_letter_queue,
             retry_attempts=c.RULE_TARGET_RETRY_ATTEMPTS,
@@ -52,48 +52,40 @@ class EventRouting(Construct):
             targets=[target],
         )
 
-    def route_compute_failures_to(self, function: lambda_.IFunction, state_machine: sfn.IStateMachine) -> events.Rule:
-        """A compute invocation that failed after Lambda's retries becomes a FAILED completion.
-        One rule serves every compute function: a later call adds its function to the rule.
-        The input keeps the event's `id` (LocalStack names the execution after it)."""
+    def route_compute_failures_to(self, function: lambda_.IFunction, queue: sqs.IQueue) -> events.Rule:
+        """A compute invocation that failed after Lambda's retries becomes a FAILED completion:
+        the record Lambda sends to the function's on-failure destination (the bus) goes, whole,
+        to the fan-in buffer, whose consumer reads the case and the error from it. One rule
+        serves every compute function: a later call adds its function to the rule.
+
+        The record names the function by its qualified ARN, `...:function:NAME:$LATEST`
+        (Lambda developer guide, "Capturing records of Lambda asynchronous invocations":
+        the destination event's `resources`), so that is what the rule matches."""
+        qualified = f"{function.function_arn}:$LATEST"
         if self._failure_rule is not None:
-            if state_machine is not self._failures_to:
-                raise ValueError("compute failures are counted by one state machine")
-            self._failure_rule.add_event_pattern(resources=[function.function_arn])
+            if queue is not self._failures_to:
+                raise ValueError("compute failures are counted through one queue")
+            self._failure_rule.add_event_pattern(resources=[qualified])
             return self._failure_rule
-        payload = "$.detail.requestPayload.detail"
-        self._failures_to = state_machine
+        self._failures_to = queue
         self._failure_rule = events.Rule(
             self, "ComputeFailureRule",
             event_bus=self.bus,
             description="Fan-in: compute invocations that crashed or timed out after retries",
             event_pattern=events.EventPattern(source=[c.LAMBDA_DESTINATION_SOURCE],
                                               detail_type=[c.LAMBDA_FAILURE_DETAIL_TYPE],
-                                              resources=[function.function_arn]),
-            targets=[targets.SfnStateMachine(
-                state_machine,
-                input=events.RuleTargetInput.from_object({
-                    "id": events.EventField.from_path("$.id"),
-                    "detail": {
-                        "requestId": events.EventField.from_path(f"{payload}.requestId"),
-                        "request": events.EventField.from_path(f"{payload}.request"),
-                        "state": c.CASE_FAILED,
-                        "error": events.EventField.from_path("$.detail.responsePayload.errorMessage"),
-                        c.DETAIL_COUNT_AS: c.ATTR_FAILED,
-                    },
-                }),
-                **self.target_options(),
-            )],
+                                              resources=[qualified]),
+            targets=[targets.SqsQueue(queue, **self.target_options())],
         )
         return self._failure_rule
 
-    def route_completions_to(self, state_machine: sfn.IStateMachine) -> events.Rule:
-        """Completion events, delivered whole: no InputPath, which LocalStack 4.14 cannot start
-        a state machine with (localstack/localstack#11970); Increment reads `$.detail` itself."""
+    def route_completions_to(self, queue: sqs.IQueue) -> events.Rule:
+        """Completion events, delivered whole (the message body is the event) to the fan-in
+        buffer."""
         return events.Rule(
             self, "CompletionRule",
             event_bus=self.bus,
-            description="Fan-in: one event per completed case, from compute to Increment",
+            description="Fan-in: one event per completed case, from compute to the fan-in buffer",
             event_pattern=events.EventPattern(source=[c.COMPUTE_SOURCE]),
-            targets=[targets.SfnStateMachine(state_machine, **self.target_options())],
+            targets=[targets.SqsQueue(queue, **self.target_options())],
         )

@@ -6,7 +6,6 @@ the queue's settings, the roles; and the registry refusing what it cannot route.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -14,41 +13,23 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Template
 from moto.events.models import EventPattern
 
-from infra.app import build_app
 from infra.components.compute_queue import ComputeQueue
 from infra.components.compute_targets import ComputeTarget, ComputeTargets, TargetKind
 from infra.components.routing import EventRouting
 from infra.stack import FanflowStack
 from lambda_fns import constants as c
 from lambda_fns.request_model import RequestError, parse_request
-from tests.cfn import as_list, logical_id, references, rendered_json
+from tests.cfn import Synthesized, as_list, logical_id, references, rendered_json
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION = "AWS::Lambda::Function"
 STATE_MACHINE = "AWS::StepFunctions::StateMachine"
 QUEUE = "AWS::SQS::Queue"
 RULE = "AWS::Events::Rule"
-
-
-@pytest.fixture(scope="module")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FanflowStack, Template]]:
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION"):
-            mp.delenv(name, raising=False)
-        mp.setenv("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
-        app = build_app(outdir=str(tmp_path_factory.mktemp("cdk.out")))
-        stack = app.node.find_child(c.STACK_NAME)
-        assert isinstance(stack, FanflowStack)
-        yield stack, Template.from_stack(stack)
-
-
-@pytest.fixture(scope="module")
-def template(synthesized: tuple[FanflowStack, Template]) -> Template:
-    return synthesized[1]
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +43,7 @@ def ids(template: Template) -> dict[str, str]:
         "bus": logical_id(template, "AWS::Events::EventBus", "Bus"),
         "rule_dlq": logical_id(template, QUEUE, "TargetDeadLetterQueue"),
         "results": logical_id(template, "AWS::DynamoDB::Table", "ResultsTable"),
-        "increment": logical_id(template, STATE_MACHINE, "Increment"),
+        "completion_queue": logical_id(template, QUEUE, "CompletionQueue"),
         c.COMPUTE_TYPE_LAMBDA: logical_id(template, FUNCTION, "ComputeFunction"),
         c.COMPUTE_TYPE_LAMBDA_LARGE: logical_id(template, FUNCTION, "ComputeLargeFunction"),
         c.COMPUTE_TYPE_WORKFLOW: logical_id(template, STATE_MACHINE, "ComputeWorkflow"),
@@ -94,9 +75,9 @@ def fan_out_event(case: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- registry and rules
 
 
-def test_the_registered_targets_are_exactly_the_known_compute_types(synthesized: tuple[FanflowStack, Template]) -> None:
+def test_the_registered_targets_are_exactly_the_known_compute_types(synthesized: Synthesized) -> None:
     # GIVEN the stack's compute target registry
-    registry = synthesized[0].compute_targets
+    registry = synthesized.stack.compute_targets  # type: ignore[attr-defined]
     # THEN each compute type that requests may name has a target, and no other type does
     assert set(registry.targets) == set(c.COMPUTE_TYPES)
     assert registry.default_type == c.DEFAULT_COMPUTE_TYPE
@@ -171,10 +152,13 @@ def test_function_targets_count_their_crashes_through_the_failure_rule(
     # GIVEN the rule for Lambda's on-failure records
     [rule] = [r["Properties"] for r in resources.values()
               if r["Type"] == RULE and r["Properties"]["EventPattern"].get("source") == [c.LAMBDA_DESTINATION_SOURCE]]
-    # THEN it covers each function target, and turns their crashes into FAILED completions for Increment
+    # THEN it covers each function target by the qualified ARN Lambda's failure record names
+    # (`...:function:NAME:$LATEST`), and sends those records whole to the fan-in buffer
     functions = [ids[t] for t in (c.COMPUTE_TYPE_LAMBDA, c.COMPUTE_TYPE_LAMBDA_LARGE)]
-    assert rule["EventPattern"]["resources"] == [{"Fn::GetAtt": [f, "Arn"]} for f in functions]
-    assert rule["Targets"][0]["Arn"] == {"Ref": ids["increment"]}
+    assert rule["EventPattern"]["resources"] == [{"Fn::Join": ["", [{"Fn::GetAtt": [f, "Arn"]}, ":$LATEST"]]}
+                                                 for f in functions]
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": [ids["completion_queue"], "Arn"]}
+    assert "InputTransformer" not in rule["Targets"][0] and "Input" not in rule["Targets"][0]
     # AND each function target retries, then sends its failure record to the bus
     configs = {config["Properties"]["FunctionName"]["Ref"]: config["Properties"]
                for config in resources.values() if config["Type"] == "AWS::Lambda::EventInvokeConfig"}
@@ -328,10 +312,9 @@ def bare_registry() -> tuple[cdk.App, ComputeTargets, lambda_.IFunction]:
     stack = cdk.Stack(app, "Registry")
     routing = EventRouting(stack, "Routing")
     function = lambda_.Function.from_function_arn(stack, "Fn", "arn:aws:lambda:us-east-1:123456789012:function:f")
-    increment = sfn.StateMachine.from_state_machine_arn(
-        stack, "Increment", "arn:aws:states:us-east-1:123456789012:stateMachine:increment")
+    completions = sqs.Queue.from_queue_arn(stack, "Completions", "arn:aws:sqs:us-east-1:123456789012:completions")
     registry = ComputeTargets(stack, "Targets", routing=routing, default=ComputeTarget.function(function),
-                              count_failures_with=increment)
+                              count_failures_with=completions)
     return app, registry, function
 
 

@@ -9,20 +9,27 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import Stack
-from aws_cdk.assertions import Annotations, Match, Template
+from aws_cdk.assertions import Match, Template
 from cfnlint.api import ManualArgs, lint_file
 
-from infra.app import build_app
 from lambda_fns import constants as c
-from tests.cfn import as_list, logical_id, references, rendered_json
+from tests.cfn import (
+    Synthesized,
+    allows,
+    arn,
+    caught_by,
+    definition,
+    logical_id,
+    ref,
+    references,
+    role_actions,
+    role_of,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_WITHOUT_ACCOUNT = ("CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION")
@@ -33,64 +40,6 @@ CONDITION_FAILED = "DynamoDB.ConditionalCheckFailedException"  # optimized Dynam
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-@dataclass(frozen=True)
-class Synthesized:
-    stack: Stack
-    template: Template
-    annotations: Annotations
-    template_file: Path
-
-
-def definition(template: Template, fragment: str) -> dict[str, Any]:
-    """The ASL of the state machine whose logical id contains `fragment`, tokens as placeholders."""
-    sm_id = logical_id(template, STATE_MACHINE, fragment)
-    return rendered_json(template.to_json()["Resources"][sm_id]["Properties"]["DefinitionString"])
-
-
-def ref(lid: str) -> str:
-    return "${Ref:" + lid + "}"
-
-
-def arn(lid: str) -> str:
-    return "${GetAtt:" + lid + ".Arn}"
-
-
-def caught_by(task: dict[str, Any], error: str) -> str:
-    """The state a task's Catch sends `error` to."""
-    targets = [catch["Next"] for catch in task.get("Catch", []) if error in catch["ErrorEquals"]]
-    assert len(targets) == 1, f"expected one Catch for {error!r}, found {task.get('Catch')}"
-    return targets[0]
-
-
-def role_of(template: Template, resource_id: str) -> str:
-    """The logical id of the IAM role a function (Role) or state machine (RoleArn) runs as."""
-    props = template.to_json()["Resources"][resource_id]["Properties"]
-    return (props.get("Role") or props["RoleArn"])["Fn::GetAtt"][0]
-
-
-def role_statements(template: Template, role_id: str) -> list[dict[str, Any]]:
-    """The Allow statements of every AWS::IAM::Policy attached to the role."""
-    statements: list[dict[str, Any]] = []
-    for policy in template.find_resources("AWS::IAM::Policy").values():
-        if {"Ref": role_id} in policy["Properties"]["Roles"]:
-            statements += [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
-    assert statements, f"no inline policy is attached to {role_id}"
-    return statements
-
-
-def role_actions(template: Template, role_id: str) -> set[str]:
-    return {action for s in role_statements(template, role_id) for action in as_list(s["Action"])}
-
-
-def allows(template: Template, role_id: str, action: str, resource_id: str) -> bool:
-    """Whether the role may perform `action` (exactly or by wildcard) on a resource built from `resource_id`."""
-    return any(
-        any(fnmatchcase(action, granted) for granted in as_list(s["Action"]))
-        and any(references(r, resource_id) for r in as_list(s["Resource"]))
-        for s in role_statements(template, role_id)
-    )
 
 
 def rule_by_source(template: Template, source: str) -> dict[str, Any]:
@@ -116,28 +65,6 @@ def nag_findings(messages: list[Any]) -> str:
 
 
 # ---------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesized]:
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    with pytest.MonkeyPatch.context() as mp:
-        # An environment-agnostic stack, whatever the developer's shell exports.
-        for name in ENV_WITHOUT_ACCOUNT:
-            mp.delenv(name, raising=False)
-        mp.setenv("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
-        app = build_app(outdir=str(outdir))
-        stack = app.node.find_child(c.STACK_NAME)
-        assert isinstance(stack, Stack)
-        assembly = app.synth()
-        template_file = Path(assembly.get_stack_by_name(c.STACK_NAME).template_full_path)
-        yield Synthesized(stack=stack, template=Template.from_stack(stack),
-                          annotations=Annotations.from_stack(stack), template_file=template_file)
-
-
-@pytest.fixture(scope="module")
-def template(synthesized: Synthesized) -> Template:
-    return synthesized.template
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +96,10 @@ def ids(template: Template) -> dict[str, str]:
         "emit": logical_id(template, FUNCTION, "EmitFunction"),
         "preprocess": logical_id(template, STATE_MACHINE, "PreProcess"),
         "increment": logical_id(template, STATE_MACHINE, "Increment"),
+        "count": logical_id(template, FUNCTION, "CountFunction"),
+        "consumer": logical_id(template, FUNCTION, "ConsumerFunction"),
+        "completion_queue": logical_id(template, "AWS::SQS::Queue", "CompletionQueue"),
+        "completion_dlq": logical_id(template, "AWS::SQS::Queue", "CompletionDeadLetters"),
     }
 
 
@@ -253,86 +184,13 @@ def test_preprocess_times_out_an_open_request_at_its_deadline(preprocess: dict[s
 
 
 # ---------------------------------------------------------------------------- Increment (fan-in)
+# The batched fan-in (queue, event source mapping, Increment's definition): tests/unit/test_fan_in_infra.py
 
 
-def test_increment_counts_straight_from_the_completion_event(increment: dict[str, Any]) -> None:
-    # GIVEN the rendered Increment definition, started with the whole EventBridge event
-    states = increment["States"]
-    # WHEN it starts THEN it counts at once: no state reads or branches on the event first
-    assert increment["StartAt"] == "CountCase"
-    assert not [name for name, state in states.items() if state["Type"] in ("Pass", "Choice")
-                and name != "ConditionFailed?"]
-    # AND every field it needs comes from the event's detail, the counter attribute included
-    results_update, counter_update = (item["Update"] for item in states["CountCase"]["Parameters"]["TransactItems"])
-    assert results_update["Key"] == {"requestId": {"S.$": "$.detail.requestId"},
-                                     "caseId": {"S.$": "$.detail.request.caseId"}}
-    assert results_update["ExpressionAttributeValues"] == {":state": {"S.$": "$.detail.state"},
-                                                           ":error": {"S.$": "$.detail.error"}}
-    assert counter_update["Key"] == {"requestId": {"S.$": "$.detail.requestId"}}
-    assert counter_update["ExpressionAttributeNames"]["#outcomeCounter.$"] == f"$.detail.{c.DETAIL_COUNT_AS}"
-    assert c.COUNT_AS == {c.CASE_SUCCEEDED: c.ATTR_SUCCEEDED, c.CASE_FAILED: c.ATTR_FAILED}
-
-
-def test_increment_counts_each_case_once_in_one_transaction(increment: dict[str, Any], ids: dict[str, str]) -> None:
-    # GIVEN the CountCase task of the Increment definition
-    states = increment["States"]
-    count = states["CountCase"]
-    # WHEN a completion is counted THEN one DynamoDB transaction updates both tables
-    assert count["Resource"] == "arn:${Ref:AWS::Partition}:states:::aws-sdk:dynamodb:transactWriteItems"
-    results_update, counter_update = (item["Update"] for item in count["Parameters"]["TransactItems"])
-    # AND the results row is marked counted only once
-    assert results_update["TableName"] == ref(ids["results"])
-    assert results_update["ConditionExpression"] == "attribute_not_exists(#outcome)"
-    assert results_update["ExpressionAttributeNames"] == {"#outcome": c.ATTR_OUTCOME,
-                                                          "#outcomeError": c.ATTR_OUTCOME_ERROR}
-    assert results_update["UpdateExpression"] == "SET #outcome = :state, #outcomeError = :error"
-    # AND the counter row is incremented only while the request is running
-    assert counter_update["TableName"] == ref(ids["counter"])
-    assert counter_update["UpdateExpression"] == "ADD #counter :one, #outcomeCounter :one"
-    assert counter_update["ConditionExpression"] == "#status = :running"
-    assert counter_update["ExpressionAttributeNames"]["#counter"] == c.ATTR_COUNTER
-    assert counter_update["ExpressionAttributeValues"] == {":one": {"N": "1"}, ":running": {"S": c.STATUS_RUNNING}}
-    # AND a cancelled transaction goes to the claim if a condition failed, else back off and retry
-    [cancelled] = [catch for catch in count["Catch"]
-                   if catch["ErrorEquals"] == ["DynamoDb.TransactionCanceledException"]]
-    assert cancelled["ResultPath"] == "$.countError"
-    choice = states[cancelled["Next"]]
-    assert choice["Type"] == "Choice"
-    [rule] = choice["Choices"]
-    assert rule["Variable"] == "$.countError.Cause"
-    assert rule["StringMatches"] == "*ConditionalCheckFailed*"
-    assert rule["Next"] == "ClaimSummary"
-    backoff = states[choice["Default"]]
-    assert backoff["Type"] == "Wait"
-    assert backoff["Next"] == "CountCase"
-
-
-def test_increment_claims_and_summarizes_after_the_last_case(increment: dict[str, Any], ids: dict[str, str]) -> None:
-    # GIVEN the Increment definition after a case has been counted
-    states = increment["States"]
-    assert states["CountCase"]["Next"] == "ClaimSummary"
-    # WHEN the claim runs THEN it succeeds only for the running request whose count reached the target
-    claim = states["ClaimSummary"]
-    assert claim["Resource"].endswith(":states:::dynamodb:updateItem")
-    assert claim["Parameters"]["TableName"] == ref(ids["counter"])
-    assert claim["Parameters"]["ConditionExpression"] == "#status = :running AND #counter >= #target"
-    assert claim["Parameters"]["ExpressionAttributeNames"] == {
-        "#status": c.ATTR_STATUS, "#counter": c.ATTR_COUNTER, "#target": c.ATTR_TARGET,
-    }
-    # AND otherwise the execution ends successfully (not the last case)
-    assert states[caught_by(claim, CONDITION_FAILED)]["Type"] == "Succeed"
-    # AND the claimer runs Summary as completed
-    run = states[claim["Next"]]
-    assert claim["Next"] == "RunSummary"
-    assert run["Resource"].endswith(":states:::lambda:invoke")
-    assert run["Parameters"]["FunctionName"] == arn(ids["summary"])
-    assert run["Parameters"]["Payload"] == {"requestId.$": "$.detail.requestId", "reason": c.REASON_COMPLETED}
-
-
-@pytest.mark.parametrize("fragment", ["PreProcess", "Increment"])
-def test_state_machines_are_standard_traced_and_logged(template: Template, fragment: str) -> None:
-    # GIVEN a workflow WHEN it is synthesized THEN it is a Standard state machine with X-Ray and full logging
-    props = template.to_json()["Resources"][logical_id(template, STATE_MACHINE, fragment)]["Properties"]
+def test_preprocess_is_standard_traced_and_logs_every_event(template: Template) -> None:
+    # GIVEN the fan-out workflow WHEN it is synthesized THEN it is a Standard state machine with X-Ray
+    # and full logging (its history is the request's record)
+    props = template.to_json()["Resources"][logical_id(template, STATE_MACHINE, "PreProcess")]["Properties"]
     assert props["StateMachineType"] == "STANDARD"
     assert props["TracingConfiguration"] == {"Enabled": True}
     assert props["LoggingConfiguration"]["Level"] == "ALL"
@@ -362,63 +220,67 @@ def test_case_events_are_routed_to_the_compute_function(template: Template, ids:
     assert "Input" not in target
 
 
-def test_completion_events_start_increment_with_the_whole_event(template: Template, ids: dict[str, str]) -> None:
+def test_completion_events_go_whole_to_the_fan_in_buffer(template: Template, ids: dict[str, str]) -> None:
     # GIVEN the rule for completion events
     rule = rule_by_source(template, c.COMPUTE_SOURCE)
     assert references(rule["EventBusName"], ids["bus"])
-    # WHEN a completion arrives THEN it starts the Increment state machine
+    # WHEN a completion arrives THEN it goes to the completion queue, retried and dead-lettered as
+    # every rule target is
     [target] = rule["Targets"]
-    assert target["Arn"] == {"Ref": ids["increment"]}
+    assert target["Arn"] == {"Fn::GetAtt": [ids["completion_queue"], "Arn"]}
     assert references(target["DeadLetterConfig"]["Arn"], ids["queue"])
-    assert target["RetryPolicy"]["MaximumRetryAttempts"] == c.RULE_TARGET_RETRY_ATTEMPTS
-    # AND the event is delivered unchanged: LocalStack 4.14 cannot start a state machine with InputPath
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": c.RULE_TARGET_RETRY_ATTEMPTS,
+                                     "MaximumEventAgeInSeconds": c.RULE_TARGET_MAX_EVENT_AGE_SECONDS}
+    # AND the message body is the whole event: the consumer reads the case and its state from it
     for rewriting in ("InputPath", "InputTransformer", "Input"):
-        assert rewriting not in target, f"the Increment target must not set {rewriting}"
+        assert rewriting not in target, f"the completion target must not set {rewriting}"
 
 
-def test_compute_failures_after_retries_reach_increment_as_failed_completions(
-        template: Template, ids: dict[str, str]) -> None:
+def test_compute_failures_after_retries_reach_the_fan_in_buffer(template: Template, ids: dict[str, str]) -> None:
     # GIVEN the compute function's asynchronous invoke configuration
     [props] = [config["Properties"] for config in template.find_resources("AWS::Lambda::EventInvokeConfig").values()
                if config["Properties"]["FunctionName"] == {"Ref": ids["compute"]}]
     # WHEN an invocation still fails after its retries THEN the failure record goes to the bus
-    assert props["FunctionName"] == {"Ref": ids["compute"]}
     assert props["MaximumRetryAttempts"] == c.COMPUTE_ASYNC_RETRIES
     assert references(props["DestinationConfig"]["OnFailure"]["Destination"], ids["bus"])
-    # AND a rule matches those records for the compute functions only (each function compute target's)
+    # AND a rule matches those records by the qualified ARN they name (`...:$LATEST`), for the
+    # compute functions only
     rule = rule_by_source(template, c.LAMBDA_DESTINATION_SOURCE)
     assert rule["EventPattern"]["detail-type"] == [c.LAMBDA_FAILURE_DETAIL_TYPE]
-    assert rule["EventPattern"]["resources"] == [{"Fn::GetAtt": [ids["compute"], "Arn"]},
-                                                 {"Fn::GetAtt": [ids["compute_large"], "Arn"]}]
-    # AND turns each into a FAILED completion for Increment, keeping the event id
+    assert rule["EventPattern"]["resources"] == [
+        {"Fn::Join": ["", [{"Fn::GetAtt": [ids[f], "Arn"]}, ":$LATEST"]]} for f in ("compute", "compute_large")]
+    # AND sends each record whole to the fan-in buffer, where it counts as a FAILED case
     [target] = rule["Targets"]
-    assert target["Arn"] == {"Ref": ids["increment"]}
+    assert target["Arn"] == {"Fn::GetAtt": [ids["completion_queue"], "Arn"]}
     assert references(target["DeadLetterConfig"]["Arn"], ids["queue"])
-    transformer = target["InputTransformer"]
-    assert set(transformer["InputPathsMap"].values()) == {
-        "$.id", "$.detail.requestPayload.detail.requestId", "$.detail.requestPayload.detail.request",
-        "$.detail.responsePayload.errorMessage"}
-    names = {path: name for name, path in transformer["InputPathsMap"].items()}
-    template_text = transformer["InputTemplate"]
-    assert f'"id":<{names["$.id"]}>' in template_text
-    assert f'"state":"{c.CASE_FAILED}"' in template_text
-    assert f'"error":<{names["$.detail.responsePayload.errorMessage"]}>' in template_text
-    assert f'"{c.DETAIL_COUNT_AS}":"{c.ATTR_FAILED}"' in template_text
-
+    assert "InputTransformer" not in target and "Input" not in target
 
 
 # ---------------------------------------------------------------------------- IAM
 
 
-def test_increment_role_may_count_and_summarize(template: Template, ids: dict[str, str]) -> None:
+def test_increment_role_may_count_claim_and_summarize(template: Template, ids: dict[str, str]) -> None:
     # GIVEN the role the Increment state machine runs as
     role = role_of(template, ids["increment"])
-    # WHEN it counts a case and claims the request THEN it may update both tables (a transaction is per item)
+    # WHEN it counts a batch THEN it may invoke CountBatch; it claims a request on the counter row
+    assert allows(template, role, "lambda:InvokeFunction", ids["count"])
     assert allows(template, role, "dynamodb:UpdateItem", ids["counter"])
-    assert allows(template, role, "dynamodb:UpdateItem", ids["results"])
-    # AND it may invoke Summary
+    # AND it may start Summary
     assert allows(template, role, "lambda:InvokeFunction", ids["summary"])
+    # AND nothing else: the counting itself is CountBatch's
+    assert not allows(template, role, "dynamodb:UpdateItem", ids["results"])
     assert not any(fnmatchcase("dynamodb:DeleteItem", action) for action in role_actions(template, role))
+
+
+def test_count_role_may_read_and_count_but_not_delete(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN the role of CountBatch
+    role = role_of(template, ids["count"])
+    # THEN it may read the batch's rows and update both tables (a transaction is authorised per item)
+    for table in ("counter", "results"):
+        assert allows(template, role, "dynamodb:BatchGetItem", ids[table]), table
+        assert allows(template, role, "dynamodb:UpdateItem", ids[table]), table
+    assert not any(fnmatchcase(action, "dynamodb:*Delete*") or action == "dynamodb:*"
+                   for action in role_actions(template, role))
 
 
 def test_preprocess_role_may_open_and_close_requests(template: Template, ids: dict[str, str]) -> None:
@@ -560,7 +422,10 @@ def test_outputs_name_every_resource_clients_need(template: Template, ids: dict[
         c.OUTPUT_COMPUTE_FUNCTION: ids["compute"],
         c.OUTPUT_SUMMARY_FUNCTION: ids["summary"],
     }
+    expected[c.OUTPUT_FAN_IN_CONSUMER] = ids["consumer"]
     attributes = {  # outputs that are an attribute of their resource, not its Ref
+        c.OUTPUT_COMPLETION_QUEUE_URL: ids["completion_queue"],
+        c.OUTPUT_COMPLETION_DLQ_URL: ids["completion_dlq"],
         c.OUTPUT_WORK_QUEUE_URL: ids["work_queue"],
         c.OUTPUT_WORKER_POLICY_ARN: ids["worker_policy"],
     }

@@ -93,6 +93,8 @@ class Recorder:
         else:
             payload, event = args
         self.deliveries.append((target, payload, event))
+        if ":sqs:" in target["Arn"]:  # as the runtime does: the message body is the rendered input
+            moto_patches.send_to_queue(target["Arn"], payload if isinstance(payload, str) else json.dumps(payload))
 
 
 @pytest.fixture
@@ -304,7 +306,7 @@ def test_unpatched_disabled_rule_still_delivers(unpatched: None, session: boto3.
     assert [body["detail"] for body in queue_bodies(session, url)] == [{"requestId": "req-1", "n": 3}]
 
 
-def test_patched_rule_delivers_lambda_and_state_machine_targets_and_keeps_sqs(
+def test_patched_rule_delivers_lambda_state_machine_and_sqs_targets(
         recorder: Recorder, session: boto3.session.Session) -> None:
     # GIVEN a rule with a Lambda target (InputPath), a state machine target (whole event)
     # and an SQS target
@@ -316,9 +318,9 @@ def test_patched_rule_delivers_lambda_and_state_machine_targets_and_keeps_sqs(
     ])
     # WHEN a matching event is put
     put_event(session)
-    # THEN the Lambda and state machine targets go to `deliver`, with their rendered input
+    # THEN every target goes to `deliver`, with its rendered input
     by_target = {target["Id"]: (payload, event) for target, payload, event in recorder.deliveries}
-    assert set(by_target) == {"fn", "sm"}
+    assert set(by_target) == {"fn", "sm", "q"}
     assert by_target["fn"][0] == {"requestId": "req-1", "n": 3}
     whole, event = by_target["sm"]
     assert whole["detail"] == {"requestId": "req-1", "n": 3}
@@ -327,7 +329,8 @@ def test_patched_rule_delivers_lambda_and_state_machine_targets_and_keeps_sqs(
     assert time.strptime(whole["time"], "%Y-%m-%dT%H:%M:%SZ")
     # AND `deliver` also gets the event itself
     assert event["detail"] == {"requestId": "req-1", "n": 3} and event["id"] == whole["id"]
-    # AND the SQS target still gets the event through moto's own path
+    # AND the SQS target's message (sent by the recorder, as by the runtime) is the whole event
+    assert by_target["q"][0] == whole
     assert [body["detail"] for body in queue_bodies(session, url)] == [{"requestId": "req-1", "n": 3}]
     # AND nothing was invoked synchronously
     assert recorder.invocations == []
@@ -764,10 +767,12 @@ def test_patched_dynamodb_item_operations_are_wrapped(recorder: Recorder) -> Non
     for name in moto_patches.DYNAMODB_ITEM_OPERATIONS:
         wrapper = DynamoDBBackend.__dict__[name]
         assert wrapper is not ORIGINAL_DYNAMODB_OPERATIONS[name], name
-        expected = moto_patches._transact_write_items if name == "transact_write_items" else \
-            ORIGINAL_DYNAMODB_OPERATIONS[name]
-        assert wrapper.__wrapped__ is expected, name
-        assert wrapper.__name__ == expected.__name__, name
+        if name == "transact_write_items":  # the replacement, with the engine's hooks bound
+            assert wrapper.__wrapped__.__name__ == name
+            assert wrapper.__wrapped__ is not ORIGINAL_DYNAMODB_OPERATIONS[name]
+            continue
+        assert wrapper.__wrapped__ is ORIGINAL_DYNAMODB_OPERATIONS[name], name
+        assert wrapper.__name__ == ORIGINAL_DYNAMODB_OPERATIONS[name].__name__, name
 
 
 def test_patched_dynamodb_write_from_another_thread_waits_for_the_transaction(
@@ -1488,7 +1493,8 @@ def test_patched_direct_put_events_still_routes_to_targets(recorder: Recorder,
     put_rule(session, [{"Id": "q", "Arn": arn}, {"Id": "fn", "Arn": LAMBDA_ARN}])
     put_event(session, detail={"requestId": "req-9"})
     assert [body["detail"] for body in queue_bodies(session, url)] == [{"requestId": "req-9"}]
-    assert [payload["detail"] for _, payload, _ in recorder.deliveries] == [{"requestId": "req-9"}]
+    assert sorted(target["Id"] for target, _, _ in recorder.deliveries) == ["fn", "q"]
+    assert [payload["detail"] for _, payload, _ in recorder.deliveries] == [{"requestId": "req-9"}] * 2
 
 
 def test_patched_direct_calls_end_with_uninstall(aws_env: None) -> None:
