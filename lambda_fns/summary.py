@@ -84,12 +84,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         _DDB.update_item(
             TableName=_ENV[c.ENV_COUNTER_TABLE],
             Key={c.ATTR_REQUEST_ID: {"S": request_id}},
-            UpdateExpression="SET #status = :final, #key = :key, #done = :done",
+            UpdateExpression="SET #status = :final, #key = :key, #done = :done ADD #writes :one",
             ConditionExpression="#status = :summarizing",
             ExpressionAttributeNames={"#status": c.ATTR_STATUS, "#key": c.ATTR_SUMMARY_KEY,
-                                      "#done": c.ATTR_COMPLETED_AT},
+                                      "#done": c.ATTR_COMPLETED_AT, "#writes": c.ATTR_COUNTER_WRITES},
             ExpressionAttributeValues={":final": {"S": summary["status"]}, ":key": {"S": key},
-                                       ":done": {"N": f"{now:.3f}"},
+                                       ":done": {"N": f"{now:.3f}"}, ":one": {"N": "1"},
                                        ":summarizing": {"S": c.STATUS_SUMMARIZING}},
         )
     except ClientError as exc:

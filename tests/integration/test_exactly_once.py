@@ -42,12 +42,18 @@ def failed_ids(summary: dict) -> set[str]:
         ("failures", 60, FaultPlan(failure_rate=0.25, seed=2), None),
         ("drops", 40, FaultPlan(drop_rate=0.1, seed=3), 5),
         ("all three", 60, FaultPlan(duplicate_rate=0.3, failure_rate=0.2, drop_rate=0.1, seed=4), 6),
+        ("conflicts", 60, FaultPlan(conflict_rate=0.3, seed=5), None),
+        # the fan-in's fault matrix: every fault at once
+        ("all four", 100, FaultPlan(duplicate_rate=0.3, failure_rate=0.1, drop_rate=0.05, conflict_rate=0.3,
+                                    seed=6), 8),
     ],
 )
 def test_faults_are_counted_exactly(scenario: str, cases: int, plan: FaultPlan, deadline: int | None) -> None:
     # GIVEN the embedded target with the scenario's faults injected
     extra = {"deadlineSeconds": deadline} if deadline else {}
     with EmbeddedEmulator(faults=plan) as emulator:
+        if plan.conflict_rate:  # small batches: many transactions, so that conflicts surely occur
+            emulator.set_fan_in_batching(batch_size=5, window_seconds=1)
         # WHEN a request runs to its end
         row, summary = run_request(emulator, cases, f"faults-{scenario.replace(' ', '-')}", **extra)
         runs = emulator.summary_invocations(row[c.ATTR_REQUEST_ID])
@@ -75,6 +81,12 @@ def test_faults_are_counted_exactly(scenario: str, cases: int, plan: FaultPlan, 
         assert summary["status"] == c.STATUS_SUCCEEDED
     if plan.drop_rate:
         assert dropped, "the plan dropped nothing: the scenario proves nothing"
+    if plan.conflict_rate:
+        # every injected conflict was retried: the counter row records the ones before each commit
+        assert report["injectedConflicts"], "the plan injected no conflict: the scenario proves nothing"
+        assert 0 < row[c.ATTR_CONFLICT_RETRIES] <= report["injectedConflicts"]
+        if not plan.duplicate_rate:
+            assert row[c.ATTR_CONFLICT_RETRIES] == report["injectedConflicts"]
 
 
 def test_every_computation_failing_ends_failed() -> None:
