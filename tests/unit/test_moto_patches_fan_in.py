@@ -78,15 +78,15 @@ def test_patched_without_the_hook_an_event_invocation_runs_before_the_answer(
 def test_patched_an_event_invocation_is_queued_and_answered_at_once(hooked: Any) -> None:
     # Lambda developer guide, "Invoking a Lambda function asynchronously": Lambda places the
     # event in a queue and returns a success response (202) without waiting for the function.
-    session, rec, seen, _ = hooked
-    create_function(session)
-    response = session.client("lambda").invoke(FunctionName="fn", InvocationType="Event", Payload=b'{"a": 1}')
+    aws, rec, seen, _ = hooked
+    create_function(aws)
+    response = aws.client("lambda").invoke(FunctionName="fn", InvocationType="Event", Payload=b'{"a": 1}')
     assert response["StatusCode"] == 202
     assert response["Payload"].read() == b""
     assert rec.invocations == []  # not run here
     assert seen["async"] == [("fn", {"a": 1})]  # handed to the runtime, which runs it later
     # AND a RequestResponse invocation still runs at once
-    session.client("lambda").invoke(FunctionName="fn", Payload=b'{"b": 2}')
+    aws.client("lambda").invoke(FunctionName="fn", Payload=b'{"b": 2}')
     assert [event for _, event in rec.invocations] == [{"b": 2}]
 
 
@@ -110,9 +110,9 @@ def test_patched_a_sync_express_execution_answers_with_its_result(hooked: Any) -
     # Step Functions API reference, StartSyncExecution: the response holds executionArn,
     # stateMachineArn, name, startDate, stopDate, status (SUCCEEDED | FAILED | TIMED_OUT),
     # input, output (when it succeeded), error and cause (when it failed), billingDetails.
-    session, _, seen, _ = hooked
-    outputs = create_stack(session, {**express_template(PASS)}, {"Arn": {"Value": {"Ref": "Machine"}}})
-    sfn = session.client("stepfunctions")
+    aws, _, seen, _ = hooked
+    outputs = create_stack(aws, {**express_template(PASS)}, {"Arn": {"Value": {"Ref": "Machine"}}})
+    sfn = aws.client("stepfunctions")
     assert sfn.describe_state_machine(stateMachineArn=outputs["Arn"])["type"] == "EXPRESS"
     response = sfn.start_sync_execution(stateMachineArn=outputs["Arn"], name="b-1", input='{"completions": []}')
     assert response["status"] == "SUCCEEDED"
@@ -125,16 +125,16 @@ def test_patched_a_sync_express_execution_answers_with_its_result(hooked: Any) -
 
 
 def test_patched_a_failed_sync_execution_says_why(hooked: Any) -> None:
-    session, _, _, _ = hooked
-    outputs = create_stack(session, express_template(FAIL), {"Arn": {"Value": {"Ref": "Machine"}}})
-    response = session.client("stepfunctions").start_sync_execution(stateMachineArn=outputs["Arn"], input="{}")
+    aws, _, _, _ = hooked
+    outputs = create_stack(aws, express_template(FAIL), {"Arn": {"Value": {"Ref": "Machine"}}})
+    response = aws.client("stepfunctions").start_sync_execution(stateMachineArn=outputs["Arn"], input="{}")
     assert (response["status"], response["error"], response["cause"]) == ("FAILED", "Boom", "it broke")
     assert "output" not in response
 
 
 def test_patched_a_standard_workflow_cannot_be_started_synchronously(hooked: Any) -> None:
-    session, _, _, _ = hooked
-    sfn = session.client("stepfunctions")
+    aws, _, _, _ = hooked
+    sfn = aws.client("stepfunctions")
     arn = sfn.create_state_machine(name="std", definition=json.dumps(PASS), roleArn=ROLE_ARN)["stateMachineArn"]
     with pytest.raises(ClientError) as caught:
         sfn.start_sync_execution(stateMachineArn=arn, input="{}")
@@ -155,14 +155,14 @@ def test_unpatched_an_sqs_event_source_invokes_inside_send_message(
 
 
 def test_patched_an_sqs_event_source_is_handed_to_the_poller(hooked: Any) -> None:
-    session, rec, seen, _ = hooked
-    create_function(session)
-    url, arn = make_queue(session)
-    mapping = session.client("lambda").create_event_source_mapping(
+    aws, rec, seen, _ = hooked
+    create_function(aws)
+    url, arn = make_queue(aws)
+    mapping = aws.client("lambda").create_event_source_mapping(
         EventSourceArn=arn, FunctionName="fn", BatchSize=50, MaximumBatchingWindowInSeconds=1)
     [handed] = seen["mappings"]
     assert handed.uuid == mapping["UUID"] and handed.event_source_arn == arn
-    session.client("sqs").send_message(QueueUrl=url, MessageBody="one")
+    aws.client("sqs").send_message(QueueUrl=url, MessageBody="one")
     assert rec.invocations == []  # the poller reads the queue; SendMessage only queues
 
 
@@ -171,8 +171,8 @@ def test_patched_writes_are_observed_and_a_fault_cancels_with_transaction_confli
     # DynamoDB developer guide, "Amazon DynamoDB Transactions: How it works": a transaction that
     # conflicts with another on an item is cancelled; CancellationReasons holds, per item,
     # "TransactionConflict" for that item and "None" for the others.
-    session, _, seen, conflict = hooked
-    ddb = session.client("dynamodb")
+    aws, _, seen, conflict = hooked
+    ddb = aws.client("dynamodb")
     make_table(ddb)
     ddb.put_item(TableName="t", Item={"pk": {"S": "a"}, "n": {"N": "0"}})
     items = [{"Update": {"TableName": "t", "Key": {"pk": {"S": key}}, "UpdateExpression": "ADD n :one",
@@ -251,13 +251,13 @@ def test_patched_sqs_keeps_its_semantics(recorder: Recorder, session: boto3.sess
     assert [m["Body"] for m in sqs.receive_message(QueueUrl=dlq_url)["Messages"]] == ["keep"]
     short = sqs.create_queue(QueueName="short", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
     sqs.send_message(QueueUrl=short, MessageBody="old")
-    queue: Any = moto_patches_queue(session, "short")
+    queue: Any = moto_patches_queue("short")
     for message in queue._messages:
         message.sent_timestamp -= 61_000  # sent 61 s ago
     assert sqs.receive_message(QueueUrl=short).get("Messages") is None
 
 
-def moto_patches_queue(session: boto3.session.Session, name: str) -> Any:
+def moto_patches_queue(name: str) -> Any:
     from moto.sqs.models import sqs_backends
 
     return sqs_backends[ACCOUNT][REGION].get_queue(name)
