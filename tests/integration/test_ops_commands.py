@@ -19,7 +19,7 @@ from fanflow.cli import main
 from fanflow.client import FanflowClient, RequestNotFound
 from fanflow.samples import sample_request
 from lambda_fns import constants as c
-from lambda_fns.request_model import parse_request
+from lambda_fns.request_model import execution_name, parse_request
 from local.faults import FaultPlan
 from local.runtime import EmbeddedEmulator
 
@@ -202,7 +202,8 @@ def test_unknown_request_is_not_found(client: FanflowClient) -> None:
 def test_status_of_a_rejected_request_names_the_reason(emulator: EmbeddedEmulator, client: FanflowClient) -> None:
     # GIVEN a malformed request started directly on PreProcess (no counter row is ever written)
     sfn = emulator.client("stepfunctions")
-    arn = sfn.start_execution(stateMachineArn=emulator.outputs[c.OUTPUT_PREPROCESS_ARN], name="ops-rejected",
+    arn = sfn.start_execution(stateMachineArn=emulator.outputs[c.OUTPUT_PREPROCESS_ARN],
+                              name=execution_name("ops-rejected"),
                               input=json.dumps({"requestId": "ops-rejected", "requests": []}))["executionArn"]
     deadline = time.monotonic() + 30
     while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
