@@ -79,6 +79,10 @@ What moto 5.2.5 lacks, and what is done here:
    cases about 5,000 execution threads were alive at once (300 MB of stacks, and a GIL
    shared 5,000 ways). An execution started inside `executions_inline()` (the runtime's
    deliveries) runs in the starting thread, before StartExecution returns.
+16. A Wait state with a Timestamp or TimestampPath ends up to a second early: moto turns the
+   time left into whole seconds, rounded down, and compares the UTC timestamp with the local
+   time. As on AWS, the Wait now ends at the timestamp, in UTC; its milliseconds are still
+   ignored, as AWS ignores them (moto already truncates them).
 """
 
 from __future__ import annotations
@@ -291,6 +295,7 @@ def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver:
     _direct_calls(patch)
     _json_copies(patch)
     _inline_executions(patch)
+    _wait_until_timestamp(patch)
 
 
 _MISSING = object()
@@ -1039,6 +1044,28 @@ def _inline_executions(patch: Callable[[Any, str, Any], None]) -> None:
 # and body.
 DIRECT_CALL_SERVICES = ("dynamodb", "events")
 DIRECT_CALL_HANDLER_ID = "fanflow-direct-call"
+
+
+def _wait_until_timestamp(patch: Callable[[Any, str, Any], None]) -> None:
+    """Adaptation 16: replaces WaitFunction._eval_body for Timestamp (and TimestampPath,
+    its subclass), whose `_get_wait_seconds` returns int(seconds left) from a local clock."""
+    import datetime
+
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEventException
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
+
+    def eval_body(self: Any, env: Any) -> None:
+        self.string.eval(env=env)
+        text = env.stack.pop()
+        moment = self._from_timestamp_string(timestamp=text)  # naive UTC, milliseconds dropped
+        if moment is None:
+            raise FailureEventException(self._create_failure_event(env, text))
+        until = moment.replace(tzinfo=datetime.UTC).timestamp()
+        # The event pulses when the execution's state changes (a stop): then it ends early.
+        while env.is_running() and (left := until - time.time()) > 0:
+            env.program_state_event.wait(left)
+
+    patch(Timestamp, "_eval_body", eval_body)
 
 
 def _direct_call_handlers() -> dict[str, Any]:
