@@ -1,6 +1,7 @@
 """Fault injection for the embedded target: duplicate deliveries, failing computations
-and lost completion events, decided per case from a seed so that a run is repeatable
-whatever order the threads run in."""
+and lost completion events. Each choice is drawn from the seed, the kind of fault and the
+caseId only (not the requestId, nor the order threads run in), so the same seed and the
+same cases give the same faults, run after run."""
 
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ class FaultPlan:
         return int.from_bytes(digest[:8], "big") / 2**64
 
     def duplicate(self, kind: str, request_id: str, case_id: str) -> bool:
-        hit = self._draw("duplicate", kind, request_id, case_id) < self.duplicate_rate
+        """Whether to deliver this event twice; `kind` is the event's source. The requestId
+        only files the choice under its request, for `report`."""
+        hit = self._draw("duplicate", kind, case_id) < self.duplicate_rate
         if hit:
             with self._lock:
                 self.duplicated.add((kind, request_id, case_id))
@@ -53,7 +56,7 @@ class FaultPlan:
         return hit
 
     def drop(self, request_id: str, case_id: str) -> bool:
-        hit = self._draw("drop", request_id, case_id) < self.drop_rate
+        hit = self._draw("drop", case_id) < self.drop_rate
         if hit:
             with self._lock:
                 self.dropped.add((request_id, case_id))
