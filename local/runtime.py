@@ -27,6 +27,7 @@ from .delivery_pool import DeliveryPool
 from .deploy import apply_event_invoke_configs, create_stack, publish_assets
 from .faults import FaultPlan, InjectedFailure
 from .lambda_runner import LambdaRunner
+from .log_files import rotate
 
 LOG = logging.getLogger("fanflow.embedded")
 ACCOUNT = "123456789012"
@@ -74,8 +75,7 @@ class EmbeddedEmulator:
         # PutEvents calls seen by the emulated EventBridge, by (bus name, source of the first entry).
         self.put_events_calls: Counter[tuple[str, str]] = Counter()
         self.log_file = cache_root() / "logs" / "lambda.log"
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self.log_file.write_text("")
+        rotate(self.log_file)  # appended to: other emulators (an endpoint, another run) may write there too
         self.runner = LambdaRunner(concurrency=lambda_concurrency, log_file=self.log_file)
         self.runner.cold_start_hooks.append(self._inject_compute_failures)
         self.compute_seconds = compute_seconds
