@@ -281,3 +281,20 @@ def test_deadline_beyond_a_year_is_rejected() -> None:
     # GIVEN a deadline longer than a Standard execution may run  THEN rejected up front
     with pytest.raises(RequestError, match="at most a year"):
         parse_request(request(deadlineSeconds=10**12))
+
+
+def test_a_run_s_compute_seconds_goes_on_every_case_without_its_own() -> None:
+    # GIVEN a request where one case sets its own simulated work
+    parsed = parse_request({"requestId": "r", "requests": [{"caseId": "0"}, {"caseId": "1", "computeSeconds": 7}]})
+    # WHEN a run's value is applied  THEN the other cases carry it, the case's own value wins
+    with_run = parsed.with_compute_seconds(0.5)
+    assert [case.get("computeSeconds") for case in with_run.cases] == [0.5, 7]
+    assert parsed.cases[0] == {"caseId": "0"}  # the original request is unchanged
+    assert parse_request(with_run.to_input()).cases == with_run.cases  # and it still validates
+
+
+def test_a_run_s_compute_seconds_that_no_longer_fits_is_refused_with_the_size() -> None:
+    # GIVEN the largest generated request  WHEN every case carries computeSeconds  THEN it no longer fits
+    big = parse_request({"requestId": "big", "requests": [{"caseId": str(i)} for i in range(c.MAX_CASES)]})
+    with pytest.raises(RequestError, match=rf"request is \d+ bytes; the limit is {c.MAX_REQUEST_BYTES} bytes"):
+        big.with_compute_seconds(0.5)
