@@ -391,3 +391,14 @@ def test_ops_commands_without_an_endpoint_answer_at_once(capsys: pytest.CaptureF
     code, _, err = run_cli(capsys, "watch", "r")
     assert code == 1 and "fanflow up" in err
     assert time.monotonic() - started < 3, "no emulator may be started to report nothing"
+
+
+def test_a_trace_that_cannot_be_written_after_the_run_loses_only_the_trace(capsys: pytest.CaptureFixture[str],
+                                                                          tmp_path: Path) -> None:
+    # GIVEN a run's timeline and a path that stopped being writable during the run
+    from fanflow.cli import write_trace
+
+    assert write_trace({"requestId": "r", "events": []}, tmp_path / "gone" / "t.json") is False
+    # THEN it says so in one line (the summary was printed before)
+    err = capsys.readouterr().err
+    assert err.startswith(f"fanflow: could not write the timeline to {tmp_path / 'gone' / 't.json'}: ")
