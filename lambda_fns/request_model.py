@@ -152,11 +152,6 @@ def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | 
                 f"requests[{index}].computeType {compute_type!r} is not a known compute type; "
                 f"known: {', '.join(c.COMPUTE_TYPES)} (or none, for {c.DEFAULT_COMPUTE_TYPE!r})"
             )
-        seconds = case.get(c.ATTR_COMPUTE_SECONDS)
-        if c.ATTR_COMPUTE_SECONDS in case and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
-                                               or not math.isfinite(seconds) or seconds < 0):
-            raise RequestError(f"requests[{index}].computeSeconds must be a number of seconds, 0 or more, "
-                               f"got {describe(seconds)}")
 
     if data.get("length") is not None:
         declared = _parse_length(data["length"])

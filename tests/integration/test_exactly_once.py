@@ -234,4 +234,4 @@ def test_bad_requests_reject_before_any_state(tmp_path: Path, capsys: pytest.Cap
 
 def test_rates_out_of_range_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--cases", "3", "--failure-rate", "1.5"]) == 2
-    assert "failure-rate must be between 0 and 1" in capsys.readouterr().err
+    assert "argument --failure-rate: must be a number from 0 to 1, got 1.5" in capsys.readouterr().err
