@@ -4,8 +4,10 @@ the embedded target, for a list of request sizes. Prints a table, JSON rows, or 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ from rich.table import Table
 from lambda_fns import constants as c
 from lambda_fns.request_model import parse_request
 
-from . import samples
+from . import options, render, samples
 from .client import FanflowClient, RequestFailed
 
 VARIANTS = ("fanflow", "seed")
@@ -44,13 +46,17 @@ def register(commands: Any) -> None:
         "bench", help="benchmark fanflow against the seed's own pattern on the embedded target",
         description="Run fanflow and a seed-faithful variant (one PutEvents per case from an inline Map, "
         "plain ADD counting) side by side in one process on the embedded target.")
-    bench.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 100, 1000], metavar="N",
-                       help="request sizes in cases (default: 1 10 100 1000; 10000 on request)")
-    bench.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    bench.add_argument("--compute-seconds", type=float, default=0.0, metavar="S",
-                       help="simulated work per case (default: %(default)s)")
-    bench.add_argument("--lambda-concurrency", type=int, default=1000, metavar="N")
-    bench.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
+    bench.add_argument("--sizes", type=options.CASES, nargs="+", default=[1, 10, 100, 1000], metavar="N",
+                       help=f"request sizes in cases, each 1-{c.MAX_CASES} (default: 1 10 100 1000; 10000 on request)")
+    bench.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), metavar="VARIANT",
+                       help="which to run: fanflow (this project's stack) and/or seed (the seed's design, rebuilt "
+                       "as a second stack) (default: both)")
+    bench.add_argument("--compute-seconds", type=options.COMPUTE_SECONDS, default=0.0, metavar="S",
+                       help=f"simulated work per case, 0-{c.COMPUTE_TIMEOUT_SECONDS} (default: %(default)s)")
+    bench.add_argument("--lambda-concurrency", type=options.LAMBDA_CONCURRENCY, default=1000, metavar="N",
+                       help=f"Lambda executions the embedded target runs at once, 1-{c.MAX_CASES}, for both "
+                       "variants (default: %(default)s)")
+    bench.add_argument("--timeout", type=options.SECONDS, default=900.0, metavar="SECONDS",
                        help="give up on one run after this long (default: %(default)s)")
     bench.add_argument("--json", action="store_true", help="print the rows as JSON")
     bench.add_argument("--plot", type=Path, metavar="FILE.png", help="draw wall time against cases")
@@ -72,7 +78,7 @@ def _history_length(sfn: Any, execution_arn: str) -> int:
 
 
 def _history_verdict(row: BenchRow) -> None:
-    if row.preprocessHistoryEvents > AWS_HISTORY_LIMIT and row.status in (c.STATUS_SUCCEEDED, "COMPLETED"):
+    if row.preprocessHistoryEvents > AWS_HISTORY_LIMIT and row.status == c.STATUS_SUCCEEDED:
         row.status = "EXCEEDS_AWS_LIMIT"
         row.reason = (f"PreProcess history has {row.preprocessHistoryEvents} events; a Standard execution on AWS "
                       f"fails at {AWS_HISTORY_LIMIT}")
@@ -119,8 +125,8 @@ def run_seed(emulator: Any, cases: int, *, timeout: float) -> BenchRow:
     while time.monotonic() < deadline:
         item = ddb.get_item(TableName=outputs[c.OUTPUT_COUNTER_TABLE], Key={"requestId": {"S": request_id}},
                             ConsistentRead=True).get("Item", {})
-        if "summarizedAt" in item:
-            wall, status, reason = time.perf_counter() - started, "COMPLETED", ""
+        if "summarizedAt" in item:  # the seed's compute reports every case SUCCEEDED
+            wall, status, reason = time.perf_counter() - started, c.STATUS_SUCCEEDED, ""
             break
         execution = sfn.describe_execution(executionArn=arn)
         if execution["status"] in ("FAILED", "ABORTED", "TIMED_OUT"):
@@ -142,7 +148,9 @@ def run_seed(emulator: Any, cases: int, *, timeout: float) -> BenchRow:
 
 def run_bench(sizes: list[int], variants: list[str], *, compute_seconds: float = 0.0,
               lambda_concurrency: int = 1000, timeout: float = 900.0,
-              on_row: Any = None) -> list[BenchRow]:
+              on_row: Any = None, on_start: Any = None) -> list[BenchRow]:
+    """Every size with every variant; `on_start(variant, cases, number, total)` is told before
+    each run, `on_row(row)` after it."""
     from local.runtime import EmbeddedEmulator
 
     rows: list[BenchRow] = []
@@ -151,8 +159,11 @@ def run_bench(sizes: list[int], variants: list[str], *, compute_seconds: float =
         if "seed" in variants:
             emulator.set_compute_seconds(compute_seconds, stack=c.SEED_VARIANT_STACK_NAME)
         seed_summary = emulator.stack_outputs.get(c.SEED_VARIANT_STACK_NAME, {}).get(c.OUTPUT_SUMMARY_FUNCTION)
+        total = len(sizes) * len(variants)
         for cases in sizes:
             for variant in variants:
+                if on_start:
+                    on_start(variant, cases, len(rows) + 1, total)
                 before = emulator.runner.stats.count(seed_summary) if seed_summary else 0
                 assert variant == "fanflow" or seed_summary is not None
                 if variant == "fanflow":
@@ -180,14 +191,11 @@ def rows_table(rows: list[BenchRow]) -> Table:
 
 
 def plot(rows: list[BenchRow], path: Path) -> None:
-    try:
-        import matplotlib
+    render.require_matplotlib()
+    from matplotlib.figure import Figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SystemExit("fanflow bench --plot needs matplotlib: pip install 'fanflow[plot]'") from None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for variant in sorted({row.variant for row in rows}):
         points = [(row.cases, row.wallSeconds) for row in rows if row.variant == variant and row.wallSeconds]
         if points:
@@ -204,19 +212,33 @@ def plot(rows: list[BenchRow], path: Path) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.plot:  # checked before the benchmark runs, not after
+        options.check_writable(args.plot, "--plot")
+        render.require_matplotlib()
     err = Console(stderr=True)
+    # What runs now, on stderr; the results are in the table (or JSON) on stdout only.
+    status = err.status("starting the embedded target...") if err.is_terminal else None
 
-    def progress(row: BenchRow) -> None:
-        err.print(f"{row.variant:>8} {row.cases:>6} cases: {row.status} in "
-                  f"{'-' if row.wallSeconds is None else f'{row.wallSeconds:.2f} s'}")
+    def starting(variant: str, cases: int, number: int, total: int) -> None:
+        message = f"fanflow bench: run {number} of {total}: {variant}, {cases} cases"
+        if status is not None:
+            status.update(message)
+        else:
+            print(message, file=sys.stderr, flush=True)
 
-    rows = run_bench(sorted(args.sizes), args.variants, compute_seconds=args.compute_seconds,
-                     lambda_concurrency=args.lambda_concurrency, timeout=args.timeout, on_row=progress)
+    from local.assembly import assembly_is_current
+
+    if not all(assembly_is_current(context) for context in (None, {"seedVariant": "true"})):
+        err.print("fanflow: synthesizing the CDK app (the first run, or its sources changed): about 10 s",
+                  markup=False, highlight=False)
+    with status if status is not None else contextlib.nullcontext():
+        rows = run_bench(sorted(args.sizes), args.variants, compute_seconds=args.compute_seconds,
+                         lambda_concurrency=args.lambda_concurrency, timeout=args.timeout, on_start=starting)
     if args.json:
         print(json.dumps([asdict(row) for row in rows]))
     else:
-        Console().print(rows_table(rows))
+        render.output_console().print(rows_table(rows))
     if args.plot:
         plot(rows, args.plot)
-        err.print(f"wrote {args.plot}")
+        print(f"wrote {args.plot}", file=sys.stderr)
     return 0

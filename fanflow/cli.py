@@ -6,25 +6,35 @@ import argparse
 import contextlib
 import importlib
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from lambda_fns import constants as c
-from lambda_fns.request_model import RequestError, parse_request
+from lambda_fns.request_model import FanRequest, RequestError, parse_request
 
-from . import samples
+from . import __version__, options, samples, timeline
 from .client import FanflowClient, RequestFailed
-from .ops_commands import save_trace
-from .render import ProgressReporter, summary_tables
-from .targets import TARGETS, TargetOptions, open_target
+from .options import UsageError
+from .render import ProgressReporter, output_console, summary_tables
+from .targets import (
+    CONNECTION_ERRORS,
+    KEEP_ALL_HISTORIES,
+    TARGETS,
+    EndpointTarget,
+    Target,
+    TargetOptions,
+    open_target,
+)
+
+__all__ = ["UsageError", "build_parser", "main"]
 
 EXAMPLES = """examples:
   fanflow run sample_data_sets/dataset_100.json      run a seed sample on the embedded target
   fanflow run --cases 1000 --json                   a generated 1000-case request, JSON output
+  fanflow run my.json --request-id "order 42"        a file's cases under another requestId
   fanflow generate --cases 250 -o my_request.json   write a 250-case request in the seed's format
 """
 
@@ -32,10 +42,10 @@ EXAMPLES = """examples:
 COMMAND_MODULES: tuple[str, ...] = ("infra_commands", "bench", "ops_commands", "worker")
 
 
-def kept_histories(text: str) -> int | None:
+def kept_histories(text: str) -> int | str:
     """`--kept-histories`: a count of 0 or more, or `all`."""
-    if text.strip().lower() == "all":
-        return None
+    if text.strip().lower() == KEEP_ALL_HISTORIES:
+        return KEEP_ALL_HISTORIES
     try:
         count = int(text)
     except ValueError:
@@ -52,114 +62,190 @@ def build_parser() -> argparse.ArgumentParser:
         "(Step Functions, EventBridge, Lambda, DynamoDB) and continue when every one has finished.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"fanflow {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run one request end to end and print its summary",
                               description="Deploy the stack if needed, start a request, show progress "
-                              "while its cases complete, and print the summary.")
+                              "while its cases complete, and print the summary. On the embedded target the "
+                              "request runs on a `fanflow up` endpoint when one is running, else in this "
+                              "process. Exit status: 0 every case succeeded, 3 the request ended otherwise, "
+                              "2 an invalid request or option, 1 any other failure, 130 interrupted.")
     source = run.add_mutually_exclusive_group(required=True)
     source.add_argument("file", nargs="?", type=Path, help="request JSON in the seed's format ('-' for stdin)")
-    source.add_argument("--cases", type=int, metavar="N", help="generate a request of N cases instead of a file")
-    run.add_argument("--request-id", help="requestId for a generated request (default: a timestamp)")
+    source.add_argument("--cases", type=options.CASES, metavar="N",
+                        help=f"generate a request of N cases instead of a file (1-{c.MAX_CASES})")
+    run.add_argument("--request-id", type=options.request_id, metavar="ID",
+                     help="the request's requestId, any text of 1-256 characters; overrides the file's "
+                     "(default for a generated request: req-<milliseconds>)")
     run.add_argument("--target", choices=TARGETS, default="embedded",
                      help="where to run (default: embedded, an in-process AWS emulator)")
-    run.add_argument("--compute-seconds", type=float, metavar="S",
-                     help=f"simulated work per case (default: {c.COMPUTE_SECONDS_EMBEDDED} on the embedded target, "
-                     "else as deployed)")
-    run.add_argument("--lambda-concurrency", type=int, default=1000, metavar="N",
-                     help="concurrent Lambda executions the embedded target allows (default: %(default)s)")
-    run.add_argument("--kept-histories", type=kept_histories, default=1000, metavar="N|all",
+    run.add_argument("--compute-seconds", type=options.COMPUTE_SECONDS, metavar="S",
+                     help=f"simulated work per case for this run only, 0-{c.COMPUTE_TIMEOUT_SECONDS} (the compute "
+                     "timeout); a case's own computeSeconds wins (default: "
+                     f"{c.COMPUTE_SECONDS_EMBEDDED:g} in-process; on an endpoint, LocalStack or AWS, as deployed)")
+    run.add_argument("--lambda-concurrency", type=options.LAMBDA_CONCURRENCY, metavar="N",
+                     help=f"Lambda executions the in-process embedded target runs at once, 1-{c.MAX_CASES} "
+                     "(default: 1000). A target that cannot honour it refuses it: LocalStack, AWS, or an "
+                     "endpoint started with another value (`fanflow up --lambda-concurrency N`)")
+    run.add_argument("--kept-histories", type=kept_histories, metavar="N|all",
                      help="succeeded executions per state machine whose history the embedded target keeps; "
-                     "older ones keep status, input and output (default: %(default)s)")
-    run.add_argument("--deadline", type=float, metavar="SECONDS",
-                     help="close the request as TIMED_OUT after this long "
+                     "older ones keep status, input and output (default: 1000; refused where it cannot apply, "
+                     "as --lambda-concurrency)")
+    run.add_argument("--deadline", type=options.DEADLINE_SECONDS, metavar="SECONDS",
+                     help="close the request as TIMED_OUT after this long, 1 s to a year "
                      f"(default: the request's deadlineSeconds, else {c.DEFAULT_DEADLINE_SECONDS} s)")
-    faults = run.add_argument_group("fault injection (embedded target)")
-    faults.add_argument("--duplicate-rate", type=float, default=0.0, metavar="R",
-                        help="deliver each event twice with probability R")
-    faults.add_argument("--failure-rate", type=float, default=0.0, metavar="R",
-                        help="make each computation raise with probability R")
-    faults.add_argument("--drop-rate", type=float, default=0.0, metavar="R",
-                        help="lose each completion event with probability R (use with --deadline)")
-    faults.add_argument("--conflict-rate", type=float, default=0.0, metavar="R",
-                        help="cancel each transaction on a counter row with TransactionConflict with probability R")
-    faults.add_argument("--seed", type=int, default=0, help="seed for the fault choices (default: %(default)s)")
+    faults = run.add_argument_group(
+        "fault injection (embedded target, always in-process)",
+        "Each choice is drawn from --seed, the kind of fault and the caseId only: the same seed and the same "
+        "cases give the same faults, whatever the requestId.")
+    faults.add_argument("--duplicate-rate", type=options.RATE, default=0.0, metavar="R",
+                        help="deliver each event twice with probability R (0-1)")
+    faults.add_argument("--failure-rate", type=options.RATE, default=0.0, metavar="R",
+                        help="make each computation raise with probability R (0-1)")
+    faults.add_argument("--drop-rate", type=options.RATE, default=0.0, metavar="R",
+                        help="lose each completion event with probability R (0-1; use with --deadline)")
+    faults.add_argument("--conflict-rate", type=options.RATE, default=0.0, metavar="R",
+                        help="cancel each transaction on a counter row with TransactionConflict with probability R "
+                        "(0-1)")
+    faults.add_argument("--seed", type=options.integer(0), default=0, metavar="S",
+                        help="seed for the fault choices, 0 or more (default: %(default)s)")
     fan_in = run.add_argument_group("fan-in batching (embedded target, in-process)")
-    fan_in.add_argument("--fan-in-batch-size", type=int, metavar="N",
-                        help=f"completions counted per batch, 1 to 10,000 (default: {c.FAN_IN_BATCH_SIZE})")
-    fan_in.add_argument("--fan-in-window", type=int, metavar="SECONDS",
-                        help="longest wait for a batch to fill, 0 to 300 "
+    fan_in.add_argument("--fan-in-batch-size", type=options.integer(1, 10_000), metavar="N",
+                        help=f"completions counted per batch, 1-10000 (default: {c.FAN_IN_BATCH_SIZE})")
+    fan_in.add_argument("--fan-in-window", type=options.integer(0, 300), metavar="SECONDS",
+                        help="longest wait for a batch to fill, 0-300 "
                         f"(default: {c.FAN_IN_BATCH_WINDOW_SECONDS}; 0 needs a batch size of 10 or less)")
-    run.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
-                     help="stop waiting after this long (default: %(default)s)")
+    run.add_argument("--timeout", type=options.SECONDS, default=3600.0, metavar="SECONDS",
+                     help="stop waiting after this long; the request goes on (default: %(default)s)")
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of tables")
-    run.add_argument("--show-cases", type=int, default=20, metavar="N",
-                     help="cases listed in the table output (default: %(default)s)")
+    run.add_argument("--show-cases", type=options.integer(0), default=20, metavar="N",
+                     help="cases listed in the table output; 0 hides the table (default: %(default)s)")
     run.add_argument("--trace", type=Path, metavar="FILE",
                      help="write the request's timeline as JSON (draw it with `fanflow report FILE --plot`)")
     run.set_defaults(handler=cmd_run)
 
-    generate = commands.add_parser("generate", help="write a sample request in the seed's format")
-    generate.add_argument("--cases", type=int, required=True, metavar="N", help="number of cases")
-    generate.add_argument("--request-id", default="123456", help="requestId (default: %(default)s)")
-    generate.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    generate = commands.add_parser(
+        "generate", help="write a sample request in the seed's format",
+        description="Write a request of N cases in the seed's format (caseIds 0 to N-1), as `fanflow run` "
+        "accepts it: to stdout, or to a file.")
+    generate.add_argument("--cases", type=options.CASES, required=True, metavar="N",
+                          help=f"number of cases (1-{c.MAX_CASES})")
+    generate.add_argument("--request-id", type=options.request_id, default="123456", metavar="ID",
+                          help="requestId, any text of 1-256 characters (default: %(default)s)")
+    generate.add_argument("-o", "--output", type=Path, metavar="FILE",
+                          help="file to write ('-' or none: stdout)")
     generate.set_defaults(handler=cmd_generate)
 
     # Each further group of commands lives in its own module and adds its subparsers here.
     for module in COMMAND_MODULES:
         importlib.import_module(f"fanflow.{module}").register(commands)
+    # An unknown option is reported with the usage of the command it was given to.
+    for subparser in commands.choices.values():
+        subparser.set_defaults(command_parser=subparser)
     return parser
 
 
-def load_request_text(args: argparse.Namespace) -> str:
+def request_text(args: argparse.Namespace) -> str:
+    """The request as JSON text: generated, or read from the file (or stdin), with the
+    command line's --request-id and --deadline applied."""
     if args.cases is not None:
-        if args.cases < 1:
-            raise RequestError("--cases must be at least 1")
         request_id = args.request_id or f"req-{int(time.time() * 1000)}"
-        return samples.dumps(samples.sample_request(args.cases, request_id))
-    if str(args.file) == "-":
-        return sys.stdin.read()
+        return with_overrides(samples.dumps(samples.sample_request(args.cases, request_id)), deadline=args.deadline)
+    name = "stdin" if str(args.file) == "-" else str(args.file)
     try:
-        return Path(args.file).read_text()
+        raw = sys.stdin.buffer.read() if name == "stdin" else Path(args.file).read_bytes()
     except OSError as exc:
-        raise RequestError(f"cannot read {args.file}: {exc.strerror}") from None
+        raise RequestError(f"cannot read {name}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"{name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): a request "
+                           "is a JSON file in the seed's format") from None
+    return with_overrides(text, request_id=args.request_id, deadline=args.deadline)
+
+
+def with_overrides(text: str, *, request_id: str | None = None, deadline: float | None = None) -> str:
+    """`text` with requestId and deadlineSeconds replaced when given (and when it is a JSON
+    object: anything else is left for validation to name)."""
+    if request_id is None and deadline is None:
+        return text
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(data, dict):
+        return text
+    if request_id is not None:
+        data["requestId"] = request_id
+    if deadline is not None:
+        data["deadlineSeconds"] = deadline
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a run; the message says what became of the request."""
+
+
+def interrupted(target: Target, request_id: str) -> Interrupted:
+    if target.in_process:
+        return Interrupted(f"interrupted: request {request_id!r} ran in this process and stopped with it")
+    follow = f"fanflow watch {shlex.quote(request_id)}" + ("" if target.name == "embedded" else
+                                                           f" --target {target.name}")
+    return Interrupted(f"interrupted: request {request_id!r} goes on at {target.where}; follow it with `{follow}`")
+
+
+def connection_lost(target: Target, request_id: str, exc: Exception) -> RequestFailed:
+    if isinstance(target, EndpointTarget):
+        return RequestFailed(
+            f"{target.where} stopped answering ({type(exc).__name__}); request {request_id!r} was lost with it "
+            "(an endpoint keeps its requests in memory). Start it again with `fanflow up` and run the request "
+            "again (or run it in-process: without an endpoint, `fanflow run` starts its own)")
+    return RequestFailed(f"lost the connection to {target.where} ({exc}); request {request_id!r} may go on there: "
+                         f"follow it with `fanflow watch {shlex.quote(request_id)} --target {target.name}`")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    text = load_request_text(args)
-    if args.deadline is not None:
-        data = json.loads(text) if text.strip().startswith("{") else None
-        if isinstance(data, dict):
-            data["deadlineSeconds"] = args.deadline
-            text = json.dumps(data)
-    request = parse_request(text)  # a bad request stops here: nothing has been written
-
     from local.faults import FaultPlan
 
-    try:
-        faults = FaultPlan(duplicate_rate=args.duplicate_rate, failure_rate=args.failure_rate,
-                           drop_rate=args.drop_rate, conflict_rate=args.conflict_rate, seed=args.seed)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    # Everything the command line can get wrong is refused here, before any target starts.
+    if args.trace:
+        options.check_writable(args.trace, "--trace")
+    faults = FaultPlan(duplicate_rate=args.duplicate_rate, failure_rate=args.failure_rate,
+                       drop_rate=args.drop_rate, conflict_rate=args.conflict_rate, seed=args.seed)
     if faults.active and args.target != "embedded":
-        raise UsageError("fault injection runs on the embedded target only")
-    batching = fan_in_batching(args)
-    options = TargetOptions(lambda_concurrency=args.lambda_concurrency, compute_seconds=args.compute_seconds,
-                            faults=faults, kept_histories=args.kept_histories, fan_in_batching=batching)
-    err = Console(stderr=True)
+        raise UsageError("fault injection (--duplicate-rate, --failure-rate, --drop-rate, --conflict-rate) runs on "
+                         "the embedded target only")
+    batching = options.fan_in_batching(args.fan_in_batch_size, args.fan_in_window)
+    if batching and args.target != "embedded":
+        raise UsageError("--fan-in-batch-size and --fan-in-window set the embedded target's batching; for a "
+                         "deployed stack, deploy with -c fanInBatchSize=N -c fanInBatchWindow=S")
+    request = parse_request(request_text(args))  # a bad request stops here: nothing has been written
+    err = output_console(sys.stderr)
+    settings = TargetOptions(lambda_concurrency=args.lambda_concurrency, compute_seconds=args.compute_seconds,
+                             faults=faults, kept_histories=args.kept_histories, fan_in_batching=batching,
+                             notice=lambda message: err.print(f"fanflow: {message}", markup=False, highlight=False))
+    trace: dict[str, Any] | None = None
     with contextlib.ExitStack() as stack:
         with err.status(f"starting the {args.target} target...") if err.is_terminal else contextlib.nullcontext():
-            target = stack.enter_context(open_target(args.target, options))
-        client = FanflowClient(target.client, target.outputs)
+            target = stack.enter_context(open_target(args.target, settings))
+        if args.compute_seconds is not None and not target.in_process:
+            request = with_compute_seconds(request, args.compute_seconds, target)
+        client = FanflowClient(target.client, target.outputs, where=target.where)
         started = time.monotonic()
-        execution_arn = client.start(request)
-        with ProgressReporter() as reporter:
-            row = client.wait(request.request_id, execution_arn=execution_arn, timeout=args.timeout,
-                              on_progress=reporter.update)
-        wall = time.monotonic() - started
-        summary = client.summary(row)
-        if args.trace:
-            save_trace(client, request.request_id, execution_arn, args.trace)
+        try:
+            execution_arn = client.start(request)
+            with ProgressReporter() as reporter:
+                row = client.wait(request.request_id, execution_arn=execution_arn, timeout=args.timeout,
+                                  on_progress=reporter.update)
+            wall = time.monotonic() - started
+            summary = client.summary(row)
+            if args.trace:
+                trace = timeline.collect(client, request.request_id, execution_arn=execution_arn)
+        except KeyboardInterrupt:
+            raise interrupted(target, request.request_id) from None
+        except CONNECTION_ERRORS as exc:
+            raise connection_lost(target, request.request_id, exc) from None
         runs = target.summary_invocations(request.request_id)
         fan_in = fan_in_output(row, target.fan_in_stats(request.request_id))
         injected = faults.report(request.request_id) if faults.active else None
@@ -170,14 +256,38 @@ def cmd_run(args: argparse.Namespace) -> int:
             out["injectedFaults"] = injected
         print(json.dumps(out))
     else:
-        console = Console()
+        console = output_console()
         for table in summary_tables(summary, summary_runs=runs, max_cases=args.show_cases):
             console.print(table)
         if injected is not None:
             console.print(f"injected: {len(injected['duplicatedEvents'])} duplicated events, "
                           f"{len(injected['failedCases'])} failed computations, "
                           f"{len(injected['droppedCompletions'])} dropped completions")
+    if trace is not None and not write_trace(trace, args.trace):
+        return 1
     return 0 if summary["status"] == c.STATUS_SUCCEEDED else 3
+
+
+def with_compute_seconds(request: FanRequest, seconds: float, target: Target) -> FanRequest:
+    """Off the in-process target, a run's --compute-seconds travels with its cases: it applies
+    to this run only, whatever else runs there."""
+    try:
+        return request.with_compute_seconds(seconds)
+    except RequestError as exc:
+        raise RequestError(f"with --compute-seconds, every case carries its computeSeconds to {target.where}, "
+                           f"and then: {exc}") from None
+
+
+def write_trace(trace: dict[str, Any], path: Path) -> bool:
+    """`run --trace FILE`, written after the summary is printed: a failure loses only the trace."""
+    try:
+        timeline.write(trace, path)
+    except OSError as exc:
+        print(f"fanflow: could not write the timeline to {path}: {exc.strerror}", file=sys.stderr)
+        return False
+    print(f"wrote the timeline of {trace['requestId']} to {path} (draw it: fanflow report {path} --plot "
+          "timeline.png)", file=sys.stderr)
+    return True
 
 
 def run_output(summary: dict[str, Any], row: dict[str, Any], summary_runs: int | None, wall: float,
@@ -188,25 +298,6 @@ def run_output(summary: dict[str, Any], row: dict[str, Any], summary_runs: int |
     if summary_runs is not None:
         out["summaryInvocations"] = summary_runs
     return out
-
-
-def fan_in_batching(args: argparse.Namespace) -> dict[str, int] | None:
-    """`--fan-in-batch-size` and `--fan-in-window`, checked together (exit 2 when out of range)."""
-    if args.fan_in_batch_size is None and args.fan_in_window is None:
-        return None
-    from infra.fan_in_settings import OPTION_NAMES, check_batching
-
-    if args.target != "embedded":
-        raise UsageError("--fan-in-batch-size and --fan-in-window set the embedded target's batching; for a "
-                         "deployed stack, deploy with -c fanInBatchSize=N -c fanInBatchWindow=S")
-    size = c.FAN_IN_BATCH_SIZE if args.fan_in_batch_size is None else args.fan_in_batch_size
-    window = c.FAN_IN_BATCH_WINDOW_SECONDS if args.fan_in_window is None else args.fan_in_window
-    try:
-        check_batching(batch_size=size, batch_window_seconds=window, max_concurrency=c.FAN_IN_MAX_CONCURRENCY,
-                       names=OPTION_NAMES)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return {"batch_size": size, "window_seconds": window}
 
 
 def fan_in_output(row: dict[str, Any], engine: dict[str, int] | None) -> dict[str, Any]:
@@ -221,23 +312,32 @@ def fan_in_output(row: dict[str, Any], engine: dict[str, int] | None) -> dict[st
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    if args.cases < 1:
-        raise RequestError("--cases must be at least 1")
+    to_stdout = args.output is None or str(args.output) == "-"
+    if not to_stdout:
+        options.check_writable(args.output, "--output")
     text = samples.dumps(samples.sample_request(args.cases, args.request_id))
-    if args.output:
-        args.output.write_text(text + "\n")
-        print(f"wrote {args.cases} cases to {args.output}", file=sys.stderr)
-    else:
+    parse_request(text)  # nothing `fanflow run` would refuse is written
+    if to_stdout:
         print(text)
+        return 0
+    try:
+        args.output.write_text(text + "\n")
+    except OSError as exc:
+        raise UsageError(f"--output {args.output}: {exc.strerror}") from None
+    print(f"wrote {args.cases} cases to {args.output}", file=sys.stderr)
     return 0
 
 
-class UsageError(ValueError):
-    """A command-line option out of range."""
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; its exit status (also for --help, --version and an option argparse
+    refuses, which exit 2 after the command's usage)."""
+    parser = build_parser()
+    try:
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.handler(args))
     except RequestError as exc:
@@ -249,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     except RequestFailed as exc:
         print(f"fanflow: {exc}", file=sys.stderr)
         return 1
+    except CONNECTION_ERRORS as exc:
+        print(f"fanflow: the target stopped answering: {exc}", file=sys.stderr)
+        return 1
+    except Interrupted as exc:
+        print(f"fanflow: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("fanflow: interrupted", file=sys.stderr)
         return 130

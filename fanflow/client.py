@@ -12,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from lambda_fns import constants as c
-from lambda_fns.request_model import FanRequest
+from lambda_fns.request_model import FanRequest, execution_name
 from lambda_fns.support import plain_item
 
 
@@ -35,12 +35,16 @@ class Progress:
 
 
 class FanflowClient:
-    def __init__(self, client_factory: Callable[[str], Any], outputs: dict[str, str]) -> None:
+    """`where` names the target in messages ("the embedded endpoint at http://...")."""
+
+    def __init__(self, client_factory: Callable[[str], Any], outputs: dict[str, str], *,
+                 where: str = "this target") -> None:
         missing = [key for key in (c.OUTPUT_PREPROCESS_ARN, c.OUTPUT_COUNTER_TABLE, c.OUTPUT_ARTIFACTS_BUCKET)
                    if key not in outputs]
         if missing:
             raise RequestFailed(f"the {c.STACK_NAME} stack has no output(s) {', '.join(missing)}: is it deployed?")
         self.outputs = outputs
+        self.where = where
         self._sfn = client_factory("stepfunctions")
         self._ddb = client_factory("dynamodb")
         self._s3 = client_factory("s3")
@@ -54,28 +58,29 @@ class FanflowClient:
         return plain_item(item) if item else None
 
     def execution_arn(self, request_id: str) -> str:
+        """The request's PreProcess execution, named after its requestId (execution_name)."""
         arn = self.outputs[c.OUTPUT_PREPROCESS_ARN]
-        return arn.replace(":stateMachine:", ":execution:") + f":{request_id}"
+        return arn.replace(":stateMachine:", ":execution:") + f":{execution_name(request_id)}"
 
     def start(self, request: FanRequest) -> str:
         """Start PreProcess for a validated request; refuse a requestId that exists."""
         existing = self.counter_row(request.request_id)
         if existing is not None:
             raise RequestFailed(
-                f"request {request.request_id!r} already exists (status {existing.get(c.ATTR_STATUS)}); "
-                "it was left unchanged. Use a new requestId."
+                f"request {request.request_id!r} already exists on {self.where} (status "
+                f"{existing.get(c.ATTR_STATUS)}); it was left unchanged. Use a new requestId (--request-id)."
             )
         try:
             response = self._sfn.start_execution(
                 stateMachineArn=self.outputs[c.OUTPUT_PREPROCESS_ARN],
-                name=request.request_id,  # one PreProcess execution per request id
+                name=request.execution_name,  # one PreProcess execution per request id
                 input=json.dumps(request.to_input()),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ExecutionAlreadyExists":
                 raise RequestFailed(
-                    f"request {request.request_id!r} was already started with a different payload; "
-                    "it was left unchanged. Use a new requestId."
+                    f"request {request.request_id!r} was already started on {self.where} with a different "
+                    "payload; it was left unchanged. Use a new requestId (--request-id)."
                 ) from None
             raise
         return str(response["executionArn"])
@@ -131,7 +136,7 @@ class FanflowClient:
         neither the row nor a PreProcess execution exists."""
         row = self.counter_row(request_id)
         if row is None and self.execution(request_id) is None:
-            raise RequestNotFound(f"no request {request_id!r} on this target (no counter row, no PreProcess "
+            raise RequestNotFound(f"no request {request_id!r} on {self.where} (no counter row, no PreProcess "
                                   "execution); `fanflow list` shows the requests there are")
         return row
 

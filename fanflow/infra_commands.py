@@ -16,6 +16,7 @@ from typing import Any
 
 from lambda_fns import constants as c
 
+from . import options
 from .targets import (
     REMOTE_TARGETS,
     RemoteTarget,
@@ -49,10 +50,12 @@ def register(commands: Any) -> None:
         epilog=DEPLOY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _target_argument(deploy)
-    deploy.add_argument("--compute-seconds", type=float, metavar="S",
-                        help=f"simulated work per case, as -c computeSeconds=S (default: {c.COMPUTE_SECONDS_AWS})")
-    deploy.add_argument("--retention-days", type=int, metavar="D",
-                        help=f"days request state is kept, as -c retentionDays=D (default: {c.DEFAULT_RETENTION_DAYS})")
+    deploy.add_argument("--compute-seconds", type=options.COMPUTE_SECONDS, metavar="S",
+                        help=f"simulated work per case, 0-{c.COMPUTE_TIMEOUT_SECONDS} (the compute timeout), as "
+                        f"-c computeSeconds=S (default: {c.COMPUTE_SECONDS_AWS:g})")
+    deploy.add_argument("--retention-days", type=options.RETENTION_DAYS, metavar="D",
+                        help="days request state is kept, 1-3650, as -c retentionDays=D "
+                        f"(default: {c.DEFAULT_RETENTION_DAYS})")
     deploy.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE",
                         help="further CDK context, passed on as -c KEY=VALUE")
     deploy.add_argument("--skip-bootstrap", action="store_true",
@@ -63,7 +66,7 @@ def register(commands: Any) -> None:
     destroy = commands.add_parser(
         "destroy", help="delete the stack from LocalStack or AWS (cdklocal / cdk destroy)",
         description="Empty the stack's artifacts bucket (summaries, manifests) and delete the Fanflow stack. "
-        "The CDK bootstrap stack (CDKToolkit) is left in place.",
+        "The CDK bootstrap stack (CDKToolkit) is left in place. --dry-run lists both steps.",
     )
     _target_argument(destroy)
     destroy.add_argument("--dry-run", action="store_true", help="print the commands and exit")
@@ -77,19 +80,30 @@ def register(commands: Any) -> None:
         "client can use it as its endpoint URL) until SIGINT/SIGTERM or `fanflow down`. While it runs, "
         "`fanflow run --target embedded` uses it.",
     )
-    up.add_argument("--port", type=int, default=DEFAULT_PORT,
-                    help="port on 127.0.0.1 (default: %(default)s; LocalStack uses 4566; 0 picks a free one)")
-    up.add_argument("--compute-seconds", type=float, default=c.COMPUTE_SECONDS_EMBEDDED, metavar="S",
-                    help="simulated work per case (default: %(default)s)")
-    up.add_argument("--lambda-concurrency", type=int, default=1000, metavar="N",
-                    help="concurrent Lambda executions allowed (default: %(default)s)")
+    up.add_argument("--port", type=options.integer(0, 65535), default=DEFAULT_PORT,
+                    help="port on 127.0.0.1, 0-65535 (default: %(default)s; LocalStack uses 4566; 0 picks a free one)")
+    up.add_argument("--compute-seconds", type=options.COMPUTE_SECONDS, default=c.COMPUTE_SECONDS_EMBEDDED,
+                    metavar="S", help=f"simulated work per case, 0-{c.COMPUTE_TIMEOUT_SECONDS}, for runs that do not "
+                    "set their own with `fanflow run --compute-seconds` (default: %(default)s)")
+    up.add_argument("--lambda-concurrency", type=options.LAMBDA_CONCURRENCY, default=1000, metavar="N",
+                    help=f"Lambda executions the endpoint runs at once, 1-{c.MAX_CASES} (default: %(default)s)")
+    up.add_argument("--kept-histories", type=options.integer(0), metavar="N",
+                    help="succeeded executions per state machine whose history the endpoint keeps (default: 1000)")
+    up.add_argument("--fan-in-batch-size", type=options.integer(1, 10_000), metavar="N",
+                    help=f"completions counted per batch, 1-10000 (default: {c.FAN_IN_BATCH_SIZE})")
+    up.add_argument("--fan-in-window", type=options.integer(0, 300), metavar="SECONDS",
+                    help=f"longest wait for a fan-in batch to fill, 0-300 (default: {c.FAN_IN_BATCH_WINDOW_SECONDS})")
     up.add_argument("--detach", action="store_true", help="start in the background and return once it serves")
-    up.add_argument("--start-timeout", type=float, default=300.0, metavar="SECONDS",
+    up.add_argument("--start-timeout", type=options.SECONDS, default=300.0, metavar="SECONDS",
                     help="with --detach: how long to wait for it to serve (default: %(default)s)")
+    up.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)  # the process --detach starts
     up.set_defaults(handler=cmd_up)
 
-    down = commands.add_parser("down", help="stop the endpoint `fanflow up` started")
-    down.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+    down = commands.add_parser(
+        "down", help="stop the endpoint `fanflow up` started",
+        description="Stop the `fanflow up` endpoint the state file names (SIGTERM, then wait), and remove the "
+        "file. The requests it held are gone with it. Does nothing, and says so, when none is running.")
+    down.add_argument("--timeout", type=options.SECONDS, default=30.0, metavar="SECONDS",
                       help="how long to wait for it to stop (default: %(default)s)")
     down.set_defaults(handler=cmd_down)
 
@@ -104,7 +118,7 @@ def check_cdk_tools(target: str, root: Path = ROOT) -> str:
     """The npx to run the pinned CDK CLI with; a TargetError saying what to install otherwise."""
     npx = shutil.which("npx")
     if npx is None:
-        raise TargetError("npx was not found: install Node.js 18 or later (with npm), "
+        raise TargetError(f"npx was not found: install Node.js {MIN_NODE_MAJOR} or later (with npm), "
                           f"then run `npm install` in {root}")
     tool = root / "node_modules" / ".bin" / CDK_TOOLS[target]
     if not tool.exists():
@@ -144,8 +158,30 @@ def cdk_commands(target: str, action: str, *, context: list[str] | None = None,
     return commands
 
 
+# The oldest Node.js major version the CDK's jsii runtime (which runs the CDK libraries for
+# this Python app) still supports; older ones make it print an end-of-life banner.
+MIN_NODE_MAJOR = 22
+
+
+def node_major() -> int | None:
+    """The major version of the `node` on PATH, or None when there is none."""
+    try:
+        out = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
+        return int(out.strip().lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def node_note(major: int | None) -> str | None:
+    """A one-line note when Node.js is older than the CDK supports; None when it is fine."""
+    if major is None or major >= MIN_NODE_MAJOR:
+        return None
+    return (f"Node.js {major} is past its end of life for the CDK (jsii supports Node.js {MIN_NODE_MAJOR} and "
+            "later); it still works for now: upgrade Node.js when you can")
+
+
 def cdk_environment(target: str, *, endpoint: str | None = None, region: str | None = None,
-                    base: dict[str, str] | None = None) -> dict[str, str]:
+                    base: dict[str, str] | None = None, node: int | None = None) -> dict[str, str]:
     """The environment for the CDK CLI. cdklocal (for CDK CLI >= 2.177) drops AWS_* settings
     except the endpoints and an allowlist, and insists on AWS_ENDPOINT_URL_S3 when
     AWS_ENDPOINT_URL is set: the endpoint is given for both, S3 path-style (no DNS needed),
@@ -153,6 +189,13 @@ def cdk_environment(target: str, *, endpoint: str | None = None, region: str | N
     env = dict(os.environ if base is None else base)
     env["CDK_DISABLE_CLI_TELEMETRY"] = "true"
     env["JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION"] = "1"
+    if node_note(node) is not None:
+        # jsii's banner for an end-of-life Node.js comes out of the Python app as byte strings, a
+        # screenful per command; fanflow says it in one line instead (node_note). The variable
+        # lists the major versions to keep quiet about.
+        name = "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"
+        quiet = {version.strip() for version in env.get(name, "").split(",") if version.strip()}
+        env[name] = ",".join(sorted(quiet | {str(node)}))
     if target == "localstack":
         endpoint = endpoint or localstack_endpoint()
         region = region or target_region()
@@ -186,13 +229,19 @@ def run_commands(commands: list[list[str]], env: dict[str, str]) -> None:
             raise TargetError(f"`{' '.join(command[2:4])}` failed (exit {result.returncode}); its output is above")
 
 
-def _prepare(args: argparse.Namespace, commands: list[list[str]]) -> tuple[dict[str, str], str] | None:
-    """The CDK tools' environment and where they will act, or None after a --dry-run plan."""
+def _prepare(args: argparse.Namespace, commands: list[list[str]],
+             steps: tuple[str, ...] = ()) -> tuple[dict[str, str], str] | None:
+    """The CDK tools' environment and where they will act, or None after a --dry-run plan
+    (which lists `steps`, what fanflow itself does first, as comments)."""
     check_cdk_tools(args.target)
-    env = cdk_environment(args.target)
+    node = node_major()
+    env = cdk_environment(args.target, node=node)
     if args.dry_run:
-        _print_plan(args.target, commands, env)
+        _print_plan(args.target, commands, env, steps)
         return None
+    note = node_note(node)
+    if note is not None:
+        print(f"fanflow: note: {note}", file=sys.stderr)
     return env, preflight(args.target)
 
 
@@ -217,9 +266,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+EMPTY_BUCKET_STEP = (f"empty the artifacts bucket (the stack output {c.OUTPUT_ARTIFACTS_BUCKET}): every object and "
+                     "version, since CloudFormation deletes only empty buckets")
+
+
 def cmd_destroy(args: argparse.Namespace) -> int:
     commands = cdk_commands(args.target, "destroy")
-    prepared = _prepare(args, commands)
+    prepared = _prepare(args, commands, steps=(EMPTY_BUCKET_STEP,))
     if prepared is None:
         return 0
     env, where = prepared
@@ -257,10 +310,12 @@ def empty_bucket(s3: Any, bucket: str) -> int:
     return removed
 
 
-def _print_plan(target: str, commands: list[list[str]], env: dict[str, str]) -> None:
+def _print_plan(target: str, commands: list[list[str]], env: dict[str, str], steps: tuple[str, ...] = ()) -> None:
     changed = {k: v for k, v in env.items() if os.environ.get(k) != v}
     for name, value in sorted(changed.items()):
         print(f"export {name}={shlex.quote(value)}")
+    for step in steps:
+        print(f"# fanflow: {step}")
     for command in commands:
         print(f"(cd infra && {shlex.join(command)})")
 
@@ -272,19 +327,24 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.detach:
         return _up_detached(args)
 
+    stop = "fanflow down" if args.detached else "Ctrl-C or fanflow down"
+
     def ready(state: Any) -> None:
         print(f"fanflow endpoint serving at {state.url} (pid {state.pid}, region {state.region}, "
               f"stack {c.STACK_NAME} deployed; state in {endpoint_file()})", file=sys.stderr)
         print(f"use it: fanflow run --target embedded ...  |  aws --endpoint-url {state.url} ...  |  "
-              "stop: Ctrl-C or fanflow down", file=sys.stderr, flush=True)
+              f"stop: {stop}", file=sys.stderr, flush=True)
 
     existing = running_endpoint()
     if existing is not None:
         raise TargetError(f"an endpoint is already running at {existing.url} (pid {existing.pid}): "
                           "stop it with `fanflow down`")
+    announce_synth()
+    settings: dict[str, Any] = {} if args.kept_histories is None else {"kept_histories": args.kept_histories}
     try:
         serve(port=args.port, compute_seconds=args.compute_seconds, lambda_concurrency=args.lambda_concurrency,
-              on_ready=ready)
+              on_ready=ready, fan_in_batching=options.fan_in_batching(args.fan_in_batch_size, args.fan_in_window),
+              **settings)
     except EndpointError as exc:
         raise TargetError(str(exc)) from None
     print("fanflow endpoint stopped", file=sys.stderr)
@@ -293,6 +353,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def _up_detached(args: argparse.Namespace) -> int:
     from local.assembly import cache_root
+    from local.log_files import rotate
     from local.server import endpoint_file, read_state, running_endpoint
 
     existing = running_endpoint()
@@ -301,9 +362,17 @@ def _up_detached(args: argparse.Namespace) -> int:
                           "stop it with `fanflow down`")
     log = cache_root() / "logs" / "endpoint.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "fanflow.cli", "up", "--port", str(args.port),
+    rotate(log)
+    command = [sys.executable, "-m", "fanflow.cli", "up", "--detached", "--port", str(args.port),
                "--compute-seconds", str(args.compute_seconds), "--lambda-concurrency", str(args.lambda_concurrency)]
-    with log.open("w") as out:
+    if args.kept_histories is not None:
+        command += ["--kept-histories", str(args.kept_histories)]
+    options.fan_in_batching(args.fan_in_batch_size, args.fan_in_window)  # refused now, before the process starts
+    for option, value in (("--fan-in-batch-size", args.fan_in_batch_size), ("--fan-in-window", args.fan_in_window)):
+        if value is not None:
+            command += [option, str(value)]
+    announce_synth()
+    with log.open("a") as out:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     deadline = time.monotonic() + args.start_timeout
@@ -319,6 +388,15 @@ def _up_detached(args: argparse.Namespace) -> int:
     process.terminate()
     raise TargetError(f"the endpoint did not serve within {args.start_timeout:.0f} s (see {log}); "
                       f"state file: {endpoint_file()}")
+
+
+def announce_synth() -> None:
+    """Say so before a start that synthesizes the CDK app: ten silent seconds otherwise."""
+    from local.assembly import assembly_is_current
+
+    if not assembly_is_current():
+        print("fanflow: synthesizing the CDK app (the first run, or its sources changed): about 10 s",
+              file=sys.stderr, flush=True)
 
 
 def _tail(path: Path, lines: int = 5) -> str:

@@ -13,17 +13,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from rich.console import Console
-
 from lambda_fns import constants as c
 
-from . import ops, render, timeline
-from .client import FanflowClient, Progress, RequestFailed
-from .targets import TARGETS, EmbeddedTarget, Target, open_target
-
-EMPTY_EMBEDDED_HINT = ("the embedded target was started in this process and is empty: requests run by other "
-                       "`fanflow run` processes are gone with them. Keep one endpoint running with `fanflow up` "
-                       "(then every command reaches it), or use --target localstack/aws")
+from . import ops, options, render, timeline
+from .client import FanflowClient, Progress, RequestNotFound
+from .options import UsageError
+from .targets import TARGETS, NoEndpoint, Target, TargetOptions, open_target
 
 
 def register(commands: Any) -> None:
@@ -35,7 +30,7 @@ def register(commands: Any) -> None:
     status = commands.add_parser("status", help="show one request: state, counts, age, deadline, summary",
                                  description="Show a request's state, its counter and target, succeeded and "
                                  "failed cases, age and deadline, and its summary once it has one.")
-    status.add_argument("request_id", metavar="REQUEST_ID")
+    status.add_argument("request_id", type=options.request_id, metavar="REQUEST_ID")
     common(status)
     status.set_defaults(handler=cmd_status)
 
@@ -44,19 +39,20 @@ def register(commands: Any) -> None:
                                 "terminal, a plain line at each tenth otherwise, JSON Lines with --json (one "
                                 "object per change, then the final status). Exits 0 when every case succeeded, "
                                 "3 when the request ended otherwise.")
-    watch.add_argument("request_id", metavar="REQUEST_ID")
+    watch.add_argument("request_id", type=options.request_id, metavar="REQUEST_ID")
     common(watch)
-    watch.add_argument("--interval", type=float, default=0.5, metavar="SECONDS",
-                       help="seconds between polls of the counter row (default: %(default)s)")
-    watch.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
-                       help="stop waiting after this long (default: %(default)s)")
+    watch.add_argument("--interval", type=options.SECONDS, default=0.5, metavar="SECONDS",
+                       help="seconds between polls of the counter row, more than 0 (default: %(default)s)")
+    watch.add_argument("--timeout", type=options.SECONDS, default=3600.0, metavar="SECONDS",
+                       help="stop waiting after this long, more than 0 (default: %(default)s)")
     watch.set_defaults(handler=cmd_watch)
 
     listing = commands.add_parser("list", help="recent requests, newest first, with their state",
                                   description="List the requests on a target, newest first (a Scan of the "
                                   "counter table: rows are kept for the retention period).")
     common(listing)
-    listing.add_argument("--limit", type=int, default=20, metavar="N", help="requests shown (default: %(default)s)")
+    listing.add_argument("--limit", type=options.integer(1), default=20, metavar="N",
+                         help="requests shown, 1 or more (default: %(default)s)")
     listing.set_defaults(handler=cmd_list)
 
     report = commands.add_parser("report", help="read a timeline written by `fanflow run --trace`",
@@ -75,67 +71,56 @@ def register(commands: Any) -> None:
 
 @contextlib.contextmanager
 def operated(target_name: str) -> Iterator[tuple[FanflowClient, Target]]:
-    with open_target(target_name) as target:
-        yield FanflowClient(target.client, target.outputs), target
-
-
-def explain_empty(target: Target, err: TextIO) -> None:
-    if isinstance(target, EmbeddedTarget):
-        print(f"fanflow: note: {EMPTY_EMBEDDED_HINT}", file=err)
+    """The target's client. These commands read state that outlives a process: on the embedded
+    target only a running `fanflow up` endpoint has any, so without one they answer at once
+    (NoEndpoint) instead of starting an empty emulator."""
+    with open_target(target_name, TargetOptions(in_process=False)) as target:
+        yield FanflowClient(target.client, target.outputs, where=target.where), target
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with operated(args.target) as (client, target):
-        try:
+    try:
+        with operated(args.target) as (client, _):
             return show_status(client, args.request_id, as_json=args.json)
-        except RequestFailed:
-            explain_empty(target, sys.stderr)
-            raise
+    except NoEndpoint as exc:
+        raise RequestNotFound(f"no request {args.request_id!r} on the embedded target: {exc}") from None
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    if args.interval <= 0:
-        from .cli import UsageError
-
-        raise UsageError("--interval must be positive")
-    with operated(args.target) as (client, target):
-        try:
+    try:
+        with operated(args.target) as (client, _):
             return watch_request(client, args.request_id, as_json=args.json, timeout=args.timeout,
                                  interval=args.interval)
-        except RequestFailed:
-            explain_empty(target, sys.stderr)
-            raise
+    except NoEndpoint as exc:
+        raise RequestNotFound(f"no request {args.request_id!r} on the embedded target: {exc}") from None
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    if args.limit < 1:
-        from .cli import UsageError
-
-        raise UsageError("--limit must be at least 1")
-    with operated(args.target) as (client, target):
-        count = list_requests(client, limit=args.limit, as_json=args.json)
-        if count == 0:
-            explain_empty(target, sys.stderr)
+    try:
+        with operated(args.target) as (client, _):
+            list_requests(client, limit=args.limit, as_json=args.json)
+    except NoEndpoint as exc:
+        print(f"fanflow: {exc}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"total": 0, "requests": []}))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .cli import UsageError
-
+    if args.plot:  # both checked before the timeline is read
+        options.check_writable(args.plot, "--plot")
+        render.require_matplotlib()
     try:
         analysis = timeline.analyse(timeline.load(args.file))
     except timeline.TimelineError as exc:
         raise UsageError(str(exc)) from None
     if args.plot:
-        try:
-            render.plot_timeline(analysis, args.plot)
-        except render.PlotUnavailable as exc:
-            raise UsageError(str(exc)) from None
+        render.plot_timeline(analysis, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     if args.json:
         print(json.dumps(analysis))
     else:
-        console = Console()
+        console = render.output_console()
         for table in render.report_tables(analysis):
             console.print(table)
     return 0
@@ -167,7 +152,7 @@ def print_status(client: FanflowClient, row: dict[str, Any], *, now: float, as_j
     if as_json:
         print(json.dumps(view), file=out)
     else:
-        console = Console(file=out)
+        console = render.output_console(out)
         for table in render.status_tables(view):
             console.print(table)
 
@@ -208,14 +193,7 @@ def list_requests(client: FanflowClient, *, limit: int, as_json: bool, out: Text
     if as_json:
         print(json.dumps({"total": len(rows), "requests": views}), file=out)
     elif rows:
-        Console(file=out).print(render.requests_table(views, total=len(rows)))
+        render.output_console(out).print(render.requests_table(views, total=len(rows)))
     else:
         print("no requests on this target", file=out)
     return len(rows)
-
-
-def save_trace(client: FanflowClient, request_id: str, execution_arn: str, path: Path) -> None:
-    """`fanflow run --trace FILE`: the request's timeline, queried after it ended."""
-    timeline.write(timeline.collect(client, request_id, execution_arn=execution_arn), path)
-    print(f"wrote the timeline of {request_id} to {path} (draw it: fanflow report {path} --plot timeline.png)",
-          file=sys.stderr)

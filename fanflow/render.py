@@ -12,8 +12,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .client import Progress as RequestProgress
+from .options import UsageError
 
 STATUS_STYLE = {"SUCCEEDED": "green", "PARTIAL": "yellow", "FAILED": "red", "TIMED_OUT": "red"}
+# What a summary's computeMs measures: each case's wall time from the start to the end of its
+# work, in its compute target. On the embedded target that includes the time a case that has
+# finished sleeping waits for the one CPU-bound interpreter (its GIL), not only the work.
+CASE_TIME_LABEL = "case time in compute (wall)"
+
+
+def output_console(file: TextIO | None = None) -> Console:
+    """Where tables go: a terminal at its width; anything else (a file, a pipe) at the
+    tables' own width, never cut or wrapped at rich's default of 80 columns."""
+    console = Console(file=file)
+    return console if console.is_terminal else Console(file=file, width=100_000)
 
 
 class ProgressReporter:
@@ -63,13 +75,15 @@ def summary_tables(summary: dict[str, Any], *, summary_runs: int | None, max_cas
     head.add_row("timed out", str(len(summary["timedOut"])))
     head.add_row("wall time", f"{summary['wallSeconds']:.2f} s")
     compute = summary["computeMs"]
-    head.add_row("compute time per case", f"mean {compute['mean']} ms, max {compute['max']} ms")
+    head.add_row(CASE_TIME_LABEL, f"mean {compute['mean']} ms, max {compute['max']} ms")
     if summary_runs is not None:
         head.add_row("Summary runs", str(summary_runs))
+    if max_cases == 0:
+        return [head]
 
     cases = Table(title="Cases" + (f" (first {max_cases} of {len(summary['cases'])})"
                                    if len(summary["cases"]) > max_cases else ""))
-    for column in ("caseId", "state", "processing ms", "error"):
+    for column in ("caseId", "state", "time in compute ms", "error"):
         cases.add_column(column)
     for case in summary["cases"][:max_cases]:
         cases.add_row(case["caseId"], case["state"], str(case.get("durationMs", "-")), case.get("error", ""))
@@ -137,7 +151,7 @@ def status_tables(view: dict[str, Any]) -> list[Table]:
                  f"{summary['succeeded']} / {summary['failed']} / {len(summary['timedOut'])}")
     body.add_row("wall time", duration(summary["wallSeconds"]))
     compute = summary["computeMs"]
-    body.add_row("compute time per case", f"mean {compute['mean']} ms, max {compute['max']} ms")
+    body.add_row(CASE_TIME_LABEL, f"mean {compute['mean']} ms, max {compute['max']} ms")
     if view.get("summaryKey"):
         body.add_row("stored at", str(view["summaryKey"]))
     tables = [head, body]
@@ -233,17 +247,20 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
     return tables
 
 
-class PlotUnavailable(RuntimeError):
-    """matplotlib is not installed."""
+def require_matplotlib() -> None:
+    """UsageError when matplotlib, which every --plot needs, is not installed: checked before
+    the work whose result it would draw."""
+    try:
+        import matplotlib  # noqa: F401  (optional: only the --plot options need it)
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'fanflow[plot]'") from None
 
 
 def plot_timeline(report: dict[str, Any], path: Path) -> None:
     """Two panels: cases completed over time (failed ones too) with the fan-out and summary
     marked; and the distribution of per-case durations. Written as PNG."""
-    try:
-        from matplotlib.figure import Figure  # optional: only `fanflow report --plot` needs it
-    except ImportError:
-        raise PlotUnavailable("drawing a timeline needs matplotlib: pip install 'fanflow[plot]'") from None
+    require_matplotlib()
+    from matplotlib.figure import Figure
 
     figure = Figure(figsize=(11, 4.5), layout="constrained")
     curve, histogram = figure.subplots(1, 2, width_ratios=[3, 2])

@@ -13,19 +13,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import HTTPClientError
 
 from lambda_fns import constants as c
 
 from .client import RequestFailed
+from .options import UsageError
 
 TARGETS = ("embedded", "localstack", "aws")
 REMOTE_TARGETS = ("localstack", "aws")
+
+# What botocore raises when a target stops answering (refused, reset, timed out).
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (BotoConnectionError, HTTPClientError)
 
 # LocalStack: the image that starts without an auth token (a token holder sets
 # LOCALSTACK_IMAGE and LOCALSTACK_AUTH_TOKEN), and the services the stack and
@@ -43,53 +49,96 @@ class TargetError(RequestFailed):
     message says why and what to do."""
 
 
+class NoEndpoint(TargetError):
+    """No `fanflow up` endpoint runs, and the command needs one (it reads state that only a
+    running endpoint keeps)."""
+
+
+NO_ENDPOINT = ("no `fanflow up` endpoint is running, so the embedded target holds no requests: a `fanflow run` "
+               "without one runs in a fresh in-process emulator that ends with it, and so would this command. "
+               "Start one with `fanflow up` and run requests there, or use --target localstack/aws")
+
+
 class Target(Protocol):
     name: str
     outputs: dict[str, str]
+    where: str  # the target in messages
+    in_process: bool  # the handlers run in this process (and the requests end with it)
 
     def client(self, service: str) -> Any: ...
 
     def summary_invocations(self, request_id: str) -> int | None: ...
 
-    def set_compute_seconds(self, seconds: float) -> None: ...
-
     def fan_in_stats(self, request_id: str) -> dict[str, int] | None: ...
+
+
+KEEP_ALL_HISTORIES = "all"
 
 
 @dataclass
 class TargetOptions:
-    lambda_concurrency: int = 1000
-    compute_seconds: float | None = None
+    """What a run asks of its target. The embedded target's own settings (Lambda concurrency,
+    kept histories) are None when not given: a target that cannot honour a given one refuses it."""
+
+    lambda_concurrency: int | None = None  # embedded only; default 1000
+    compute_seconds: float | None = None  # in-process: the emulator's; elsewhere the caller sends it per case
     faults: Any = None  # local.faults.FaultPlan, embedded only
-    kept_histories: int | None = 1000  # embedded only: see local.runtime.DEFAULT_KEPT_HISTORIES
+    kept_histories: int | str | None = None  # embedded only: a count or KEEP_ALL_HISTORIES; default 1000
+    in_process: bool = True  # False: an embedded target must be a running `fanflow up` endpoint
+    notice: Callable[[str], None] | None = None  # told what the target does that the caller should know
     fan_in_batching: dict[str, int] | None = None  # embedded only: batch_size, window_seconds
+
+    def tell(self, message: str) -> None:
+        if self.notice is not None:
+            self.notice(message)
+
+    def emulator_kept_histories(self) -> int | None:
+        from local.runtime import DEFAULT_KEPT_HISTORIES
+
+        if self.kept_histories is None:
+            return DEFAULT_KEPT_HISTORIES
+        return None if self.kept_histories == KEEP_ALL_HISTORIES else int(self.kept_histories)
+
+    def embedded_settings(self) -> dict[str, Any]:
+        """The embedded-only settings given, by option name."""
+        batching = self.fan_in_batching or {}
+        given = {"--lambda-concurrency": self.lambda_concurrency, "--kept-histories": self.kept_histories,
+                 "--fan-in-batch-size": batching.get("batch_size"), "--fan-in-window": batching.get("window_seconds")}
+        return {name: value for name, value in given.items() if value is not None}
 
 
 class EmbeddedTarget:
     """The in-process emulator, deployed for the life of the context."""
 
     name = "embedded"
+    where = "the in-process embedded target"
+    in_process = True
 
     def __init__(self, options: TargetOptions) -> None:
         from local.runtime import EmbeddedEmulator
 
         self.emulator = EmbeddedEmulator(
-            lambda_concurrency=options.lambda_concurrency,
+            lambda_concurrency=options.lambda_concurrency or 1000,
             compute_seconds=c.COMPUTE_SECONDS_EMBEDDED if options.compute_seconds is None else options.compute_seconds,
             faults=options.faults,
-            kept_histories=options.kept_histories,
+            kept_histories=options.emulator_kept_histories(),
         )
-        self.options = options
         self.outputs: dict[str, str] = {}
         self._workers = contextlib.ExitStack()
+        self._options = options
 
     def start(self) -> None:
+        from local.assembly import assembly_is_current
+
         from .worker import embedded_workers
 
+        if not assembly_is_current():
+            self._options.tell("synthesizing the CDK app (the first run, or its sources changed): about 10 s")
+        self._options.tell("starting the embedded target in this process (deploying the stack into it)")
         self.emulator.start()
         self.outputs = self.emulator.outputs
-        if self.options.fan_in_batching:
-            self.emulator.set_fan_in_batching(**self.options.fan_in_batching)
+        if self._options.fan_in_batching:
+            self.emulator.set_fan_in_batching(**self._options.fan_in_batching)
         # The queue compute target's cases need workers: threads polling the emulator's queue.
         if c.OUTPUT_WORK_QUEUE_URL in self.outputs:
             self._workers.enter_context(embedded_workers(self.emulator))
@@ -104,9 +153,6 @@ class EmbeddedTarget:
     def summary_invocations(self, request_id: str) -> int | None:
         return self.emulator.summary_invocations(request_id)
 
-    def set_compute_seconds(self, seconds: float) -> None:
-        self.emulator.set_compute_seconds(seconds)
-
     def fan_in_stats(self, request_id: str) -> dict[str, int] | None:
         return self.emulator.fan_in_stats(request_id)
 
@@ -114,6 +160,8 @@ class EmbeddedTarget:
 class RemoteTarget:
     """A deployed stack reached through boto3 only: LocalStack, AWS, or a `fanflow up`
     endpoint."""
+
+    in_process = False
 
     def __init__(self, name: str, session: Any, *, endpoint_url: str | None = None, where: str = "") -> None:
         from botocore.config import Config
@@ -132,7 +180,13 @@ class RemoteTarget:
         return self._clients[service]
 
     def load_outputs(self) -> dict[str, str]:
-        self.outputs = stack_outputs_or_explain(self.client("cloudformation"), self.name, self.where)
+        try:
+            self.outputs = stack_outputs_or_explain(self.client("cloudformation"), self.name, self.where)
+        except NotAnAwsResponse:
+            what = "LocalStack" if self.name == "localstack" else "an AWS endpoint"
+            fix = ": point LOCALSTACK_ENDPOINT (or AWS_ENDPOINT_URL) at LocalStack" if self.name == "localstack" else ""
+            raise TargetError(f"something answers at {self.endpoint_url or self.where}, but it is not {what} (its "
+                              f"answer to CloudFormation's DescribeStacks is not an AWS response){fix}") from None
         return self.outputs
 
     def summary_invocations(self, request_id: str) -> int | None:
@@ -140,26 +194,6 @@ class RemoteTarget:
 
     def fan_in_stats(self, request_id: str) -> dict[str, int] | None:
         return None  # the engine is elsewhere: the counter row's own figures stand
-
-    def set_compute_seconds(self, seconds: float, *, timeout: float = 120.0) -> None:
-        """`aws lambda update-function-configuration` on each compute function, waiting until
-        the update is applied (new invocations then cold-start with the new value)."""
-        for name in self.outputs.get(c.OUTPUT_COMPUTE_FUNCTIONS, self.outputs[c.OUTPUT_COMPUTE_FUNCTION]).split(","):
-            self._set_compute_seconds(name, seconds, timeout=timeout)
-
-    def _set_compute_seconds(self, name: str, seconds: float, *, timeout: float) -> None:
-        lam = self.client("lambda")
-        env = lam.get_function_configuration(FunctionName=name).get("Environment", {}).get("Variables", {})
-        if env.get(c.ENV_COMPUTE_SECONDS) == str(seconds):
-            return
-        env[c.ENV_COMPUTE_SECONDS] = str(seconds)
-        lam.update_function_configuration(FunctionName=name, Environment={"Variables": env})
-        deadline = time.monotonic() + timeout
-        while lam.get_function_configuration(FunctionName=name).get("LastUpdateStatus") == "InProgress":
-            if time.monotonic() > deadline:
-                raise TargetError(f"the update of {name}'s {c.ENV_COMPUTE_SECONDS} on {self.where} "
-                                  f"did not finish within {timeout:.0f} s")
-            time.sleep(1.0)
 
 
 class EndpointTarget(RemoteTarget):
@@ -178,13 +212,22 @@ USABLE_STACK_STATUSES = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE
                                    "IMPORT_COMPLETE", "IMPORT_ROLLBACK_COMPLETE"})
 
 
+class NotAnAwsResponse(TargetError):
+    """What answered is not an AWS API (any web server at the endpoint's address)."""
+
+
 def stack_outputs_or_explain(cloudformation: Any, target: str, where: str | None = None) -> dict[str, str]:
     """The Fanflow stack's outputs; a TargetError naming the fix when it is not deployed."""
     from botocore.exceptions import ClientError
+    from botocore.parsers import ResponseParserError
 
     where = where or target
     try:
         stack = cloudformation.describe_stacks(StackName=c.STACK_NAME)["Stacks"][0]
+    except (ResponseParserError, KeyError, IndexError, TypeError, ValueError) as exc:
+        # botocore could not read the answer as CloudFormation's (a web page, say)
+        raise NotAnAwsResponse(f"{where} gave DescribeStacks an answer that is not CloudFormation's: "
+                               f"{type(exc).__name__}: {exc}") from None
     except ClientError as exc:
         message = exc.response.get("Error", {}).get("Message", "")
         if "does not exist" in message:
@@ -210,7 +253,8 @@ def target_region() -> str:
 
 def check_localstack(endpoint: str, timeout: float = 3.0) -> None:
     """Raise a TargetError quickly when nothing answers at `endpoint`. Any HTTP answer
-    counts as reachable (what is deployed there is checked through CloudFormation)."""
+    counts as reachable: what answers, and what is deployed there, is checked through
+    CloudFormation (RemoteTarget.load_outputs)."""
     try:
         with urllib.request.urlopen(f"{endpoint}/_localstack/health", timeout=timeout):
             return
@@ -279,13 +323,18 @@ def aws_session() -> Any:
 def check_aws_credentials(session: Any) -> tuple[str, str]:
     """(account, region) of the caller, checked with `sts get-caller-identity`; a
     TargetError saying what is missing otherwise."""
+    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     region = session.region_name
     if not region:
         raise TargetError("no AWS region configured: set AWS_REGION (or a region in your AWS profile)")
     try:
-        identity = session.client("sts").get_caller_identity()
+        sts = session.client("sts", config=Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2}))
+        identity = sts.get_caller_identity()
+    except CONNECTION_ERRORS as exc:
+        raise TargetError(f"cannot reach AWS STS to check the credentials (a network failure, not a credentials "
+                          f"one: {exc}): check the network, a proxy (HTTPS_PROXY) or AWS_ENDPOINT_URL") from None
     except NoCredentialsError:
         raise TargetError("no AWS credentials found (checked with sts get-caller-identity): configure a profile "
                           "and set AWS_PROFILE, or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from None
@@ -316,32 +365,75 @@ def open_endpoint(state: Any) -> EndpointTarget:
     return target
 
 
+def find_endpoint(options: TargetOptions) -> tuple[Any, dict[str, Any]] | None:
+    """The running `fanflow up` endpoint (its state and what it says about itself), or None.
+    An endpoint that stopped without removing its state file is reported, and its file removed;
+    one that runs but does not answer is an error, not a reason to run elsewhere."""
+    from local.server import describe_endpoint, endpoint_file, forget_endpoint, read_state
+
+    state = read_state()
+    if state is None:
+        return None
+    answer, alive = describe_endpoint(state)
+    if answer is not None:
+        return state, answer
+    if alive:
+        raise TargetError(f"the `fanflow up` endpoint at {state.url} (pid {state.pid}) runs but does not answer: "
+                          "wait for it, or stop it with `fanflow down`")
+    forget_endpoint(state)
+    options.tell(f"the `fanflow up` endpoint at {state.url} (pid {state.pid}, recorded in {endpoint_file()}) has "
+                 "stopped, and the requests it held are gone with it")
+    return None
+
+
+def check_embedded_settings(options: TargetOptions, where: str, endpoint: dict[str, Any] | None) -> None:
+    """UsageError for an embedded-only setting that the target cannot honour: any of them
+    off the embedded target; on an endpoint, one that differs from its own."""
+    for option, value in options.embedded_settings().items():
+        if endpoint is None:
+            raise UsageError(f"{option} applies to the embedded target only; {where} has its own")
+        key = {"--lambda-concurrency": "lambdaConcurrency", "--kept-histories": "keptHistories",
+               "--fan-in-batch-size": "fanInBatchSize", "--fan-in-window": "fanInWindow"}[option]
+        wanted = None if value == KEEP_ALL_HISTORIES else value
+        if key not in endpoint or endpoint[key] != wanted:
+            has = endpoint.get(key, "unknown")
+            raise UsageError(f"{option} {value} cannot apply to {where}: it was started with {option} "
+                             f"{KEEP_ALL_HISTORIES if has is None else has}. Restart it with `fanflow up {option} "
+                             f"{value}`, or stop it (`fanflow down`) to run in-process")
+
+
 @contextlib.contextmanager
 def open_target(name: str, options: TargetOptions | None = None) -> Iterator[Target]:
+    """The target to run on. An embedded run goes to a running `fanflow up` endpoint when
+    there is one, else in-process (unless `options.in_process` is False: then NoEndpoint)."""
     options = options or TargetOptions()
     if name not in TARGETS:
         raise ValueError(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
     remote: RemoteTarget | None = None
-    if name == "localstack":
-        remote = open_localstack()
-    elif name == "aws":
-        remote = open_aws()
-    elif not (options.faults is not None and options.faults.active):
-        # A running `fanflow up` endpoint serves embedded runs; fault injection needs the
-        # handlers in this process, so it always runs in-process.
-        from local.server import running_endpoint
+    if name in REMOTE_TARGETS:
+        check_embedded_settings(options, name, None)
+        remote = open_localstack() if name == "localstack" else open_aws()
+    elif options.faults is not None and options.faults.active:
+        # Fault injection needs the handlers in this process: it always runs in-process.
+        from local.server import read_state
 
-        state = running_endpoint()
-        if state is not None:
+        recorded = read_state()
+        if recorded is not None:
+            options.tell(f"fault injection runs in this process, where the handlers run, not on the `fanflow up` "
+                         f"endpoint at {recorded.url}")
+    else:
+        # A running `fanflow up` endpoint serves embedded runs.
+        found = find_endpoint(options)
+        if found is not None:
+            state, answer = found
+            check_embedded_settings(options, f"the embedded endpoint at {state.url}", answer)
             remote = open_endpoint(state)
+            options.tell(f"using the `fanflow up` endpoint at {state.url}: requests there outlive this command")
     if remote is not None:
-        if options.fan_in_batching:
-            raise TargetError(f"fan-in batching options apply to an in-process run; {remote.where} keeps its own "
-                              "(set them with fanflow up)")
-        if options.compute_seconds is not None:
-            remote.set_compute_seconds(options.compute_seconds)
         yield remote
         return
+    if not options.in_process:
+        raise NoEndpoint(NO_ENDPOINT)
     target = EmbeddedTarget(options)
     target.start()
     try:

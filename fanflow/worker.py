@@ -27,6 +27,7 @@ from typing import Any
 from lambda_fns import casework
 from lambda_fns import constants as c
 
+from . import options
 from .targets import TARGETS, Target, TargetError, open_target
 
 LOG = logging.getLogger("fanflow.worker")
@@ -315,10 +316,11 @@ def register(commands: Any) -> None:
         f"{c.OUTPUT_WORKER_POLICY_ARN}.")
     worker.add_argument("--target", choices=TARGETS, default="embedded",
                         help="where the stack is deployed (default: embedded, through a `fanflow up` endpoint)")
-    worker.add_argument("--threads", type=int, default=4, metavar="N",
-                        help="cases computed at once, one polling thread each (default: %(default)s)")
-    worker.add_argument("--compute-seconds", type=float, metavar="S",
-                        help="simulated work per case, unless the case sets computeSeconds (default: "
+    worker.add_argument("--threads", type=options.integer(1, 1000), default=4, metavar="N",
+                        help="cases computed at once, one polling thread each, 1-1000 (default: %(default)s)")
+    worker.add_argument("--compute-seconds", type=options.number(0, c.MAX_DEADLINE_SECONDS), metavar="S",
+                        help="simulated work per case, 0 or more (a queue case may take as long as its "
+                        "request's deadline), unless the case sets computeSeconds (default: "
                         f"{c.COMPUTE_SECONDS_EMBEDDED} on the embedded target, else {c.COMPUTE_SECONDS_AWS}, "
                         "as the deployed functions)")
     worker.add_argument("--queue-output", default=c.OUTPUT_WORK_QUEUE_URL, metavar="OUTPUT",
@@ -327,29 +329,21 @@ def register(commands: Any) -> None:
     worker.add_argument("--compute-type", default=c.COMPUTE_TYPE_QUEUE, choices=c.COMPUTE_TYPES,
                         help="the queue target's compute type, recorded with each result as computedBy "
                         "(default: %(default)s)")
-    worker.add_argument("--visibility-timeout", type=int, default=c.WORK_QUEUE_VISIBILITY_TIMEOUT_SECONDS,
-                        metavar="SECONDS", help="how long a case stays hidden from other workers between "
-                        "heartbeats; a dead worker's case reappears after it (default: %(default)s)")
-    worker.add_argument("--wait-seconds", type=int, default=c.WORKER_WAIT_SECONDS, metavar="SECONDS",
-                        help="long-polling wait per receive, 1-20 (default: %(default)s)")
-    worker.add_argument("--retention-days", type=int, default=c.DEFAULT_RETENTION_DAYS, metavar="DAYS",
-                        help="results rows expire after this (default: %(default)s, as deployed by default)")
-    worker.add_argument("--max-cases", type=int, metavar="N",
-                        help="stop after completing N cases (default: run until stopped)")
+    worker.add_argument("--visibility-timeout", type=options.integer(1, 43_200),
+                        default=c.WORK_QUEUE_VISIBILITY_TIMEOUT_SECONDS, metavar="SECONDS",
+                        help="how long a case stays hidden from other workers between heartbeats, 1-43200 (SQS's "
+                        "12 hours); a dead worker's case reappears after it (default: %(default)s)")
+    worker.add_argument("--wait-seconds", type=options.integer(1, 20), default=c.WORKER_WAIT_SECONDS,
+                        metavar="SECONDS", help="long-polling wait per receive, 1-20 (default: %(default)s)")
+    worker.add_argument("--retention-days", type=options.RETENTION_DAYS, default=c.DEFAULT_RETENTION_DAYS,
+                        metavar="DAYS", help="results rows expire after this, 1-3650 (default: %(default)s, as "
+                        "deployed by default)")
+    worker.add_argument("--max-cases", type=options.integer(1), metavar="N",
+                        help="stop after completing N cases, 1 or more (default: run until stopped)")
     worker.set_defaults(handler=cmd_worker)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .cli import UsageError
-
-    if args.threads < 1:
-        raise UsageError("--threads must be at least 1")
-    if not 1 <= args.wait_seconds <= 20:
-        raise UsageError("--wait-seconds must be between 1 and 20 (SQS long polling)")
-    if args.visibility_timeout < 1:
-        raise UsageError("--visibility-timeout must be at least 1 second")
-    if args.max_cases is not None and args.max_cases < 1:
-        raise UsageError("--max-cases must be at least 1")
     if args.target == "embedded":
         from local.server import running_endpoint
 

@@ -32,6 +32,8 @@ COMPUTE_TYPE_WORKFLOW = "workflow"  # a Step Functions workflow per case
 COMPUTE_TYPE_QUEUE = "queue"  # an SQS queue consumed by `fanflow worker`
 DEFAULT_COMPUTE_TYPE = COMPUTE_TYPE_LAMBDA
 COMPUTE_TYPES = (COMPUTE_TYPE_LAMBDA, COMPUTE_TYPE_LAMBDA_LARGE, COMPUTE_TYPE_WORKFLOW, COMPUTE_TYPE_QUEUE)
+# A case's own simulated work time, in seconds; without it, the compute target's configured time.
+ATTR_COMPUTE_SECONDS = "computeSeconds"
 
 # Case outcomes carried by the completion event's "state".
 CASE_SUCCEEDED = "SUCCEEDED"
@@ -123,7 +125,12 @@ FANOUT_MAX_CONCURRENCY = 40  # Map iterations in flight
 SFN_MAX_INPUT_BYTES = 256 * 1024  # Step Functions state input/output limit
 MAX_REQUEST_BYTES = 240 * 1024  # leaves room for the execution's own fields
 MAX_CASE_ID_LENGTH = 128
-MAX_REQUEST_ID_LENGTH = 80  # the request id is also the PreProcess execution name
+# A requestId is the caller's business key: any text, up to this many characters (and bytes
+# in UTF-8: it names the request's summary and manifest objects, and S3 keys are limited to
+# 1,024 bytes). The PreProcess execution name is derived from it (request_model.execution_name).
+MAX_REQUEST_ID_LENGTH = 256
+MAX_REQUEST_ID_BYTES = 960
+SFN_MAX_NAME_LENGTH = 80  # StartExecution: an execution name is 1-80 characters
 MAX_CASES = 10_000
 TRANSACTION_MAX_ITEMS = 100  # TransactWriteItems: at most 100 items
 # The fan-in buffer (an SQS queue) is read by a Lambda event source mapping in batches: up to

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from . import constants as c
 from .request_model import RequestError, parse_request
-from .support import client, epoch_now, require_env
+from .support import client, require_env
 from .telemetry import Telemetry, log
 
 _ENV = require_env(
@@ -30,16 +32,23 @@ def manifest_key(request_id: str, token: str) -> str:
 
 
 def plan(
-    event: dict[str, Any], *, now: int, batch_size: int, retention_seconds: int, default_deadline: int
+    event: dict[str, Any], *, now: float, batch_size: int, retention_seconds: int, default_deadline: int
 ) -> dict[str, Any]:
-    """The PreProcess state after Prepare; numbers are strings, as DynamoDB's N wants."""
+    """The PreProcess state after Prepare; numbers are strings, as DynamoDB's N wants.
+
+    createdAt has milliseconds, as completedAt does, so that a request's wall time is
+    exact. The deadline is a whole second, rounded up: the Wait state that closes the
+    request waits until a timestamp and ignores its milliseconds (on AWS, and in the
+    embedded engine by adaptation 16), so a request is closed at its deadline, never
+    before, and gets at least its deadlineSeconds."""
     request = parse_request(event, default_deadline=default_deadline)
     cases = list(request.cases)
-    deadline = now + request.deadline_seconds
+    created = math.floor(now * 1000) / 1000
+    deadline = math.ceil(created + request.deadline_seconds)
     return {
         "requestId": request.request_id,
         "target": str(request.length),
-        "createdAt": str(now),
+        "createdAt": f"{created:.3f}",
         "deadline": str(deadline),
         "deadlineIso": datetime.fromtimestamp(deadline, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "expiresAt": str(deadline + retention_seconds),
@@ -51,7 +60,7 @@ def plan(
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     state = plan(
         event,
-        now=epoch_now(),
+        now=time.time(),
         batch_size=int(_ENV[c.ENV_BATCH_SIZE]),
         retention_seconds=int(_ENV[c.ENV_RETENTION_SECONDS]),
         default_deadline=int(_ENV[c.ENV_DEFAULT_DEADLINE_SECONDS]),

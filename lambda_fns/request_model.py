@@ -4,19 +4,51 @@ StartExecution calls)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import constants as c
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+# What an execution name keeps of a requestId: the characters CloudWatch Logs accepts in
+# one (StartExecution allows more, but not whitespace, brackets, wildcards, most
+# punctuation or control characters); every other run of characters becomes one '-'.
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_NAME_DIGEST_CHARS = 16  # 64 bits of SHA-256: distinct requestIds never share a name in practice
 
 
 class RequestError(ValueError):
     """A request that fanflow will not start; the message names the problem."""
+
+
+def execution_name(request_id: str) -> str:
+    """The PreProcess execution name of a request: a readable prefix of the requestId's
+    letters, digits, '-' and '_', then a digest of the whole requestId; always a valid
+    StartExecution name (1-80 characters). The same requestId always gives the same name,
+    which is what makes a second start of a request fail (ExecutionAlreadyExists)."""
+    digest = hashlib.sha256(request_id.encode("utf-8")).hexdigest()[:_NAME_DIGEST_CHARS]
+    readable = _NAME_UNSAFE.sub("-", request_id).strip("-")[: c.SFN_MAX_NAME_LENGTH - _NAME_DIGEST_CHARS - 1]
+    return f"{readable.rstrip('-')}-{digest}" if readable else digest
+
+
+def describe(value: Any) -> str:
+    """What a JSON value is, for a message: 'the number 0', 'an empty string', 'null'."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return "an empty string" if not value else f"the string {value!r}"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 @dataclass(frozen=True)
@@ -42,20 +74,35 @@ class FanRequest:
             "deadlineSeconds": self.deadline_seconds,
         }
 
+    @property
+    def execution_name(self) -> str:
+        return execution_name(self.request_id)
+
+    def input_bytes(self) -> int:
+        """The size of the PreProcess execution input."""
+        return len(json.dumps(self.to_input()).encode())
+
+    def with_compute_seconds(self, seconds: float) -> FanRequest:
+        """The request with `computeSeconds` set on every case that has none (a case's own
+        value wins), so that a run's simulated work travels with its cases; RequestError
+        when the cases no longer fit in an execution input."""
+        cases = tuple(case if c.ATTR_COMPUTE_SECONDS in case else {**case, c.ATTR_COMPUTE_SECONDS: seconds}
+                      for case in self.cases)
+        request = replace(self, cases=cases)
+        _check_size(request.input_bytes())
+        return request
+
 
 def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | None = None) -> FanRequest:
     """Parse and validate a request; raise RequestError naming the first problem."""
     if isinstance(raw, (str, bytes)):
-        size = len(raw.encode() if isinstance(raw, str) else raw)
-        if size > c.MAX_REQUEST_BYTES:
-            raise RequestError(
-                f"request is {size} bytes; the limit is {c.MAX_REQUEST_BYTES} bytes because a "
-                f"Step Functions execution input is capped at {c.SFN_MAX_INPUT_BYTES} bytes. "
-                "Split it into several requests."
-            )
+        _check_size(len(raw.encode() if isinstance(raw, str) else raw))
         try:
             data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            raise RequestError(f"request is not valid JSON: it is not UTF-8 text ({exc.reason}: byte "
+                               f"0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
+        except json.JSONDecodeError as exc:
             raise RequestError(f"request is not valid JSON: {exc}") from None
     else:
         data = raw
@@ -69,11 +116,7 @@ def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | 
         request_id = str(request_id)
     if not isinstance(request_id, str):
         raise RequestError(f"requestId must be a string, got {type(request_id).__name__}")
-    if len(request_id) > c.MAX_REQUEST_ID_LENGTH or not _REQUEST_ID.fullmatch(request_id):
-        raise RequestError(
-            f"requestId {request_id!r} must be 1-{c.MAX_REQUEST_ID_LENGTH} characters of "
-            "letters, digits, '-' or '_' (it names the PreProcess execution)"
-        )
+    check_request_id(request_id)
 
     if "requests" not in data:
         raise RequestError("request has no 'requests' array")
@@ -89,9 +132,11 @@ def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | 
     for index, case in enumerate(cases):
         if not isinstance(case, dict):
             raise RequestError(f"requests[{index}] must be an object with a caseId")
-        case_id = case.get(c.ATTR_CASE_ID)
+        if c.ATTR_CASE_ID not in case:
+            raise RequestError(f"requests[{index}].caseId must be a non-empty string; the case has none")
+        case_id = case[c.ATTR_CASE_ID]
         if not isinstance(case_id, str) or not case_id:
-            raise RequestError(f"requests[{index}].caseId must be a non-empty string")
+            raise RequestError(f"requests[{index}].caseId must be a non-empty string, got {describe(case_id)}")
         if len(case_id) > c.MAX_CASE_ID_LENGTH:
             raise RequestError(
                 f"requests[{index}].caseId is longer than {c.MAX_CASE_ID_LENGTH} characters"
@@ -124,6 +169,31 @@ def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | 
         )
 
     return FanRequest(request_id=request_id, cases=tuple(cases), deadline_seconds=int(max(1, deadline)))
+
+
+def check_request_id(request_id: str) -> None:
+    """A requestId is any text of 1 to MAX_REQUEST_ID_LENGTH characters (at most
+    MAX_REQUEST_ID_BYTES in UTF-8); RequestError otherwise."""
+    if not request_id:
+        raise RequestError("requestId must not be empty")
+    if len(request_id) > c.MAX_REQUEST_ID_LENGTH:
+        raise RequestError(f"requestId is {len(request_id)} characters; the limit is {c.MAX_REQUEST_ID_LENGTH}")
+    try:
+        size = len(request_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise RequestError("requestId is not valid Unicode (it holds an unpaired surrogate)") from None
+    if size > c.MAX_REQUEST_ID_BYTES:
+        raise RequestError(f"requestId is {size} bytes in UTF-8; the limit is {c.MAX_REQUEST_ID_BYTES} "
+                           "(it names the request's objects in S3, whose keys are limited to 1,024 bytes)")
+
+
+def _check_size(size: int) -> None:
+    if size > c.MAX_REQUEST_BYTES:
+        raise RequestError(
+            f"request is {size} bytes; the limit is {c.MAX_REQUEST_BYTES} bytes because a "
+            f"Step Functions execution input is capped at {c.SFN_MAX_INPUT_BYTES} bytes. "
+            "Split it into several requests."
+        )
 
 
 def _parse_length(value: Any) -> int:

@@ -84,10 +84,6 @@ def put_events(
     return calls
 
 
-def epoch_now() -> int:
-    return int(time.time())
-
-
 def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
     """A DynamoDB item (typed JSON) as plain JSON: numbers become int or float."""
     from boto3.dynamodb.types import TypeDeserializer

@@ -44,14 +44,27 @@ def template_path(assembly: Path, stack_name: str = c.STACK_NAME) -> Path:
     return assembly / f"{stack_name}.template.json"
 
 
+def _outdir(context: dict[str, str] | None) -> Path:
+    return cache_root() / ("cdk.out" + "".join(f"-{name}" for name in sorted(context or {})))
+
+
+def _is_current(outdir: Path, key: str) -> bool:
+    marker = outdir / FINGERPRINT_FILE
+    return marker.is_file() and marker.read_text() == key and template_path(outdir).is_file()
+
+
+def assembly_is_current(context: dict[str, str] | None = None) -> bool:
+    """Whether the cached assembly matches the sources: if not, the next start synthesizes
+    (about ten seconds), which a caller may want to announce."""
+    return _is_current(_outdir(context), fingerprint(context))
+
+
 def ensure_assembly(*, context: dict[str, str] | None = None, force: bool = False) -> Path:
     """A synthesized assembly matching the current sources (and CDK context values),
     synthesizing if needed."""
     key = fingerprint(context)
-    suffix = "".join(f"-{name}" for name in sorted(context or {}))
-    outdir = cache_root() / f"cdk.out{suffix}"
-    marker = outdir / FINGERPRINT_FILE
-    if not force and marker.is_file() and marker.read_text() == key and template_path(outdir).is_file():
+    outdir = _outdir(context)
+    if not force and _is_current(outdir, key):
         return outdir
     staging = outdir.with_name(f"cdk.out.{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)

@@ -10,7 +10,10 @@ threads that did nothing but wait for the GIL.
 
 This pool starts threads only when they can help: when work is queued and the process
 is not busy (its workers are blocked: sleeping, waiting for a concurrency slot, or on
-I/O). A monitor samples the process's CPU time every few milliseconds to tell.
+I/O). A monitor samples the process's CPU time every few milliseconds to tell. And it
+lets them go when the work is done: a thread beyond the first few that has had nothing to
+do for a few seconds ends, so an idle `fanflow up` endpoint does not keep the thousand
+threads (and their stacks) of its last big request.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ LOG = logging.getLogger("fanflow.embedded")
 
 # Below this share of one core, the workers are mostly waiting: queued work gets threads.
 BUSY_SHARE = 0.75
+# A thread beyond `min_workers` idle for this long ends.
+IDLE_SECONDS = 5.0
 
 
 class DeliveryPool:
@@ -40,7 +45,7 @@ class DeliveryPool:
     def __init__(self, max_workers: int, *, min_workers: int = 8, name: str = "fanflow-delivery",
                  interval: float = 0.005, busy_share: float = BUSY_SHARE,
                  cpu_clock: Callable[[], float] = time.process_time,
-                 eager: Callable[[], bool] = lambda: False) -> None:
+                 eager: Callable[[], bool] = lambda: False, idle_seconds: float = IDLE_SECONDS) -> None:
         if max_workers < 1:
             raise ValueError(f"max_workers must be at least 1, got {max_workers}")
         self.max_workers = max_workers
@@ -50,6 +55,7 @@ class DeliveryPool:
         self._busy_share = busy_share
         self._cpu_clock = cpu_clock
         self._eager = eager
+        self._idle_seconds = idle_seconds
         self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -99,7 +105,15 @@ class DeliveryPool:
         while True:
             with self._lock:
                 self._idle += 1
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self._idle_seconds)
+            except queue.Empty:
+                with self._lock:
+                    self._idle -= 1
+                    if len(self._threads) > self.min_workers:  # not needed now: end, freeing its stack
+                        self._threads.remove(threading.current_thread())
+                        return
+                continue
             with self._lock:
                 self._idle -= 1
                 if item is not None:

@@ -1,7 +1,8 @@
 """Fault injection for the embedded target: duplicate deliveries, failing computations,
-lost completion events and conflicting counter-row transactions, decided per case (per
-transaction, for conflicts) from a seed so that a run is repeatable whatever order the
-threads run in."""
+lost completion events and conflicting counter-row transactions. Each choice is drawn from
+the seed, the kind of fault and the caseId only (for a conflict: the request and the
+transaction's number on its counter row), not from the order threads run in, so the same
+seed and the same cases give the same faults, run after run."""
 
 from __future__ import annotations
 
@@ -45,7 +46,9 @@ class FaultPlan:
         return int.from_bytes(digest[:8], "big") / 2**64
 
     def duplicate(self, kind: str, request_id: str, case_id: str) -> bool:
-        hit = self._draw("duplicate", kind, request_id, case_id) < self.duplicate_rate
+        """Whether to deliver this event twice; `kind` is the event's source. The requestId
+        only files the choice under its request, for `report`."""
+        hit = self._draw("duplicate", kind, case_id) < self.duplicate_rate
         if hit:
             with self._lock:
                 self.duplicated.add((kind, request_id, case_id))
@@ -59,7 +62,7 @@ class FaultPlan:
         return hit
 
     def drop(self, request_id: str, case_id: str) -> bool:
-        hit = self._draw("drop", request_id, case_id) < self.drop_rate
+        hit = self._draw("drop", case_id) < self.drop_rate
         if hit:
             with self._lock:
                 self.dropped.add((request_id, case_id))
@@ -67,11 +70,11 @@ class FaultPlan:
 
     def conflict(self, request_id: str) -> bool:
         """Whether this transaction on the request's counter row is cancelled with
-        TransactionConflict: the n-th transaction of a request draws from (seed, request, n)."""
+        TransactionConflict: the n-th transaction on a request's counter row draws from (seed, n)."""
         with self._lock:
             self._transactions[request_id] += 1
             number = self._transactions[request_id]
-        hit = self._draw("conflict", request_id, str(number)) < self.conflict_rate
+        hit = self._draw("conflict", str(number)) < self.conflict_rate
         if hit:
             with self._lock:
                 self.conflicts[request_id] += 1

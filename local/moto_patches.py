@@ -79,6 +79,31 @@ What moto 5.2.5 lacks, and what is done here:
    cases about 5,000 execution threads were alive at once (300 MB of stacks, and a GIL
    shared 5,000 ways). An execution started inside `executions_inline()` (the runtime's
    deliveries) runs in the starting thread, before StartExecution returns.
+16. A Wait state with a Timestamp or TimestampPath ends up to a second early: moto turns the
+   time left into whole seconds, rounded down, and compares the UTC timestamp with the local
+   time. As on AWS, the Wait now ends at the timestamp, in UTC; its milliseconds are still
+   ignored, as AWS ignores them (moto already truncates them).
+17. EventBridge rules whose target is an SQS queue are delivered by the runtime too
+   (`deliver`), asynchronously: moto sent the message inside PutEvents, with the event's
+   `time` rewritten in place. `send_to_queue` sends what EventBridge sends: one message
+   whose body is the event, or the target's rendered input.
+18. Lambda `Event` invocations (Invoke with InvocationType Event; Step Functions' lambda:invoke
+   with it) run before moto answers. With `EngineHooks.invoke_async`, they are queued to the
+   runtime and answered 202 at once, as Lambda does; the runtime retries and dead-letters them.
+19. Express workflows: moto's CloudFormation drops `StateMachineType`, its models call every
+   state machine STANDARD, and StartSyncExecution is not implemented (nor is its host,
+   `sync-states`, routed). The type is kept, and StartSyncExecution runs the Express
+   execution to its end in the caller's thread and answers as the API reference says.
+20. SQS event source mappings: moto invokes the function inside SendMessage, one message at a
+   time. With `EngineHooks.on_event_source_mapping`, the mapping is handed to the runtime's
+   poller (local/event_sources.py), which reads the queue in batches as Lambda does.
+21. Observation and fault injection (`EngineHooks`): every execution started and every item
+   write is reported (counter-row writes and fan-in executions per request), and a
+   transaction may be cancelled with TransactionConflict on an item (`--conflict-rate`).
+22. Speed: moto's SQS walks every message of a queue several times per message received (to
+   read one attribute), rebuilds the message list to delete one message, and reads the
+   clock through naive datetimes per message. The attribute is read directly, messages live
+   in an ordered map indexed by receipt handle, and the clock is `time.time()`.
 """
 
 from __future__ import annotations
@@ -313,6 +338,7 @@ def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver:
     _direct_calls(patch)
     _json_copies(patch)
     _inline_executions(patch)
+    _wait_until_timestamp(patch)
     _async_event_invocations(patch, hooks.invoke_async)
     _express_workflows(patch, hooks.on_execution)
     _polled_event_sources(patch, hooks.on_event_source_mapping)
@@ -1350,6 +1376,28 @@ def send_to_queue(queue_arn: str, body: str) -> str:
 # and body.
 DIRECT_CALL_SERVICES = ("dynamodb", "events")
 DIRECT_CALL_HANDLER_ID = "fanflow-direct-call"
+
+
+def _wait_until_timestamp(patch: Callable[[Any, str, Any], None]) -> None:
+    """Adaptation 16: replaces WaitFunction._eval_body for Timestamp (and TimestampPath,
+    its subclass), whose `_get_wait_seconds` returns int(seconds left) from a local clock."""
+    import datetime
+
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEventException
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
+
+    def eval_body(self: Any, env: Any) -> None:
+        self.string.eval(env=env)
+        text = env.stack.pop()
+        moment = self._from_timestamp_string(timestamp=text)  # naive UTC, milliseconds dropped
+        if moment is None:
+            raise FailureEventException(self._create_failure_event(env, text))
+        until = moment.replace(tzinfo=datetime.UTC).timestamp()
+        # The event pulses when the execution's state changes (a stop): then it ends early.
+        while env.is_running() and (left := until - time.time()) > 0:
+            env.program_state_event.wait(left)
+
+    patch(Timestamp, "_eval_body", eval_body)
 
 
 def _direct_call_handlers() -> dict[str, Any]:

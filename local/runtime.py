@@ -28,6 +28,7 @@ from .deploy import apply_event_invoke_configs, create_stack, publish_assets
 from .event_sources import SqsEventSource
 from .faults import FaultPlan, InjectedFailure
 from .lambda_runner import LambdaRunner
+from .log_files import rotate
 
 LOG = logging.getLogger("fanflow.embedded")
 ACCOUNT = "123456789012"
@@ -120,8 +121,7 @@ class EmbeddedEmulator:
         # PutEvents calls seen by the emulated EventBridge, by (bus name, source of the first entry).
         self.put_events_calls: Counter[tuple[str, str]] = Counter()
         self.log_file = cache_root() / "logs" / "lambda.log"
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self.log_file.write_text("")
+        rotate(self.log_file)  # appended to: other emulators (an endpoint, another run) may write there too
         self.runner = LambdaRunner(concurrency=lambda_concurrency, log_file=self.log_file)
         self.runner.cold_start_hooks.append(self._inject_compute_failures)
         self.compute_seconds = compute_seconds
@@ -221,13 +221,24 @@ class EmbeddedEmulator:
         if stack == c.STACK_NAME:
             self.compute_seconds = seconds
 
+    def _fan_in_mapping(self) -> dict[str, Any]:
+        lam = self.client("lambda")
+        [mapping] = lam.list_event_source_mappings(FunctionName=self.outputs[c.OUTPUT_FAN_IN_CONSUMER])[
+            "EventSourceMappings"]
+        return dict(mapping)
+
+    def fan_in_batching(self) -> dict[str, int]:
+        """How the fan-in buffer is read now: batch_size and window_seconds."""
+        mapping = self._fan_in_mapping()
+        return {"batch_size": int(mapping["BatchSize"]),
+                "window_seconds": int(mapping.get("MaximumBatchingWindowInSeconds", 0))}
+
     def set_fan_in_batching(self, *, batch_size: int | None = None, window_seconds: int | None = None) -> None:
         """Change how the fan-in buffer is read (UpdateEventSourceMapping, as on any target)."""
         from infra.fan_in_settings import OPTION_NAMES, check_batching
 
         lam = self.client("lambda")
-        name = self.outputs[c.OUTPUT_FAN_IN_CONSUMER]
-        [mapping] = lam.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]
+        mapping = self._fan_in_mapping()
         size = mapping["BatchSize"] if batch_size is None else batch_size
         window = mapping.get("MaximumBatchingWindowInSeconds", 0) if window_seconds is None else window_seconds
         check_batching(batch_size=size, batch_window_seconds=window, max_concurrency=c.FAN_IN_MAX_CONCURRENCY,

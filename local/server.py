@@ -45,6 +45,8 @@ HEALTH_PATH = "/_fanflow/health"
 SUMMARY_PATH = "/_fanflow/summary-invocations/"
 REGION = "us-east-1"
 ACCESS_KEY = "testing"  # what the embedded emulator's own clients use
+# kept_histories not given: the emulator's default (local.runtime, imported only to serve).
+RUNTIME_DEFAULT: Any = object()
 
 
 class EndpointError(RuntimeError):
@@ -90,6 +92,38 @@ def health(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
     return body if isinstance(body, dict) and body.get("service") == "fanflow-embedded" else None
 
 
+def describe_endpoint(state: EndpointState, *, patience: float = 10.0) -> tuple[dict[str, Any] | None, bool]:
+    """(what the endpoint says about itself, or None when it does not answer; whether its
+    process still runs). A live process is given `patience` seconds: a busy endpoint (a big
+    request in flight) may answer slowly; one whose port takes no connections is not serving."""
+    answer = health(state.url)
+    if answer is not None and answer.get("pid") == state.pid:
+        return answer, True
+    if not _process_alive(state.pid) or not _listening(state.url):
+        return None, False
+    answer = health(state.url, timeout=patience)
+    if answer is not None and answer.get("pid") == state.pid:
+        return answer, True
+    return None, True
+
+
+def _listening(url: str) -> bool:
+    parsed = urllib.parse.urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or DEFAULT_HOST, parsed.port or 80), timeout=2.0):
+            return True
+    except OSError:
+        return False
+
+
+def forget_endpoint(state: EndpointState, path: Path | None = None) -> None:
+    """Remove the state file of an endpoint that has stopped, if it still records that one."""
+    path = path or endpoint_file()
+    current = read_state(path)
+    if current is not None and current.pid == state.pid:
+        path.unlink(missing_ok=True)
+
+
 def running_endpoint(path: Path | None = None) -> EndpointState | None:
     """The endpoint recorded in the state file, if it answers as the process recorded."""
     state = read_state(path)
@@ -122,11 +156,15 @@ class EndpointServer:
     """An EmbeddedEmulator (stack deployed) plus moto's HTTP server over the same backends."""
 
     def __init__(self, *, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, lambda_concurrency: int = 1000,
-                 compute_seconds: float | None = c.COMPUTE_SECONDS_EMBEDDED) -> None:
+                 compute_seconds: float | None = c.COMPUTE_SECONDS_EMBEDDED,
+                 kept_histories: int | None = RUNTIME_DEFAULT,
+                 fan_in_batching: dict[str, int] | None = None) -> None:
         self.host = host
         self.port = port
         self.lambda_concurrency = lambda_concurrency
         self.compute_seconds = compute_seconds
+        self.kept_histories = kept_histories
+        self.fan_in_batching = fan_in_batching  # batch_size and window_seconds, or None: the stack's own
         self.emulator: Any = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -146,14 +184,18 @@ class EndpointServer:
             )
         except ImportError as exc:  # moto[server] brings flask
             raise EndpointError(f"moto's server needs its extra: pip install 'moto[server]' ({exc})") from None
-        from .runtime import EmbeddedEmulator
+        from .runtime import DEFAULT_KEPT_HISTORIES, EmbeddedEmulator
 
+        if self.kept_histories is RUNTIME_DEFAULT:
+            self.kept_histories = DEFAULT_KEPT_HISTORIES
         if not port_is_free(self.port, self.host):
             raise EndpointError(f"port {self.port} on {self.host} is in use: choose another with --port")
         self.emulator = EmbeddedEmulator(lambda_concurrency=self.lambda_concurrency,
-                                         compute_seconds=self.compute_seconds)
+                                         compute_seconds=self.compute_seconds, kept_histories=self.kept_histories)
         self.emulator.start()
         try:
+            if self.fan_in_batching:
+                self.emulator.set_fan_in_batching(**self.fan_in_batching)
             # werkzeug logs every request; the emulator's own log has what matters.
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
             app = self._with_fanflow_routes(DomainDispatcherApplication(create_backend_app))
@@ -182,8 +224,13 @@ class EndpointServer:
         def routed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
             path = environ.get("PATH_INFO", "")
             if path == HEALTH_PATH:
+                # Its settings too: a run asking for others is refused rather than silently served.
                 return _json_response(start_response, {"service": "fanflow-embedded", "pid": os.getpid(),
-                                                       "stack": c.STACK_NAME, "region": REGION})
+                                                       "stack": c.STACK_NAME, "region": REGION,
+                                                       "lambdaConcurrency": self.lambda_concurrency,
+                                                       "keptHistories": self.kept_histories,
+                                                       "computeSeconds": self.compute_seconds,
+                                                       **self._batching()})
             if path.startswith(SUMMARY_PATH):
                 request_id = urllib.parse.unquote(path[len(SUMMARY_PATH):])
                 runs = self.emulator.summary_invocations(request_id) if self.emulator else 0
@@ -193,6 +240,14 @@ class EndpointServer:
         return routed
 
 
+    def _batching(self) -> dict[str, int]:
+        """The fan-in batching the endpoint runs with, as its event source mapping has it."""
+        if self.emulator is None:
+            return {}
+        batching = self.emulator.fan_in_batching()
+        return {"fanInBatchSize": batching["batch_size"], "fanInWindow": batching["window_seconds"]}
+
+
 def _json_response(start_response: Callable[..., Any], body: dict[str, Any]) -> list[bytes]:
     data = json.dumps(body).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
@@ -200,8 +255,10 @@ def _json_response(start_response: Callable[..., Any], body: dict[str, Any]) -> 
 
 
 def serve(*, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, lambda_concurrency: int = 1000,
-          compute_seconds: float | None = c.COMPUTE_SECONDS_EMBEDDED, state_file: Path | None = None,
-          on_ready: Callable[[EndpointState], None] | None = None) -> None:
+          compute_seconds: float | None = c.COMPUTE_SECONDS_EMBEDDED,
+          kept_histories: int | None = RUNTIME_DEFAULT, state_file: Path | None = None,
+          on_ready: Callable[[EndpointState], None] | None = None,
+          fan_in_batching: dict[str, int] | None = None) -> None:
     """Run the endpoint until SIGINT or SIGTERM; the state file exists while it serves."""
     state_file = state_file or endpoint_file()
     existing = running_endpoint(state_file)
@@ -211,7 +268,8 @@ def serve(*, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, lambda_concurre
     stopping = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     server = EndpointServer(port=port, host=host, lambda_concurrency=lambda_concurrency,
-                            compute_seconds=compute_seconds)
+                            compute_seconds=compute_seconds, kept_histories=kept_histories,
+                            fan_in_batching=fan_in_batching)
     try:
         server.start()
         try:

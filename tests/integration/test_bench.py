@@ -27,7 +27,7 @@ def test_both_variants_finish_with_one_summary(rows: list[BenchRow]) -> None:
         assert row.wallSeconds is not None and row.wallSeconds > 0, row
         assert row.summaryRuns == 1, row
     assert {row.status for row in rows if row.variant == "fanflow"} == {c.STATUS_SUCCEEDED}
-    assert {row.status for row in rows if row.variant == "seed"} == {"COMPLETED"}
+    assert {row.status for row in rows if row.variant == "seed"} == {c.STATUS_SUCCEEDED}  # one word for both
 
 
 def test_fanflow_batches_put_events_and_the_seed_does_not(rows: list[BenchRow]) -> None:
@@ -46,7 +46,7 @@ def test_preprocess_history_grows_per_case_only_for_the_seed(rows: list[BenchRow
 
 
 def test_a_history_beyond_the_aws_limit_is_reported_not_hidden() -> None:
-    row = BenchRow("seed", 10_000, 80.0, 500.0, 10_000, AWS_HISTORY_LIMIT + 1, 1, "COMPLETED")
+    row = BenchRow("seed", 10_000, 80.0, 500.0, 10_000, AWS_HISTORY_LIMIT + 1, 1, c.STATUS_SUCCEEDED)
     _history_verdict(row)
     assert row.status == "EXCEEDS_AWS_LIMIT"
     assert str(AWS_HISTORY_LIMIT) in row.reason

@@ -84,9 +84,9 @@ def test_run_takes_the_batching_options_and_reports_the_fan_in(capsys: pytest.Ca
 
 @pytest.mark.parametrize(("options", "message"), [
     (["--fan-in-batch-size", "50", "--fan-in-window", "0"], "--fan-in-batch-size 50 needs a --fan-in-window"),
-    (["--fan-in-batch-size", "0"], "--fan-in-batch-size must be 1 to 10,000"),
-    (["--fan-in-window", "301"], "--fan-in-window must be 0 to 300"),
-    (["--conflict-rate", "2"], "conflict-rate must be between 0 and 1"),
+    (["--fan-in-batch-size", "0"], "--fan-in-batch-size: must be a whole number from 1 to 10000"),
+    (["--fan-in-window", "301"], "--fan-in-window: must be a whole number from 0 to 300"),
+    (["--conflict-rate", "2"], "--conflict-rate: must be a number from 0 to 1"),
 ])
 def test_batching_and_conflict_options_out_of_range_are_refused(
         capsys: pytest.CaptureFixture[str], options: list[str], message: str) -> None:

@@ -144,3 +144,32 @@ def test_eager_pool_gives_every_waiting_call_a_thread_even_when_busy() -> None:
     finally:
         pool.shutdown()
     assert time.monotonic() - started < 1.5
+
+
+def test_threads_beyond_the_minimum_end_once_idle() -> None:
+    # GIVEN a pool that grew to a thread per sleeping call (an endpoint's big request)
+    pool = DeliveryPool(40, min_workers=4, eager=lambda: True, idle_seconds=0.3, name="idle-test")
+    finished: list[int] = []
+    lock = threading.Lock()
+
+    def sleep() -> None:
+        time.sleep(0.2)
+        with lock:
+            finished.append(1)
+
+    try:
+        for _ in range(40):
+            pool.submit(sleep)
+        wait_for(lambda: len(finished) == 40)
+        assert pool.peak_threads == 40
+        # WHEN it has had nothing to do for a while  THEN only its minimum of threads is left
+        wait_for(lambda: pool.threads == 4, timeout=5)
+        wait_for(lambda: sum(1 for t in threading.enumerate() if t.name.startswith("idle-test-")
+                             and not t.name.endswith("monitor")) == 4, timeout=5)  # the threads really ended
+        # AND it grows again for the next request
+        for _ in range(20):
+            pool.submit(sleep)
+        wait_for(lambda: len(finished) == 60)
+        assert pool.peak_threads == 40
+    finally:
+        pool.shutdown()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -128,19 +129,22 @@ def prepare(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Module
 def test_prepare_plans_batches_deadline_and_writes_the_manifest(prepare: tuple[ModuleType, Any]) -> None:
     # GIVEN the seed's 5-case request and FANOUT_BATCH_SIZE=2
     module, s3 = prepare
-    before = int(time.time())
+    before = time.time()
     # WHEN Prepare runs
     state = module.handler(json.loads(json.dumps(SEED)), context())
-    after = int(time.time())
+    after = time.time()
     # THEN the target is the string "5" and the cases are in 3 batches of 2, 2, 1, in order
     assert state["requestId"] == "123456"
     assert state["target"] == "5"
     assert [[case["caseId"] for case in batch] for batch in state["batches"]] == [["0", "1"], ["2", "3"], ["4"]]
-    # AND deadline = createdAt + the default deadline; numbers are strings for DynamoDB
-    created = int(state["createdAt"])
-    assert before <= created <= after
-    assert int(state["deadline"]) == created + 600
-    assert int(state["expiresAt"]) == created + 600 + RETENTION
+    # AND createdAt has milliseconds (as completedAt has), the deadline is the whole second
+    # at or after createdAt + the default deadline; numbers are strings for DynamoDB
+    created = float(state["createdAt"])
+    assert before - 0.001 <= created <= after
+    assert state["createdAt"] == f"{created:.3f}"
+    assert int(state["deadline"]) == math.ceil(created + 600)
+    assert state["deadlineIso"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(state["deadline"])))
+    assert int(state["expiresAt"]) == int(state["deadline"]) + RETENTION
     assert all(isinstance(state[k], str) for k in ("target", "createdAt", "deadline", "expiresAt"))
     # AND the manifest lists the caseIds in order, under manifests/<requestId>/
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="manifests/123456/").get("Contents", [])
@@ -153,8 +157,8 @@ def test_prepare_uses_the_request_deadline(prepare: tuple[ModuleType, Any]) -> N
     # GIVEN a request with its own deadlineSeconds  WHEN Prepare runs
     module, _ = prepare
     state = module.handler({**SEED, "deadlineSeconds": 45}, context())
-    # THEN deadline = createdAt + 45
-    assert int(state["deadline"]) == int(state["createdAt"]) + 45
+    # THEN the deadline is createdAt + 45, rounded up to the second
+    assert int(state["deadline"]) == math.ceil(float(state["createdAt"]) + 45)
 
 
 def test_prepare_rejects_a_bad_request_and_writes_nothing(prepare: tuple[ModuleType, Any]) -> None:

@@ -1796,3 +1796,61 @@ def test_patched_executions_started_inline_run_before_start_returns(recorder: Re
     assert seconds < 0.5 and after.exec_status == "RUNNING"
     wait_for_execution(session.client("stepfunctions"), execution.exec_arn)
     wait_for_execution(session.client("stepfunctions"), after.exec_arn)
+
+
+# -- 16. A Wait until a timestamp ends at the timestamp -----------------------------------------
+# AWS: "An absolute time to wait until beginning the state specified in the Next field ...
+# Step Functions considers the time value up to seconds and truncates milliseconds."
+# https://docs.aws.amazon.com/step-functions/latest/dg/state-wait.html
+WAIT_UNTIL_DEFINITION = json.dumps({"StartAt": "W", "States": {
+    "W": {"Type": "Wait", "TimestampPath": "$.until", "End": True}}})
+
+
+@pytest.fixture
+def local_time_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Sets the process's local time zone (a POSIX TZ string: no tz database needed)."""
+    def use(tz: str) -> None:
+        monkeypatch.setenv("TZ", tz)
+        time.tzset()
+
+    yield use
+    monkeypatch.undo()
+    time.tzset()
+
+
+def wait_until_a_whole_second(session: boto3.session.Session) -> tuple[float, float]:
+    """Run a Wait until the whole second 1.4-1.8 s ahead, given with milliseconds that AWS
+    ignores; returns (that second as epoch seconds, when the execution was seen finished)."""
+    sfn = session.client("stepfunctions")
+    machine = sfn.create_state_machine(name=f"wait-until-{uuid.uuid4().hex[:8]}", definition=WAIT_UNTIL_DEFINITION,
+                                       roleArn=ROLE_ARN)["stateMachineArn"]
+    while not 0.2 <= time.time() % 1 <= 0.5:  # so that the time left is never whole seconds
+        time.sleep(0.01)
+    until = float(int(time.time()) + 2)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(until)) + ".999Z"
+    arn = sfn.start_execution(stateMachineArn=machine, input=json.dumps({"until": stamp}))["executionArn"]
+    while (status := sfn.describe_execution(executionArn=arn)["status"]) == "RUNNING":
+        assert time.time() < until + 10, "the Wait did not end"
+        time.sleep(0.01)
+    assert status == "SUCCEEDED"
+    return until, time.time()
+
+
+def test_unpatched_wait_until_a_timestamp_ends_early(unpatched: None, session: boto3.session.Session,
+                                                     local_time_zone: Any) -> None:
+    # GIVEN moto without the patches, on a machine whose local time is UTC
+    local_time_zone("UTC0")
+    # WHEN a Wait waits until a timestamp 1.4-1.8 s ahead
+    until, finished = wait_until_a_whole_second(session)
+    # THEN it ends 0.4-0.8 s before it: the time left was rounded down to a whole second
+    assert finished < until - 0.3
+
+
+def test_patched_wait_until_a_timestamp_ends_at_it(recorder: Recorder, session: boto3.session.Session,
+                                                   local_time_zone: Any) -> None:
+    # GIVEN the patches, on a machine whose local time is five hours behind UTC
+    local_time_zone("XYZ+5")
+    # WHEN a Wait waits until a timestamp 1.4-1.8 s ahead, given with milliseconds
+    until, finished = wait_until_a_whole_second(session)
+    # THEN it ends at that timestamp's second, as on AWS: not before, and not later than polling takes
+    assert until <= finished < until + 0.5

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
 from lambda_fns import constants as c
-from lambda_fns.request_model import FanRequest, RequestError, parse_request
+from lambda_fns.request_model import FanRequest, RequestError, execution_name, parse_request
 
 # The seed's dataset_5.json, byte for byte: compact, "length" as a string.
 SEED = (
@@ -42,10 +43,10 @@ REJECTIONS: list[tuple[str | bytes | dict[str, Any], str]] = [
     (request(requestId=["a"]), "requestId must be a string, got list"),
     (request(requestId=1.5), "requestId must be a string, got float"),
     (request(requestId=True), "requestId must be a string, got bool"),
-    (request(requestId="has space"), "requestId 'has space' must be 1-80 characters"),
-    (request(requestId="a/b"), "letters, digits, '-' or '_'"),
-    (request(requestId="é"), "letters, digits, '-' or '_'"),
-    (request(requestId="x" * (c.MAX_REQUEST_ID_LENGTH + 1)), f"must be 1-{c.MAX_REQUEST_ID_LENGTH} characters"),
+    (request(requestId="x" * (c.MAX_REQUEST_ID_LENGTH + 1)),
+     f"requestId is {c.MAX_REQUEST_ID_LENGTH + 1} characters; the limit is {c.MAX_REQUEST_ID_LENGTH}"),
+    (request(requestId="\U0001d11e" * 241), f"requestId is 964 bytes in UTF-8; the limit is {c.MAX_REQUEST_ID_BYTES}"),
+    ('{"requestId": "a\\ud800", "requests": [{"caseId": "0"}]}', "requestId is not valid Unicode"),
     # the cases array
     (request(requests=None), "no 'requests' array"),
     (request(requests={"caseId": "0"}), "'requests' must be an array, got dict"),
@@ -54,10 +55,14 @@ REJECTIONS: list[tuple[str | bytes | dict[str, Any], str]] = [
     (request(requests=[{"caseId": "0"}, "1"]), "requests[1] must be an object with a caseId"),
     (request(requests=[["0"]]), "requests[0] must be an object with a caseId"),
     # caseId
-    (request(requests=[{"caseId": "0"}, {"id": "1"}]), "requests[1].caseId must be a non-empty string"),
-    (request(requests=[{"caseId": ""}]), "requests[0].caseId must be a non-empty string"),
-    (request(requests=[{"caseId": 7}]), "requests[0].caseId must be a non-empty string"),
-    (request(requests=[{"caseId": None}]), "requests[0].caseId must be a non-empty string"),
+    (request(requests=[{"caseId": "0"}, {"id": "1"}]),
+     "requests[1].caseId must be a non-empty string; the case has none"),
+    (request(requests=[{"caseId": ""}]), "requests[0].caseId must be a non-empty string, got an empty string"),
+    (request(requests=[{"caseId": 0}]), "requests[0].caseId must be a non-empty string, got the number 0"),
+    (request(requests=[{"caseId": 7.5}]), "requests[0].caseId must be a non-empty string, got the number 7.5"),
+    (request(requests=[{"caseId": None}]), "requests[0].caseId must be a non-empty string, got null"),
+    (request(requests=[{"caseId": True}]), "requests[0].caseId must be a non-empty string, got the boolean true"),
+    (request(requests=[{"caseId": ["0"]}]), "requests[0].caseId must be a non-empty string, got an array"),
     (
         request(requests=[{"caseId": "0"}, {"caseId": "y" * (c.MAX_CASE_ID_LENGTH + 1)}]),
         f"requests[1].caseId is longer than {c.MAX_CASE_ID_LENGTH} characters",
@@ -210,10 +215,35 @@ def test_to_input_keeps_order_and_extra_fields_and_stringifies_length() -> None:
 # --- inputs that once slipped through validation ---
 
 
-def test_request_id_with_trailing_newline_is_rejected() -> None:
-    # GIVEN a requestId ending in a newline (not a valid execution name)  THEN rejected
-    with pytest.raises(RequestError):
-        parse_request(request(requestId="abc\n"))
+# --- requestIds are the caller's business keys; execution names are derived from them ---
+
+# StartExecution's name rules: 1-80 characters, none of whitespace, brackets, wildcards, the
+# listed special characters or control characters (and, for CloudWatch Logs, only these).
+VALID_EXECUTION_NAME = r"[A-Za-z0-9_-]{1,80}"
+BUSINESS_KEYS = ["order 42/2026 #a", "x" * 120, "注文-2026/07", "abc\n", "  ", "a" * c.MAX_REQUEST_ID_LENGTH,
+                 "123456", "<{[?*]}>", "\U0001d11e" * 240]
+
+
+@pytest.mark.parametrize("request_id", BUSINESS_KEYS)
+def test_any_text_up_to_the_limit_is_a_request_id_and_names_a_valid_execution(request_id: str) -> None:
+    # GIVEN a requestId of any characters, up to 256 of them  WHEN the request is parsed
+    parsed = parse_request(request(requestId=request_id))
+    # THEN it is kept as given, and its execution name is a valid StartExecution name
+    assert parsed.request_id == request_id
+    assert re.fullmatch(VALID_EXECUTION_NAME, parsed.execution_name)
+
+
+def test_execution_names_keep_a_readable_prefix_and_are_one_per_request_id() -> None:
+    # GIVEN requestIds that differ only in characters an execution name cannot hold
+    names = {rid: execution_name(rid) for rid in ("order 42/2026 #a", "order 42/2026 #b", "order-42-2026-a",
+                                                  "order 42 2026 a")}
+    # THEN each keeps the readable part, and no two share a name
+    assert all(name.startswith("order-42-2026-") for name in names.values())
+    assert len(set(names.values())) == len(names)
+    # AND the same requestId always gives the same name (what makes a second start fail)
+    assert execution_name("order 42/2026 #a") == names["order 42/2026 #a"]
+    # AND a long requestId is cut to fit, its digest kept
+    assert len(execution_name("x" * 256)) == 80 and execution_name("x" * 256) != execution_name("x" * 255)
 
 
 def test_superscript_length_is_a_request_error() -> None:
@@ -244,3 +274,20 @@ def test_deadline_beyond_a_year_is_rejected() -> None:
     # GIVEN a deadline longer than a Standard execution may run  THEN rejected up front
     with pytest.raises(RequestError, match="at most a year"):
         parse_request(request(deadlineSeconds=10**12))
+
+
+def test_a_run_s_compute_seconds_goes_on_every_case_without_its_own() -> None:
+    # GIVEN a request where one case sets its own simulated work
+    parsed = parse_request({"requestId": "r", "requests": [{"caseId": "0"}, {"caseId": "1", "computeSeconds": 7}]})
+    # WHEN a run's value is applied  THEN the other cases carry it, the case's own value wins
+    with_run = parsed.with_compute_seconds(0.5)
+    assert [case.get("computeSeconds") for case in with_run.cases] == [0.5, 7]
+    assert parsed.cases[0] == {"caseId": "0"}  # the original request is unchanged
+    assert parse_request(with_run.to_input()).cases == with_run.cases  # and it still validates
+
+
+def test_a_run_s_compute_seconds_that_no_longer_fits_is_refused_with_the_size() -> None:
+    # GIVEN the largest generated request  WHEN every case carries computeSeconds  THEN it no longer fits
+    big = parse_request({"requestId": "big", "requests": [{"caseId": str(i)} for i in range(c.MAX_CASES)]})
+    with pytest.raises(RequestError, match=rf"request is \d+ bytes; the limit is {c.MAX_REQUEST_BYTES} bytes"):
+        big.with_compute_seconds(0.5)

@@ -300,8 +300,10 @@ def test_worker_on_the_embedded_target_needs_an_endpoint(capsys: pytest.CaptureF
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--threads", "0"], "--threads must be at least 1"),
-    (["--wait-seconds", "21"], "--wait-seconds must be between 1 and 20"),
+    (["--threads", "0"], "argument --threads: must be a whole number from 1 to 1000, got 0"),
+    (["--wait-seconds", "21"], "argument --wait-seconds: must be a whole number from 1 to 20, got 21"),
+    (["--visibility-timeout", "0"], "argument --visibility-timeout: must be a whole number from 1 to 43200, got 0"),
+    (["--compute-seconds", "nan"], "argument --compute-seconds: must be a number from 0 to 31536000, got nan"),
 ])
 def test_worker_options_out_of_range_are_refused(capsys: pytest.CaptureFixture[str], argv: list[str],
                                                  message: str) -> None:

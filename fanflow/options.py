@@ -1,0 +1,110 @@
+"""Command-line option types and checks, shared by every command. A value out of range stops
+the command when its arguments are parsed (exit 2, a message naming the option and the
+allowed range), and a file the command would write is checked before any work starts."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from lambda_fns import constants as c
+from lambda_fns.request_model import RequestError, check_request_id
+
+
+class UsageError(ValueError):
+    """A command-line option the command cannot use; exit status 2."""
+
+
+def _show(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _range(low: float | None, high: float | None, *, above: bool = False) -> str:
+    if low is not None and high is not None:
+        return f"from {_show(low)} to {_show(high)}"
+    if low is not None:
+        return f"greater than {_show(low)}" if above else f"{_show(low)} or more"
+    return "any"
+
+
+def integer(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+    """A whole number in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number {_range(low, high)}, got {text!r}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be a whole number {_range(low, high)}, got {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def number(low: float | None = None, high: float | None = None, *, above: bool = False) -> Callable[[str], float]:
+    """A finite number in [low, high] (or greater than `low` when `above`)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number {_range(low, high, above=above)}, "
+                                             f"got {text!r}") from None
+        if (not math.isfinite(value) or (low is not None and (value <= low if above else value < low))
+                or (high is not None and value > high)):
+            raise argparse.ArgumentTypeError(f"must be a number {_range(low, high, above=above)}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def request_id(text: str) -> str:
+    """A requestId: any text of 1 to 256 characters."""
+    try:
+        check_request_id(text)
+    except RequestError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+# The ranges the commands share.
+CASES = integer(1, c.MAX_CASES)
+COMPUTE_SECONDS = number(0, c.COMPUTE_TIMEOUT_SECONDS)  # a Lambda compute target's timeout bounds its work
+LAMBDA_CONCURRENCY = integer(1, c.MAX_CASES)
+SECONDS = number(0, above=True)  # a timeout or an interval
+DEADLINE_SECONDS = number(1, c.MAX_DEADLINE_SECONDS)
+RETENTION_DAYS = integer(1, 3650)
+RATE = number(0, 1)
+
+
+def check_writable(path: Path, option: str) -> None:
+    """UsageError unless `path` can be written: its directory exists and is writable, and it is
+    not a directory itself. Checked before the work whose result it will hold."""
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a directory, not a file")
+    directory = path.parent
+    if not directory.is_dir():
+        raise UsageError(f"{option} {path}: directory {directory} does not exist")
+    if not os.access(path if path.exists() else directory, os.W_OK):
+        raise UsageError(f"{option} {path}: not writable")
+
+
+def fan_in_batching(batch_size: int | None, window_seconds: int | None) -> dict[str, int] | None:
+    """`--fan-in-batch-size` and `--fan-in-window` together, as an event source mapping takes them
+    (each is range-checked by its parser; together, more than 10 messages need a window)."""
+    if batch_size is None and window_seconds is None:
+        return None
+    from infra.fan_in_settings import OPTION_NAMES, check_batching
+
+    size = c.FAN_IN_BATCH_SIZE if batch_size is None else batch_size
+    window = c.FAN_IN_BATCH_WINDOW_SECONDS if window_seconds is None else window_seconds
+    try:
+        check_batching(batch_size=size, batch_window_seconds=window, max_concurrency=c.FAN_IN_MAX_CONCURRENCY,
+                       names=OPTION_NAMES)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return {"batch_size": size, "window_seconds": window}
