@@ -18,7 +18,9 @@ Work = Callable[[dict[str, Any], float], Any]
 
 def work(request: dict[str, Any], seconds: float) -> dict[str, Any]:
     """The computation itself; the sample sleeps. A case may set computeSeconds."""
-    time.sleep(float(request.get("computeSeconds", seconds)))
+    seconds = float(request.get("computeSeconds", seconds))
+    if seconds > 0:  # time.sleep(0) would only hand the processor to another thread
+        time.sleep(seconds)
     return {"caseId": request[c.ATTR_CASE_ID]}
 
 

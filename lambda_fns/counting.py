@@ -212,9 +212,7 @@ def _read(dynamodb: Any, tables: Tables, request_id: str, chunk: list[Completion
     """The counter row and the chunk's existing results rows, read consistently (at most
     100 keys: one BatchGetItem). None when throttled past the retry budget."""
     request: dict[str, Any] = {
-        tables.results: {"Keys": [_results_key(request_id, x.case_id) for x in chunk], "ConsistentRead": True,
-                         "ProjectionExpression": "#c, #o",
-                         "ExpressionAttributeNames": {"#c": c.ATTR_CASE_ID, "#o": c.ATTR_OUTCOME}},
+        tables.results: {"Keys": [_results_key(request_id, x.case_id) for x in chunk], "ConsistentRead": True},
         tables.counter: {"Keys": [_counter_key(request_id)], "ConsistentRead": True},
     }
     found: dict[str, list[dict[str, Any]]] = {tables.results: [], tables.counter: []}
