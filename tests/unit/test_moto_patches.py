@@ -1369,7 +1369,9 @@ def processing_map_builds(session: boto3.session.Session, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(validators.ExecuteOperations, "_processing_map", counting_map)
     monkeypatch.setattr(validators.UpdateExpressionValidator, "validate", counting_validate)
-    ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression="SET a = :a, b = :b ADD n :one",
+    # (if_not_exists reads the item: the expression is validated anew at each call)
+    ddb.update_item(TableName="t", Key={"pk": {"S": "x"}},
+                    UpdateExpression="SET a = :a, b = if_not_exists(b, :b) ADD n :one",
                     ExpressionAttributeValues={":a": {"S": "a"}, ":b": {"S": "b"}, ":one": {"N": "1"}})
     assert get(ddb, "x") == {"pk": {"S": "x"}, "a": {"S": "a"}, "b": {"S": "b"}, "n": {"N": "1"}}
     return len(validations), len(builds)
@@ -1385,6 +1387,38 @@ def test_patched_validation_builds_its_table_once_per_check(
         recorder: Recorder, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> None:
     validations, builds = processing_map_builds(session, monkeypatch)
     assert builds == validations
+
+
+def test_patched_a_flat_update_is_validated_once_per_names_and_values(
+        recorder: Recorder, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN an expression that only sets top-level attributes to values and adds to one
+    from moto.dynamodb.parsing import validators
+
+    ddb = session.client("dynamodb")
+    make_table(ddb)
+    builds: list[None] = []
+    original_map = validators.ExecuteOperations._processing_map
+
+    def counting_map(self: Any) -> Any:
+        builds.append(None)
+        return original_map(self)
+
+    monkeypatch.setattr(validators.ExecuteOperations, "_processing_map", counting_map)
+    for key in ("x", "y", "z"):
+        ddb.put_item(TableName="t", Item={"pk": {"S": key}, "n": {"N": "5"}})
+    # WHEN three items are updated with it, the same names and values
+    for key in ("x", "y", "z"):
+        ddb.update_item(TableName="t", Key={"pk": {"S": key}}, UpdateExpression="SET a = :a ADD n :one",
+                        ExpressionAttributeValues={":a": {"S": "a"}, ":one": {"N": "1"}})
+    # THEN it was validated (walked) once, and each item got its own update
+    assert len(builds) == 1
+    assert [get(ddb, key) for key in ("x", "y", "z")] == [
+        {"pk": {"S": key}, "a": {"S": "a"}, "n": {"N": "6"}} for key in ("x", "y", "z")]
+    # AND other values validate anew, and change only their own item
+    ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression="SET a = :a ADD n :one",
+                    ExpressionAttributeValues={":a": {"S": "b"}, ":one": {"N": "2"}})
+    assert len(builds) == 2
+    assert get(ddb, "x")["a"] == {"S": "b"} and get(ddb, "y")["a"] == {"S": "a"}
 
 
 def test_patched_jsonpath_reads_copy_only_what_can_change(recorder: Recorder) -> None:
