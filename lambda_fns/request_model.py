@@ -23,7 +23,7 @@ class RequestError(ValueError):
 class FanRequest:
     request_id: str
     cases: tuple[dict[str, Any], ...]
-    deadline_seconds: int
+    deadline_seconds: int | None  # None: the deployed stack's default applies (see Prepare)
 
     @property
     def length(self) -> int:
@@ -35,24 +35,41 @@ class FanRequest:
 
     def to_input(self) -> dict[str, Any]:
         """The PreProcess execution input, in the seed's format (length as a string)."""
-        return {
-            "requestId": self.request_id,
-            "requests": list(self.cases),
-            "length": str(self.length),
-            "deadlineSeconds": self.deadline_seconds,
-        }
+        out: dict[str, Any] = {"requestId": self.request_id, "requests": list(self.cases), "length": str(self.length)}
+        if self.deadline_seconds is not None:
+            out["deadlineSeconds"] = self.deadline_seconds
+        return out
+
+    def to_input_json(self) -> str:
+        """The execution input exactly as it is sent: minified JSON (what the size limit measures)."""
+        return encode_input(self.to_input())
 
 
-def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | None = None) -> FanRequest:
-    """Parse and validate a request; raise RequestError naming the first problem."""
+def encode_input(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def default_deadline_seconds(cases: int, *, concurrency: int,
+                             compute_timeout: int = c.COMPUTE_TIMEOUT_SECONDS) -> int:
+    """The deadline of a request that names none: every case may take COMPUTE_ATTEMPTS compute
+    timeouts (Lambda's asynchronous retries), and at most `concurrency` cases run at once, so
+    the cases run in ceil(cases / concurrency) waves; plus room for queueing and the fan-out."""
+    waves = math.ceil(max(1, cases) / max(1, concurrency))
+    return waves * c.COMPUTE_ATTEMPTS * compute_timeout + c.DEADLINE_SLACK_SECONDS
+
+
+# Far more than any request that can be sent: a bigger text is not even parsed.
+MAX_TEXT_BYTES = 16 * c.MAX_REQUEST_BYTES
+
+
+def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | None = None,
+                  max_deadline: int = c.MAX_DEADLINE_SECONDS) -> FanRequest:
+    """Parse and validate a request; raise RequestError naming the first problem. Without a
+    `default_deadline`, a request that names no deadlineSeconds keeps none (the stack decides)."""
     if isinstance(raw, (str, bytes)):
         size = len(raw.encode() if isinstance(raw, str) else raw)
-        if size > c.MAX_REQUEST_BYTES:
-            raise RequestError(
-                f"request is {size} bytes; the limit is {c.MAX_REQUEST_BYTES} bytes because a "
-                f"Step Functions execution input is capped at {c.SFN_MAX_INPUT_BYTES} bytes. "
-                "Split it into several requests."
-            )
+        if size > MAX_TEXT_BYTES:
+            raise _too_large(size)
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -115,15 +132,31 @@ def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | 
                 f"length says {declared} but 'requests' has {len(cases)} cases"
             )
 
-    deadline = data.get("deadlineSeconds", default_deadline or c.DEFAULT_DEADLINE_SECONDS)
-    if (isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not math.isfinite(deadline)
-            or not 0 < deadline <= c.MAX_DEADLINE_SECONDS):
+    deadline = data.get("deadlineSeconds", default_deadline)
+    if deadline is not None and (
+            isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not math.isfinite(deadline)
+            or not 0 < deadline <= max_deadline):
         raise RequestError(
-            f"deadlineSeconds must be a number of seconds between 1 and {c.MAX_DEADLINE_SECONDS} "
-            "(a Standard workflow runs for at most a year)"
+            f"deadlineSeconds must be a number of seconds between 1 and {max_deadline}: every record of a "
+            "request is kept for the retention after its deadline, and a request must close within the "
+            "retention and within a Standard workflow's one-year limit"
         )
 
-    return FanRequest(request_id=request_id, cases=tuple(cases), deadline_seconds=int(max(1, deadline)))
+    request = FanRequest(request_id=request_id, cases=tuple(cases),
+                         deadline_seconds=None if deadline is None else int(max(1, deadline)))
+    # The size that counts is the input as it is sent (minified), not the caller's text.
+    size = len(request.to_input_json().encode())
+    if size > c.MAX_REQUEST_BYTES:
+        raise _too_large(size)
+    return request
+
+
+def _too_large(size: int) -> RequestError:
+    return RequestError(
+        f"request is {size} bytes as sent; the limit is {c.MAX_REQUEST_BYTES} bytes because a "
+        f"Step Functions execution input is capped at {c.SFN_MAX_INPUT_BYTES} bytes. "
+        "Split it into several requests."
+    )
 
 
 def _parse_length(value: Any) -> int:
