@@ -11,6 +11,7 @@ import aws_cdk as cdk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from infra.components.concurrency import ConcurrencyPlan
 from infra.nag import apply_nag
 from infra.stack import FanflowStack
 from lambda_fns import constants as c
@@ -29,6 +30,7 @@ def build_app(outdir: str | None = None, *, context: dict[str, object] | None = 
         alarm_email=app.node.try_get_context("alarmEmail") or None,
         alarm_topic_arn=app.node.try_get_context("alarmTopic") or None,
         trace_sampling_rate=c.DEFAULT_XRAY_SAMPLING_RATE if sampling_rate is None else float(sampling_rate),
+        concurrency=ConcurrencyPlan.from_context(app.node.try_get_context),
         # No bootstrap-version rule: the same template must also deploy where no CDK
         # bootstrap stack exists (the embedded emulator).
         synthesizer=cdk.DefaultStackSynthesizer(generate_bootstrap_version_rule=False),
