@@ -169,7 +169,7 @@ DEFAULT_RETENTION_DAYS = 7
 # a deadline is bounded by the retention (less the time to close the request at its deadline)
 # and, for the Standard PreProcess execution (at most one year), by a year less that time.
 # Prepare enforces the deployed bound; the client checks the absolute one.
-CLOSE_MARGIN_SECONDS = 3600  # the deadline's claim retries, Summary's retries, and room to spare
+CLOSE_MARGIN_SECONDS = 2 * 3600  # the deadline's claim tries, Summary's runs (see below), and room to spare
 STANDARD_EXECUTION_MAX_SECONDS = 365 * 86_400
 MAX_DEADLINE_SECONDS = STANDARD_EXECUTION_MAX_SECONDS - 86_400  # a day for fan-out and closing
 
