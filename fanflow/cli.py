@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "older ones keep status, input and output (default: %(default)s)")
     run.add_argument("--deadline", type=float, metavar="SECONDS",
                      help="close the request as TIMED_OUT after this long "
-                     f"(default: the request's deadlineSeconds, else {c.DEFAULT_DEADLINE_SECONDS} s)")
+                     "(default: the request's deadlineSeconds, else the stack's default for its size: "
+                     f"{c.DEFAULT_DEADLINE_SECONDS} s up to one wave of the cases Compute runs at once, "
+                     f"{c.COMPUTE_ATTEMPTS * c.COMPUTE_TIMEOUT_SECONDS} s more per further wave)")
     faults = run.add_argument_group("fault injection (embedded target)")
     faults.add_argument("--duplicate-rate", type=float, default=0.0, metavar="R",
                         help="deliver each event twice with probability R")
