@@ -173,7 +173,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     else:
         # Closed: complete what a run that closed it may not have (the stored summary, the event),
         # from the closed row, so the document is the one the close decided.
-        summary = _summary(row, float(row[c.ATTR_COMPLETED_AT]))
+        summary = _summary(row, float(row.get(c.ATTR_COMPLETED_AT, time.time())))
         summary["status"] = row[c.ATTR_STATUS]
     stored = _store(key, summary)
     compact = compact_summary(summary, key)
