@@ -183,7 +183,7 @@ def max_deadline_seconds(retention_seconds: int) -> int:
 # retries out. Summary runs at most SUMMARY_ATTEMPTS times per invocation task, each at most its
 # timeout; the task's throttle and service-error retries (infra/components/functions.py) wait
 # about 15 minutes at most on top of that: a claim is stale only after all of it. This holds for
-# every task that runs Summary with infra.components.fan_out.summary_task's retries.
+# every task that runs Summary with infra.components.summary.summary_task's retries.
 SUMMARY_ATTEMPTS = 4
 STALE_CLAIM_SECONDS = SUMMARY_ATTEMPTS * SUMMARY_TIMEOUT_SECONDS + 1200
 # PreProcess's deadline close: it tries to claim the row at the deadline and, while another

@@ -28,34 +28,18 @@ from infra.components.functions import (
     DYNAMODB_CONDITION_FAILED,
     lambda_task,
     python_function,
+    request_key,
     retry_dynamodb_transients,
     state_machine,
 )
 from infra.components.grants import grant_put_events
+from infra.components.summary import summary_task
 from lambda_fns import constants as c
 
 FAN_OUT_FAILED = "FanOutFailed"  # the error PreProcess ends with when a batch was lost
 # What each fan-out batch ends as (the Map's result, one word per batch).
 BATCH_EMITTED = "EMITTED"
 BATCH_LOST = "LOST"
-
-
-def request_key(request_id_path: str = "$.requestId") -> dict[str, tasks.DynamoAttributeValue]:
-    return {c.ATTR_REQUEST_ID: tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at(request_id_path))}
-
-
-def summary_task(scope: Construct, construct_id: str, function: lambda_.IFunction, reason: str,
-                 request_id_path: str = "$.requestId") -> tasks.LambdaInvoke:
-    """Run Summary for a claimed request. Its function errors are retried SUMMARY_ATTEMPTS times
-    in all (constants.STALE_CLAIM_SECONDS assumes no more); throttling and Lambda's service errors
-    are retried before that, without running it."""
-    task = lambda_task(
-        scope, construct_id, function=function, result_path=sfn.JsonPath.DISCARD, output_path=None,
-        payload=sfn.TaskInput.from_object({"requestId": sfn.JsonPath.string_at(request_id_path), "reason": reason}),
-    )
-    task.add_retry(errors=["States.TaskFailed"], max_attempts=c.SUMMARY_ATTEMPTS - 1,
-                   interval=Duration.seconds(2), backoff_rate=2)
-    return task
 
 
 class FanOutWorkflow(Construct):

@@ -14,6 +14,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra import lambda_asset
+from lambda_fns import constants as c
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 
@@ -99,3 +100,8 @@ def state_machine(scope: Construct, construct_id: str, *, definition: sfn.IChain
             include_execution_data=False,  # case payloads stay out of the logs
         ),
     )
+
+
+def request_key(request_id_path: str = "$.requestId") -> dict[str, tasks.DynamoAttributeValue]:
+    """The counter row's key, for a DynamoDB task, from the request id at `request_id_path`."""
+    return {c.ATTR_REQUEST_ID: tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at(request_id_path))}
