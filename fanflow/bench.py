@@ -69,14 +69,32 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _history_length(sfn: Any, execution_arn: str) -> int:
-    count, kwargs = 0, {"executionArn": execution_arn, "maxResults": 1000}
+def _history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
+    events, kwargs = [], {"executionArn": execution_arn, "maxResults": 1000}
     while True:
         page = sfn.get_execution_history(**kwargs)
-        count += len(page["events"])
+        events.extend(page["events"])
         if not page.get("nextToken"):
-            return count
+            return events
         kwargs["nextToken"] = page["nextToken"]
+
+
+def _history_length(sfn: Any, execution_arn: str) -> int:
+    return len(_history(sfn, execution_arn))
+
+
+def _fan_out_history_length(sfn: Any, execution_arn: str, timeout: float = 30.0) -> int:
+    """PreProcess's history once its fan-out is over (it waits for the deadline, or has ended): a
+    request may be counted and summarized before PreProcess's own thread has left its Map."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = _history(sfn, execution_arn)
+        settled = any(event["type"] in ("ExecutionSucceeded", "ExecutionFailed") or (
+            event["type"] == "WaitStateEntered" and event["stateEnteredEventDetails"]["name"] == "AwaitDeadline")
+            for event in events)
+        if settled or time.monotonic() > deadline:
+            return len(events)
+        time.sleep(0.05)
 
 
 def _history_verdict(row: BenchRow) -> None:
@@ -105,7 +123,7 @@ def run_fanflow(emulator: Any, cases: int, *, timeout: float) -> BenchRow:
         variant="fanflow", cases=cases, wallSeconds=round(wall, 3) if wall is not None else None,
         peakRssMb=peak_rss_mb(),
         putEventsCalls=emulator.put_events_calls[(outputs[c.OUTPUT_BUS_NAME], c.PREPROCESS_SOURCE)] - calls_before,
-        preprocessHistoryEvents=_history_length(sfn, arn),
+        preprocessHistoryEvents=_fan_out_history_length(sfn, arn),
         summaryRuns=emulator.summary_invocations(request_id), status=status, reason=reason,
         **emulator.fan_in_stats(request_id))
     _history_verdict(result)

@@ -93,8 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "older ones keep status, input and output (default: 1000; refused where it cannot apply, "
                      "as --lambda-concurrency)")
     run.add_argument("--deadline", type=options.DEADLINE_SECONDS, metavar="SECONDS",
-                     help="close the request as TIMED_OUT after this long, 1 s to a year "
-                     f"(default: the request's deadlineSeconds, else {c.DEFAULT_DEADLINE_SECONDS} s)")
+                     help="close the request as TIMED_OUT after this long, 1 s to a year, and no longer "
+                     "than the stack's retention allows (default: the request's deadlineSeconds, else the "
+                     f"stack's default for its size: {c.DEFAULT_DEADLINE_SECONDS} s up to one wave of the cases "
+                     f"Compute runs at once, {c.COMPUTE_ATTEMPTS * c.COMPUTE_TIMEOUT_SECONDS} s more per "
+                     "further wave)")
     faults = run.add_argument_group(
         "fault injection (embedded target, always in-process)",
         "Each choice is drawn from --seed, the kind of fault and the caseId only: the same seed and the same "

@@ -15,6 +15,10 @@ from lambda_fns import constants as c
 from lambda_fns.request_model import FanRequest, execution_name
 from lambda_fns.support import plain_item
 
+# Another execution name for a request whose earlier PreProcess execution ended before opening it.
+EXECUTION_NAME_RETRIES = 3
+SUMMARY_STORE_WAIT_SECONDS = 10.0
+
 
 class RequestFailed(RuntimeError):
     """The request could not start or did not finish; the message says why."""
@@ -48,6 +52,7 @@ class FanflowClient:
         self._sfn = client_factory("stepfunctions")
         self._ddb = client_factory("dynamodb")
         self._s3 = client_factory("s3")
+        self._started: dict[str, str] = {}  # requestId -> the execution this client started for it
 
     def counter_row(self, request_id: str) -> dict[str, Any] | None:
         item = self._ddb.get_item(
@@ -58,32 +63,50 @@ class FanflowClient:
         return plain_item(item) if item else None
 
     def execution_arn(self, request_id: str) -> str:
-        """The request's PreProcess execution, named after its requestId (execution_name)."""
-        arn = self.outputs[c.OUTPUT_PREPROCESS_ARN]
-        return arn.replace(":stateMachine:", ":execution:") + f":{execution_name(request_id)}"
+        """The request's PreProcess execution: the one this client started, else the one named after it."""
+        return self._started.get(request_id) or self._execution_arn_of(execution_name(request_id))
 
     def start(self, request: FanRequest) -> str:
-        """Start PreProcess for a validated request; refuse a requestId that exists."""
+        """Start PreProcess for a validated request; refuse a requestId that exists. The input is
+        sent minified, as validated (FanRequest.to_input_json)."""
         existing = self.counter_row(request.request_id)
         if existing is not None:
             raise RequestFailed(
                 f"request {request.request_id!r} already exists on {self.where} (status "
                 f"{existing.get(c.ATTR_STATUS)}); it was left unchanged. Use a new requestId (--request-id)."
             )
-        try:
-            response = self._sfn.start_execution(
-                stateMachineArn=self.outputs[c.OUTPUT_PREPROCESS_ARN],
-                name=request.execution_name,  # one PreProcess execution per request id
-                input=json.dumps(request.to_input()),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ExecutionAlreadyExists":
-                raise RequestFailed(
-                    f"request {request.request_id!r} was already started on {self.where} with a different "
-                    "payload; it was left unchanged. Use a new requestId (--request-id)."
-                ) from None
-            raise
-        return str(response["executionArn"])
+        name = request.execution_name  # one PreProcess execution per request id
+        for retry in range(1, EXECUTION_NAME_RETRIES + 1):
+            try:
+                response = self._sfn.start_execution(stateMachineArn=self.outputs[c.OUTPUT_PREPROCESS_ARN],
+                                                      name=name, input=request.to_input_json())
+                self._started[request.request_id] = str(response["executionArn"])
+                return self._started[request.request_id]
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
+                    raise
+            name = self._name_after_failed_start(request.request_id, name, retry)
+        raise RequestFailed(f"request {request.request_id!r} could not be started: its PreProcess executions "
+                            f"ended {EXECUTION_NAME_RETRIES} times before the request was opened. Use a new requestId.")
+
+    def _name_after_failed_start(self, request_id: str, name: str, retry: int) -> str:
+        """An execution of this name exists. If it opened the request, or is still running, the
+        request is refused; if it ended before opening it (nothing is left of it but its name, which
+        Step Functions keeps for 90 days), the request starts under another name: the requestId and
+        a '.N' suffix (execution_name's restart), which no first name has."""
+        previous = self._sfn.describe_execution(executionArn=self._execution_arn_of(name))
+        row = self.counter_row(request_id)
+        if row is not None:
+            raise RequestFailed(f"request {request_id!r} already exists on {self.where} (status "
+                                f"{row.get(c.ATTR_STATUS)}); it was left unchanged. Use a new requestId "
+                                "(--request-id).")
+        if previous["status"] == "RUNNING":
+            raise RequestFailed(f"request {request_id!r} is being started by another client on {self.where} "
+                                f"(PreProcess execution {name!r} is running); it was left unchanged.")
+        return execution_name(request_id, restart=retry)
+
+    def _execution_arn_of(self, name: str) -> str:
+        return self.outputs[c.OUTPUT_PREPROCESS_ARN].replace(":stateMachine:", ":execution:") + f":{name}"
 
     def progress(self, request_id: str) -> Progress | None:
         row = self.counter_row(request_id)
@@ -184,12 +207,31 @@ class FanflowClient:
             kwargs["nextToken"] = page["nextToken"]
 
     def find_summary(self, row: dict[str, Any]) -> dict[str, Any] | None:
-        """The request's summary if Summary has written it, else None."""
-        return self.summary(row) if row.get(c.ATTR_SUMMARY_KEY) else None
+        """The request's summary if Summary has stored it, else None."""
+        if not row.get(c.ATTR_SUMMARY_KEY):
+            return None
+        return self._read_summary(row[c.ATTR_SUMMARY_KEY])
 
-    def summary(self, row: dict[str, Any]) -> dict[str, Any]:
+    def summary(self, row: dict[str, Any], *, wait_seconds: float = SUMMARY_STORE_WAIT_SECONDS) -> dict[str, Any]:
+        """The summary of a closed request. Summary stores it just after it closes the row, so a
+        reader may be a moment early: it waits that long for it."""
         key = row.get(c.ATTR_SUMMARY_KEY)
         if not key:
             raise RequestFailed(f"request {row[c.ATTR_REQUEST_ID]!r} has no summary yet (status {row[c.ATTR_STATUS]})")
-        body = self._s3.get_object(Bucket=self.outputs[c.OUTPUT_ARTIFACTS_BUCKET], Key=key)["Body"].read()
+        deadline = time.monotonic() + wait_seconds
+        while (summary := self._read_summary(key)) is None:
+            if time.monotonic() > deadline:
+                raise RequestFailed(f"request {row[c.ATTR_REQUEST_ID]!r} is closed ({row[c.ATTR_STATUS]}) but its "
+                                    f"summary is not stored yet ({key}); Summary stores it on its next run, at the "
+                                    "latest at the request's deadline")
+            time.sleep(0.2)
+        return summary
+
+    def _read_summary(self, key: str) -> dict[str, Any] | None:
+        try:
+            body = self._s3.get_object(Bucket=self.outputs[c.OUTPUT_ARTIFACTS_BUCKET], Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return None
+            raise
         return dict(json.loads(body))

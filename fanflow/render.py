@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -73,6 +74,8 @@ def summary_tables(summary: dict[str, Any], *, summary_runs: int | None, max_cas
     head.add_row("succeeded", str(summary["succeeded"]))
     head.add_row("failed", str(summary["failed"]))
     head.add_row("timed out", str(len(summary["timedOut"])))
+    if summary.get("fanOutError"):
+        head.add_row("not emitted", f"{len(summary.get('notEmitted', []))}: {escape(summary['fanOutError'])}")
     head.add_row("wall time", f"{summary['wallSeconds']:.2f} s")
     compute = summary["computeMs"]
     head.add_row(CASE_TIME_LABEL, f"mean {compute['mean']} ms, max {compute['max']} ms")
@@ -86,7 +89,9 @@ def summary_tables(summary: dict[str, Any], *, summary_runs: int | None, max_cas
     for column in ("caseId", "state", "time in compute ms", "error"):
         cases.add_column(column)
     for case in summary["cases"][:max_cases]:
-        cases.add_row(case["caseId"], case["state"], str(case.get("durationMs", "-")), case.get("error", ""))
+        # caseIds and errors are data, never markup: "[/data]" would crash the table
+        cases.add_row(escape(case["caseId"]), case["state"], str(case.get("durationMs", "-")),
+                      escape(case.get("error", "")))
     return [head, cases]
 
 
@@ -160,11 +165,12 @@ def status_tables(view: dict[str, Any]) -> list[Table]:
         failures.add_column("caseId")
         failures.add_column("error")
         for case in summary["failedCases"]:
-            failures.add_row(case["caseId"], case.get("error", ""))
+            failures.add_row(escape(case["caseId"]), escape(case.get("error", "")))
         tables.append(failures)
     if summary["timedOut"]:
         shown = summary["timedOut"][:20]
-        body.add_row("never completed", ", ".join(shown) + (" ..." if len(summary["timedOut"]) > len(shown) else ""))
+        body.add_row("never completed",
+                     escape(", ".join(shown)) + (" ..." if len(summary["timedOut"]) > len(shown) else ""))
     return tables
 
 

@@ -38,8 +38,8 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (BotoConnectionError, HTTPClien
 # `cdk bootstrap` need. docker-compose.yml carries the same values (a test checks).
 LOCALSTACK_IMAGE = "localstack/localstack:4.14.0"
 LOCALSTACK_DEFAULT_ENDPOINT = "http://localhost:4566"
-LOCALSTACK_SERVICES = ("cloudformation", "cloudwatch", "dynamodb", "ecr", "events", "iam", "lambda", "logs", "s3",
-                       "sns", "sqs", "ssm", "stepfunctions", "sts")
+LOCALSTACK_SERVICES = ("cloudformation", "cloudwatch", "dynamodb", "ecr", "events", "iam", "kms", "lambda", "logs",
+                       "s3", "sns", "sqs", "ssm", "stepfunctions", "sts")
 LOCALSTACK_CREDENTIALS = ("test", "test")  # what cdklocal uses: account 000000000000
 DEFAULT_REGION = "us-east-1"
 

@@ -7,7 +7,9 @@ visibility timeout), records the result, puts the completion event and deletes t
 SIGTERM or SIGINT stops polling and lets the case in hand finish; a second signal releases
 it at once for another worker. A worker that dies mid-case leaves its message in the queue:
 another worker receives it when the visibility timeout expires, and Increment counts the
-case once whichever worker reports it."""
+case once whichever worker reports it. SQS keeps a message invisible for at most 12 hours
+after it is received, heartbeat or not: a case still running then is handed to another worker
+(which reports the first result stored, lambda_fns.casework.settle_case)."""
 
 from __future__ import annotations
 
@@ -40,7 +42,6 @@ class WorkerSettings:
     bus_name: str
     compute_seconds: Callable[[], float]  # read for each case: it may be reconfigured while running
     compute_type: str = c.COMPUTE_TYPE_QUEUE
-    retention_seconds: int = c.DEFAULT_RETENTION_DAYS * 86_400
     wait_seconds: int = c.WORKER_WAIT_SECONDS
     visibility_timeout: int = c.WORK_QUEUE_VISIBILITY_TIMEOUT_SECONDS
 
@@ -62,7 +63,7 @@ class WorkerSettings:
 
     def reporting(self) -> casework.Reporting:
         return casework.Reporting(results_table=self.results_table, bus_name=self.bus_name,
-                                  retention_seconds=self.retention_seconds, computed_by=self.compute_type)
+                                  computed_by=self.compute_type)
 
 
 @dataclass
@@ -70,6 +71,7 @@ class WorkerStats:
     received: int = 0
     completed: int = 0  # computed, reported and deleted
     failed_cases: int = 0  # of those, cases whose computation raised
+    skipped: int = 0  # not computed: after their deadline, not in their request, or counted already
     released: int = 0  # handed back to the queue unprocessed (shutdown)
     errors: int = 0  # left in the queue after an error: redelivered after the visibility timeout
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -80,17 +82,27 @@ class WorkerStats:
                 setattr(self, name, getattr(self, name) + value)
 
 
+# A simulated case never sleeps past SQS's limit, so that it reports before SQS hands it on.
+WORKER_MAX_CASE_SECONDS = c.SQS_MAX_VISIBILITY_SECONDS - 300
+
+
 class Heartbeat:
     """Keeps one message invisible while its case is computed: every third of the visibility
-    timeout, it sets the timeout again. Stopped when the case is reported, or dies with the
-    process (then the message reappears for another worker)."""
+    timeout, it sets the timeout again, never past SQS's maximum of 12 hours after the receive
+    (a longer request is refused: docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/
+    API_ChangeMessageVisibility.html). Stopped when the case is reported, or dies with the process
+    (then the message reappears for another worker)."""
 
     def __init__(self, sqs: Any, queue_url: str, receipt_handle: str, *, visibility_timeout: int,
-                 interval: float) -> None:
+                 interval: float, clock: Callable[[], float] = time.monotonic,
+                 limit_seconds: int = c.SQS_MAX_VISIBILITY_SECONDS) -> None:
         self._sqs, self._queue_url, self._receipt = sqs, queue_url, receipt_handle
         self._visibility, self._interval = visibility_timeout, interval
+        self._clock, self._received = clock, clock()
+        self._limit = limit_seconds
         self._stop = threading.Event()
         self.beats = 0
+        self.at_limit = False
         self._thread = threading.Thread(target=self._run, name="fanflow-worker-heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
@@ -105,11 +117,21 @@ class Heartbeat:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
 
+    def next_timeout(self) -> int:
+        """The visibility timeout to set now: the usual one, cut to what is left of SQS's limit."""
+        return max(0, min(self._visibility, int(self._limit - (self._clock() - self._received))))
+
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
+            timeout = self.next_timeout()
+            if timeout <= 0:
+                self.at_limit = True
+                LOG.warning("case in hand for SQS's %d-hour limit: its message goes to another worker",
+                            self._limit // 3600)
+                return
             try:
                 self._sqs.change_message_visibility(QueueUrl=self._queue_url, ReceiptHandle=self._receipt,
-                                                    VisibilityTimeout=self._visibility)
+                                                    VisibilityTimeout=timeout)
                 self.beats += 1
             except Exception as exc:  # the next beat may succeed; if none does, the case is redelivered
                 LOG.warning("heartbeat failed: %s", exc)
@@ -156,8 +178,8 @@ class QueueWorker:
         self._stopping.set()
 
     def release(self) -> None:
-        """Stop now: the case in hand goes back to the queue for another worker, and its result,
-        if the computation still ends, is not reported."""
+        """Stop now: the case in hand goes back to the queue for another worker. Its result, if the
+        computation still ends, is recorded but not reported: the next worker reports it."""
         self._stopping.set()
         with self._in_hand_lock:
             in_hand, self._in_hand = self._in_hand, None
@@ -218,22 +240,36 @@ class QueueWorker:
                               interval=self.settings.heartbeat_seconds)
         with self._in_hand_lock:
             self._in_hand = (receipt, heartbeat)
-        with heartbeat:
-            outcome = casework.run_case(detail["request"], self.settings.compute_seconds(), work=self.work)
+        try:
+            with heartbeat:
+                settled = casework.settle_case(self.dynamodb, detail, self._reporting,
+                                               seconds=self.settings.compute_seconds(), work=self.work,
+                                               max_seconds=WORKER_MAX_CASE_SECONDS)
+        except Exception:
+            # Nothing recorded (or the row could not be read): the message reappears and the case
+            # is settled again.
+            LOG.exception("%s: could not settle case %s/%s; it will be redelivered", self.name, request_id, case_id)
+            self.stats.add(errors=1)
+            return
         with self._in_hand_lock:
             released, self._in_hand = self._in_hand is None, None
-        if released:  # given back by release(): another worker computes it
+        if released:  # given back by release(): another worker reports it (its stored result, if any)
             return
         try:
-            casework.report_case(self.dynamodb, self.events, detail, outcome, self._reporting)
+            if settled.state is not None:
+                casework.put_completion(self.events, detail, settled.state, settled.error, self._reporting)
             self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=receipt)
         except Exception:
             # Not reported, or reported but not deleted: either way the message reappears and
-            # the case is computed again; Increment counts it once.
+            # its stored result is reported again; Increment counts it once.
             LOG.exception("%s: could not report case %s/%s; it will be redelivered", self.name, request_id, case_id)
             self.stats.add(errors=1)
             return
-        self.stats.add(completed=1, failed_cases=int(outcome.state == c.CASE_FAILED))
+        if settled.skipped:
+            LOG.info("%s: case %s/%s not computed (%s)", self.name, request_id, case_id, settled.skipped)
+            self.stats.add(skipped=1)
+            return
+        self.stats.add(completed=1, failed_cases=int(settled.state == c.CASE_FAILED))
 
     def _release(self, receipt: str) -> None:
         try:
@@ -279,7 +315,7 @@ class WorkerPool:
         return any(thread.is_alive() for thread in self._threads)
 
     def stats(self) -> dict[str, int]:
-        names = ("received", "completed", "failed_cases", "released", "errors")
+        names = ("received", "completed", "failed_cases", "skipped", "released", "errors")
         return {name: sum(getattr(worker.stats, name) for worker in self.workers) for name in names}
 
 
@@ -358,8 +394,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     with open_target(args.target) as target:
         settings = WorkerSettings.from_outputs(
             target.outputs, compute_seconds=lambda: seconds, queue_output=args.queue_output,
-            compute_type=args.compute_type, retention_seconds=args.retention_days * 86_400,
-            wait_seconds=args.wait_seconds, visibility_timeout=args.visibility_timeout)
+            compute_type=args.compute_type, wait_seconds=args.wait_seconds, visibility_timeout=args.visibility_timeout)
         return serve(settings, target, threads=args.threads, max_cases=args.max_cases)
 
 

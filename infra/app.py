@@ -11,6 +11,7 @@ import aws_cdk as cdk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from infra.components.concurrency import ConcurrencyPlan
 from infra.nag import apply_nag
 from infra.stack import FanflowStack
 from lambda_fns import constants as c
@@ -40,6 +41,7 @@ def build_app(outdir: str | None = None, *, context: dict[str, object] | None = 
         fan_in_batch_size=context_int("fanInBatchSize", c.FAN_IN_BATCH_SIZE),
         fan_in_batch_window_seconds=context_int("fanInBatchWindow", c.FAN_IN_BATCH_WINDOW_SECONDS),
         fan_in_concurrency=context_int("fanInConcurrency", c.FAN_IN_MAX_CONCURRENCY),
+        concurrency=ConcurrencyPlan.from_context(app.node.try_get_context),
         # No bootstrap-version rule: the same template must also deploy where no CDK
         # bootstrap stack exists (the embedded emulator).
         synthesizer=cdk.DefaultStackSynthesizer(generate_bootstrap_version_rule=False),

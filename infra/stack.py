@@ -5,15 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Fn, Stack
+from aws_cdk import aws_events as events
 from constructs import Construct
 
 from infra.components.compute import ComputeFunction
 from infra.components.compute_queue import ComputeQueue
 from infra.components.compute_targets import ComputeTarget, ComputeTargets
 from infra.components.compute_workflow import ComputeWorkflow
+from infra.components.concurrency import ConcurrencyPlan
 from infra.components.fan_in import FanInWorkflow
 from infra.components.fan_out import FanOutWorkflow
-from infra.components.monitoring import PipelineMonitoring, alarm_topic
+from infra.components.monitoring import DeadLetterFeed, FunctionRole, PipelineMonitoring, alarm_topic
 from infra.components.routing import EventRouting
 from infra.components.storage import RequestStore
 from lambda_fns import constants as c
@@ -25,35 +27,35 @@ class FanflowStack(Stack):
                  retention_days: int = c.DEFAULT_RETENTION_DAYS, alarm_email: str | None = None,
                  alarm_topic_arn: str | None = None,
                  trace_sampling_rate: float = c.DEFAULT_XRAY_SAMPLING_RATE,
+                 concurrency: ConcurrencyPlan | None = None,
                  fan_in_batch_size: int = c.FAN_IN_BATCH_SIZE,
                  fan_in_batch_window_seconds: int = c.FAN_IN_BATCH_WINDOW_SECONDS,
                  fan_in_concurrency: int = c.FAN_IN_MAX_CONCURRENCY, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         retention_seconds = retention_days * 86_400
+        concurrency = concurrency or ConcurrencyPlan()
 
         store = RequestStore(self, "Store", retention_days=retention_days)
         routing = EventRouting(self, "Routing")
         fan_in = FanInWorkflow(self, "FanIn", counter_table=store.counter_table,
                                results_table=store.results_table, artifacts_bucket=store.artifacts_bucket,
-                               bus=routing.bus, retention_seconds=retention_seconds,
-                               batch_size=fan_in_batch_size, batch_window_seconds=fan_in_batch_window_seconds,
-                               max_concurrency=fan_in_concurrency)
+                               bus=routing.bus, batch_size=fan_in_batch_size,
+                               batch_window_seconds=fan_in_batch_window_seconds, max_concurrency=fan_in_concurrency)
         fan_out = FanOutWorkflow(self, "FanOut", counter_table=store.counter_table,
-                                 artifacts_bucket=store.artifacts_bucket, bus=routing.bus,
-                                 summary_function=fan_in.summary_function,
-                                 retention_seconds=retention_seconds)
+                                 results_table=store.results_table, artifacts_bucket=store.artifacts_bucket,
+                                 bus=routing.bus, summary_function=fan_in.summary_function,
+                                 retention_seconds=retention_seconds, compute_concurrency=concurrency.compute_ceiling)
         routing.route_completions_to(fan_in.queue)
 
         # Compute targets: each case goes to the one its computeType names, else to Compute.
-        results, seconds, retention = store.results_table, compute_seconds, retention_seconds
-        compute = ComputeFunction(self, "Compute", bus=routing.bus, results_table=results,
-                                  compute_seconds=seconds, retention_seconds=retention)
+        results, seconds = store.results_table, compute_seconds
+        compute = ComputeFunction(self, "Compute", bus=routing.bus, results_table=results, compute_seconds=seconds)
         compute_large = ComputeFunction(
             self, "ComputeLarge", bus=routing.bus, results_table=results, compute_seconds=seconds,
-            retention_seconds=retention, compute_type=c.COMPUTE_TYPE_LAMBDA_LARGE, memory_mb=1769,  # a full vCPU
+            compute_type=c.COMPUTE_TYPE_LAMBDA_LARGE, memory_mb=1769,  # a full vCPU
             description="fanflow: computes one case with a full vCPU and reports its completion")
         workflow = ComputeWorkflow(self, "ComputeWorkflow", bus=routing.bus, results_table=results,
-                                   compute_seconds=seconds, retention_seconds=retention)
+                                   compute_seconds=seconds)
         queue = ComputeQueue(self, "ComputeQueue", bus=routing.bus, results_table=results)
         compute_targets = ComputeTargets(self, "ComputeTargets", routing=routing,
                                          default=ComputeTarget.function(compute.function),
@@ -66,17 +68,47 @@ class FanflowStack(Stack):
         # The functions whose COMPUTE_SECONDS `--compute-seconds` sets.
         compute_functions = [compute.function, compute_large.function, workflow.step_function]
 
+        # Compute cannot take the orchestration's concurrency: a ceiling on each compute function,
+        # a floor under each orchestration function.
+        for function in compute_functions:
+            concurrency.cap_compute(function)
+        concurrency.reserve_orchestration(fan_out.prepare_function)
+        concurrency.reserve_orchestration(fan_out.emit_function, at_least=c.FANOUT_MAX_CONCURRENCY)
+        concurrency.reserve_orchestration(fan_in.summary_function)
+        # As many batches as the event source mapping runs at once, each one consumer and one CountBatch.
+        concurrency.reserve_orchestration(fan_in.consumer_function, at_least=fan_in_concurrency)
+        concurrency.reserve_orchestration(fan_in.count_function, at_least=fan_in_concurrency)
+
         monitoring = PipelineMonitoring(
             self, "Monitoring", fan_out=fan_out.state_machine, fan_in=fan_in.state_machine,
-            functions={"Prepare": fan_out.prepare_function, "Emit": fan_out.emit_function,
-                       "Compute": compute.function, "Summary": fan_in.summary_function,
-                       "ComputeLarge": compute_large.function, "WorkflowStep": workflow.step_function},
-            dead_letter_queue=routing.dead_letter_queue,
-            compute_workflows={"ComputeWorkflow": workflow.state_machine},
-            compute_dead_letter_queues={"WorkQueue": queue.dead_letter_queue},
             alarm_topic=alarm_topic(self, email=alarm_email, topic_arn=alarm_topic_arn),
             trace_sampling_rate=trace_sampling_rate,
         )
+        monitoring.add_workflow("ComputeWorkflow", workflow.state_machine,
+                                description="its case was neither computed nor reported FAILED")
+        for label, function, role in (
+                ("Prepare", fan_out.prepare_function, FunctionRole.ORCHESTRATION_NO_ERRORS),
+                ("Emit", fan_out.emit_function, FunctionRole.ORCHESTRATION),
+                ("Summary", fan_in.summary_function, FunctionRole.ORCHESTRATION),
+                ("FanInConsumer", fan_in.consumer_function, FunctionRole.ORCHESTRATION),
+                ("CountBatch", fan_in.count_function, FunctionRole.ORCHESTRATION),
+                ("Compute", compute.function, FunctionRole.COMPUTE),
+                ("ComputeLarge", compute_large.function, FunctionRole.COMPUTE),
+                ("WorkflowStep", workflow.step_function, FunctionRole.COMPUTE_STEP)):
+            monitoring.add_function(label, function, role=role)
+        monitoring.add_dead_letter_queue(
+            "RuleTargets", routing.dead_letter_queue, feed=DeadLetterFeed.SENT,
+            meaning="EventBridge could not deliver an event to its target; its request will not complete")
+        monitoring.add_dead_letter_queue(
+            "Completions", fan_in.dead_letter_queue, feed=DeadLetterFeed.REDRIVE,
+            meaning="a completion could not be counted after its receives (or is not a completion); its request "
+            "will time out unless it is counted again (fanflow dead-letters)")
+        monitoring.add_dead_letter_queue(
+            "WorkQueue", queue.dead_letter_queue, feed=DeadLetterFeed.REDRIVE,
+            meaning="a queue case was given up after its receives; its request will time out")
+        for rule in self.node.find_all():
+            if isinstance(rule, events.Rule):
+                monitoring.add_rule(rule.node.id, rule, routing.bus)
 
         self.store, self.routing, self.compute, self.fan_in, self.fan_out = store, routing, compute, fan_in, fan_out
         self.compute_targets, self.compute_large = compute_targets, compute_large

@@ -1,6 +1,11 @@
 """One case's computation and how it is reported, shared by every compute target: the
 Compute function, the compute workflow's step and `fanflow worker`. Nothing here reads
-configuration or creates clients: callers pass their own, so any process can use it."""
+configuration or creates clients: callers pass their own, so any process can use it.
+
+A case is computed only when its request still wants it: its deadline has not passed, its
+results row exists (Emit registered it: it is a case of the request) and holds no result yet.
+A case whose result is stored already (a retried or duplicated delivery) is reported from the
+stored result, never computed again, so the row and the counted outcome agree."""
 
 from __future__ import annotations
 
@@ -10,18 +15,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from . import constants as c
 from .support import put_events
 
 Work = Callable[[dict[str, Any], float], Any]
 
+# Why a case was not computed (and no completion was put for it).
+SKIP_EXPIRED = c.CASE_EXPIRED  # received after its request's deadline: the request has closed, or is closing
+SKIP_NOT_IN_REQUEST = "NOT_IN_REQUEST"  # no results row: not a case of this request (or given up, or expired)
+SKIP_COUNTED = "COUNTED"  # counted already: its outcome stands
+
 
 def work(request: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """The computation itself; the sample sleeps. A case may set computeSeconds."""
-    seconds = float(request.get("computeSeconds", seconds))
+    """The computation itself; the sample sleeps `seconds` (run_case resolves the case's own)."""
     if seconds > 0:  # time.sleep(0) would only hand the processor to another thread
         time.sleep(seconds)
     return {"caseId": request[c.ATTR_CASE_ID]}
+
+
+def compute_seconds(request: dict[str, Any], default: float, maximum: float) -> float:
+    """The simulated work of a case: its own computeSeconds if it sets one, else `default`, never
+    more than `maximum` (a compute target's time limit, so a case always reports) nor less than 0."""
+    return min(max(0.0, float(request.get("computeSeconds", default))), maximum)
 
 
 @dataclass(frozen=True)
@@ -36,12 +53,13 @@ class CaseOutcome:
         return int((self.finished - self.started) * 1000)
 
 
-def run_case(request: dict[str, Any], seconds: float, *, work: Work = work) -> CaseOutcome:
+def run_case(request: dict[str, Any], seconds: float, *, work: Work = work,
+             max_seconds: float = c.MAX_CASE_COMPUTE_SECONDS) -> CaseOutcome:
     """Run `work` on the case; a computation that raises is a failed case, with its error."""
     started = time.time()
     error = None
     try:
-        work(request, seconds)
+        work(request, compute_seconds(request, seconds, max_seconds))
         state = c.CASE_SUCCEEDED
     except Exception as exc:  # the case fails; the request still completes
         state, error = c.CASE_FAILED, f"{type(exc).__name__}: {exc}"
@@ -49,34 +67,65 @@ def run_case(request: dict[str, Any], seconds: float, *, work: Work = work) -> C
 
 
 def completion_detail(detail: dict[str, Any], state: str, error: str | None) -> dict[str, Any]:
-    """The completion event's detail: the fan-out event's detail plus the outcome (see
-    constants.DETAIL_COUNT_AS)."""
+    """The completion event's detail: the case's reference plus its outcome."""
     return {"requestId": detail["requestId"], "request": detail["request"], "state": state,
-            "error": error or "", c.DETAIL_COUNT_AS: c.COUNT_AS[state]}
+            "error": error or ""}
+
+
+def _key(request_id: str, case_id: str) -> dict[str, Any]:
+    return {c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_CASE_ID: {"S": case_id}}
+
+
+def read_result(dynamodb: Any, table: str, request_id: str, case_id: str) -> dict[str, Any] | None:
+    """The case's results row (state, error, outcome), None when the case has none."""
+    item = dynamodb.get_item(
+        TableName=table, Key=_key(request_id, case_id), ConsistentRead=True,
+        ProjectionExpression="#s, #e, #o",
+        ExpressionAttributeNames={"#s": c.ATTR_STATE, "#e": c.ATTR_ERROR, "#o": c.ATTR_OUTCOME},
+    ).get("Item")
+    if item is None:
+        return None
+    return {name: value["S"] for name, value in item.items() if "S" in value}
 
 
 def record_result(dynamodb: Any, table: str, request_id: str, case_id: str, *, state: str, started: float,
-                  finished: float, error: str | None, expires_at: int, computed_by: str) -> bool:
-    """Write the case's results row, unless Increment has already counted the case (a
-    duplicate run then changes nothing: the counted result stands). False in that case."""
-    item: dict[str, Any] = {
-        c.ATTR_REQUEST_ID: {"S": request_id},
-        c.ATTR_CASE_ID: {"S": case_id},
-        c.ATTR_STATE: {"S": state},
-        c.ATTR_STARTED_AT: {"N": f"{started:.3f}"},
-        c.ATTR_FINISHED_AT: {"N": f"{finished:.3f}"},
-        c.ATTR_DURATION_MS: {"N": str(int((finished - started) * 1000))},
-        c.ATTR_EXPIRES_AT: {"N": str(expires_at)},
-        c.ATTR_COMPUTED_BY: {"S": computed_by},
+                  finished: float, error: str | None, computed_by: str) -> bool:
+    """Write the case's result into its pending results row. Only a pending row takes a result: a
+    case that is not in the request (no row), or whose result is stored already, is not written
+    (False). The write names the result's attributes only (grants.RESULT_ATTRIBUTES): a compute
+    role can neither erase nor test the counted mark; the row keeps the expiry Emit gave it."""
+    names = {"#state": c.ATTR_STATE, "#started": c.ATTR_STARTED_AT, "#finished": c.ATTR_FINISHED_AT,
+             "#duration": c.ATTR_DURATION_MS, "#by": c.ATTR_COMPUTED_BY}
+    values: dict[str, Any] = {
+        ":state": {"S": state}, ":started": {"N": f"{started:.3f}"}, ":finished": {"N": f"{finished:.3f}"},
+        ":duration": {"N": str(int((finished - started) * 1000))}, ":by": {"S": computed_by},
+        ":pending": {"S": c.CASE_PENDING},
     }
+    update = "SET #state = :state, #started = :started, #finished = :finished, #duration = :duration, #by = :by"
     if error:
-        item[c.ATTR_ERROR] = {"S": error[:1000]}
+        names["#error"], values[":error"] = c.ATTR_ERROR, {"S": error[:1000]}
+        update += ", #error = :error"
     try:
-        dynamodb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(#outcome)",
-                          ExpressionAttributeNames={"#outcome": c.ATTR_OUTCOME})
-    except dynamodb.exceptions.ConditionalCheckFailedException:
+        dynamodb.update_item(TableName=table, Key=_key(request_id, case_id), UpdateExpression=update,
+                             ConditionExpression="#state = :pending", ExpressionAttributeNames=names,
+                             ExpressionAttributeValues=values)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
         return False
     return True
+
+
+def mark_expired(dynamodb: Any, table: str, request_id: str, case_id: str) -> None:
+    """Note on a pending row that its case arrived after the deadline and was not computed."""
+    try:
+        dynamodb.update_item(TableName=table, Key=_key(request_id, case_id), UpdateExpression="SET #state = :expired",
+                             ConditionExpression="#state = :pending", ExpressionAttributeNames={"#state": c.ATTR_STATE},
+                             ExpressionAttributeValues={":expired": {"S": c.CASE_EXPIRED},
+                                                        ":pending": {"S": c.CASE_PENDING}})
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
 
 
 @dataclass(frozen=True)
@@ -85,27 +134,79 @@ class Reporting:
 
     results_table: str
     bus_name: str
-    retention_seconds: int
     computed_by: str
     source: str = c.COMPUTE_SOURCE
     detail_type: str = c.COMPLETION_DETAIL_TYPE
 
 
-def report_case(dynamodb: Any, events: Any, detail: dict[str, Any], outcome: CaseOutcome,
-                reporting: Reporting) -> tuple[dict[str, Any], bool]:
-    """Record the case's result, then put its completion event (checked: a dropped completion
-    would leave the request waiting). Returns the completion detail and whether the row
-    was written (False: the case had been counted already)."""
-    recorded = record_result(
-        dynamodb, reporting.results_table, detail["requestId"], detail["request"][c.ATTR_CASE_ID],
-        state=outcome.state, started=outcome.started, finished=outcome.finished, error=outcome.error,
-        expires_at=int(outcome.finished) + reporting.retention_seconds, computed_by=reporting.computed_by,
-    )
-    out = completion_detail(detail, outcome.state, outcome.error)
+@dataclass(frozen=True)
+class Settled:
+    """What became of a case: computed now (`outcome`), reported from its stored result, or
+    skipped (`skipped` names why, and nothing is reported)."""
+
+    state: str | None = None
+    error: str | None = None
+    outcome: CaseOutcome | None = None  # set when this run computed the case
+    skipped: str | None = None
+
+    @property
+    def computed(self) -> bool:
+        return self.outcome is not None
+
+
+def settle_case(dynamodb: Any, detail: dict[str, Any], reporting: Reporting, *, seconds: float,
+                work: Work = work, max_seconds: float = c.MAX_CASE_COMPUTE_SECONDS,
+                now: Callable[[], float] = time.time) -> Settled:
+    """Decide whether to compute a case, compute it if so, and record its result."""
+    request_id, case_id = detail["requestId"], detail["request"][c.ATTR_CASE_ID]
+    table = reporting.results_table
+    deadline = detail.get(c.DETAIL_DEADLINE)
+    if deadline is not None and now() > float(deadline):
+        mark_expired(dynamodb, table, request_id, case_id)
+        return Settled(skipped=SKIP_EXPIRED)
+    stored = read_result(dynamodb, table, request_id, case_id)
+    settled = _from_stored(stored)
+    if settled is not None:
+        return settled
+    outcome = run_case(detail["request"], seconds, work=work, max_seconds=max_seconds)
+    if record_result(dynamodb, table, request_id, case_id, state=outcome.state, started=outcome.started,
+                     finished=outcome.finished, error=outcome.error, computed_by=reporting.computed_by):
+        return Settled(state=outcome.state, error=outcome.error, outcome=outcome)
+    # Another run of the case stored its result first: that result is the case's.
+    return _from_stored(read_result(dynamodb, table, request_id, case_id)) or Settled(skipped=SKIP_NOT_IN_REQUEST)
+
+
+def _from_stored(stored: dict[str, Any] | None) -> Settled | None:
+    """The case's fate from its row, None when it is pending (to be computed)."""
+    if stored is None:
+        return Settled(skipped=SKIP_NOT_IN_REQUEST)
+    if stored.get(c.ATTR_OUTCOME):
+        return Settled(skipped=SKIP_COUNTED)
+    state = stored.get(c.ATTR_STATE)
+    if state in c.CASE_RESULT_STATES:
+        return Settled(state=state, error=stored.get(c.ATTR_ERROR))
+    if state == c.CASE_EXPIRED:
+        return Settled(skipped=SKIP_EXPIRED)
+    return None
+
+
+def put_completion(events: Any, detail: dict[str, Any], state: str, error: str | None,
+                   reporting: Reporting) -> dict[str, Any]:
+    """Put the case's completion event (checked: a dropped completion would leave the request waiting)."""
+    out = completion_detail(detail, state, error)
     put_events(events, [{
         "Source": reporting.source,
         "DetailType": reporting.detail_type,
         "EventBusName": reporting.bus_name,
         "Detail": json.dumps(out),
     }])
-    return out, recorded
+    return out
+
+
+def report_case(dynamodb: Any, events: Any, detail: dict[str, Any], reporting: Reporting, *, seconds: float,
+                work: Work = work, max_seconds: float = c.MAX_CASE_COMPUTE_SECONDS) -> Settled:
+    """Settle the case and, unless it was skipped, put its completion event."""
+    settled = settle_case(dynamodb, detail, reporting, seconds=seconds, work=work, max_seconds=max_seconds)
+    if settled.state is not None:
+        put_completion(events, detail, settled.state, settled.error, reporting)
+    return settled

@@ -7,8 +7,9 @@ STACK_NAME = "Fanflow"
 SEED_VARIANT_STACK_NAME = "FanflowSeedVariant"  # the seed's design, for `fanflow bench` only
 
 # Event contract (kept from the seed so that seed-style compute functions plug in).
-# Fan-out event: detail = {"requestId": ..., "request": {"caseId": ...}}
-# Completion event: the same detail plus "state" (and "error" when it failed).
+# Fan-out event: detail = {"requestId": ..., "request": {"caseId": ...}, "deadline": epoch seconds}
+# Completion event: requestId and request, plus "state" (SUCCEEDED or FAILED) and "error" ("" when
+# none). The fan-in counts a case by its state, with fixed update expressions (lambda_fns/counting.py).
 PREPROCESS_SOURCE = "com.preprocess.stepfunction"
 COMPUTE_SOURCE = "com.computing.lambda"
 SUMMARY_SOURCE = "com.fanflow.summary"
@@ -38,10 +39,17 @@ ATTR_COMPUTE_SECONDS = "computeSeconds"
 # Case outcomes carried by the completion event's "state".
 CASE_SUCCEEDED = "SUCCEEDED"
 CASE_FAILED = "FAILED"
-# Every completion event's detail: requestId, request, state, error ("" when none), and
-# countAs, the counter-row attribute the case adds to (ATTR_SUCCEEDED or ATTR_FAILED), so
-# that Increment counts without branching.
-DETAIL_COUNT_AS = "countAs"
+# A results row's state before its case has a result: Emit registers every case of its batch
+# as a pending row before it puts the batch's events, and only a pending row takes a result.
+# A case without a row is not in the request (or was never emitted): nothing is recorded for it.
+CASE_PENDING = "PENDING"
+# A case a compute target received after its request's deadline: skipped, not computed.
+CASE_EXPIRED = "EXPIRED"
+CASE_RESULT_STATES = frozenset({CASE_SUCCEEDED, CASE_FAILED})
+# A case's state in a summary when its fan-out batch was given up before it was emitted.
+CASE_NOT_EMITTED = "NOT_EMITTED"
+# The fan-out event's request deadline (epoch seconds): a compute target skips a case received after it.
+DETAIL_DEADLINE = "deadline"
 
 # Request lifecycle on the counter row.
 STATUS_RUNNING = "RUNNING"
@@ -55,6 +63,7 @@ FINAL_STATUSES = frozenset({STATUS_SUCCEEDED, STATUS_PARTIAL, STATUS_FAILED, STA
 # Why Summary was started.
 REASON_COMPLETED = "COMPLETED"
 REASON_TIMED_OUT = "TIMED_OUT"
+REASON_FAN_OUT_FAILED = "FAN_OUT_FAILED"  # a fan-out batch was lost: closed once the emitted cases are counted
 
 # Counter row attributes (table keyed by requestId).
 ATTR_REQUEST_ID = "requestId"
@@ -62,7 +71,6 @@ ATTR_COUNTER = "counter"
 ATTR_TARGET = "target"
 ATTR_SUCCEEDED = "succeeded"
 ATTR_FAILED = "failed"
-COUNT_AS = {CASE_SUCCEEDED: ATTR_SUCCEEDED, CASE_FAILED: ATTR_FAILED}
 ATTR_STATUS = "status"
 ATTR_CREATED_AT = "createdAt"
 ATTR_DEADLINE = "deadline"
@@ -70,11 +78,18 @@ ATTR_EXPIRES_AT = "expiresAt"  # the TTL attribute of both tables
 ATTR_MANIFEST_KEY = "manifestKey"
 ATTR_SUMMARY_KEY = "summaryKey"
 ATTR_COMPLETED_AT = "completedAt"
-ATTR_CLAIMED_AT = "claimedAt"  # when the request was claimed for Summary (epoch seconds)
 # What the fan-in records about its own work on the counter row (`fanflow run --json` fanIn).
 ATTR_FAN_IN_BATCHES = "fanInBatches"  # counting transactions committed for the request
 ATTR_CONFLICT_RETRIES = "conflictRetries"  # attempts cancelled by a conflict or a throttle, then retried
 ATTR_COUNTER_WRITES = "counterWrites"  # writes to the counter row: open, every counting attempt, claim, close
+# Epoch seconds at which the row was last claimed for Summary (RUNNING -> SUMMARIZING, or a
+# stale SUMMARIZING claim taken over); set with every claim, by Increment and by PreProcess.
+ATTR_CLAIMED_AT = "claimedAt"
+ATTR_PUBLISHED_AT = "publishedAt"  # when Summary published fanflow.request.completed for the final status
+# Set by PreProcess when a fan-out batch was finally lost: why, and how many cases were never emitted.
+ATTR_FAN_OUT_ERROR = "fanOutError"
+ATTR_NOT_EMITTED = "notEmitted"
+ATTR_LOST_BATCHES = "lostBatches"  # the fan-out batches whose loss is recorded (a number set): recorded once each
 # Results table attributes (keyed by requestId, caseId).
 ATTR_CASE_ID = "caseId"
 ATTR_OUTCOME = "outcome"  # written once by Increment: the case has been counted
@@ -92,8 +107,11 @@ ENV_RESULTS_TABLE = "RESULTS_TABLE_NAME"
 ENV_ARTIFACTS_BUCKET = "ARTIFACTS_BUCKET_NAME"
 ENV_COMPUTE_SECONDS = "COMPUTE_SECONDS"
 ENV_RETENTION_SECONDS = "RETENTION_SECONDS"
-ENV_DEFAULT_DEADLINE_SECONDS = "DEFAULT_DEADLINE_SECONDS"
 ENV_BATCH_SIZE = "FANOUT_BATCH_SIZE"
+ENV_COMPUTE_CONCURRENCY = "COMPUTE_CONCURRENCY"  # Compute's ceiling (else the account's), for the default deadline
+ENV_FANOUT_ATTEMPTS = "FANOUT_ATTEMPTS"
+ENV_FANOUT_BACKOFF_BASE_SECONDS = "FANOUT_BACKOFF_BASE_SECONDS"
+ENV_FANOUT_BACKOFF_MAX_SECONDS = "FANOUT_BACKOFF_MAX_SECONDS"
 ENV_COMPUTE_TYPE = "COMPUTE_TYPE"  # the compute type a compute function serves
 ENV_INCREMENT_ARN = "INCREMENT_STATE_MACHINE_ARN"  # the fan-in consumer starts one execution per batch
 # The seed's variable names for the Compute function.
@@ -120,6 +138,8 @@ OUTPUT_WORKER_POLICY_ARN = "WorkerPolicyArn"  # what a worker's role needs, to a
 
 # Limits (AWS's, and the ones fanflow chooses).
 PUT_EVENTS_MAX_ENTRIES = 10  # PutEvents accepts at most 10 entries per call
+BATCH_WRITE_MAX_ITEMS = 25  # BatchWriteItem accepts at most 25 put or delete requests per call
+BATCH_GET_MAX_KEYS = 100  # BatchGetItem reads at most 100 items per call
 FANOUT_BATCH_SIZE = 100  # cases per Emit invocation: 10 PutEvents calls
 FANOUT_MAX_CONCURRENCY = 40  # Map iterations in flight
 SFN_MAX_INPUT_BYTES = 256 * 1024  # Step Functions state input/output limit
@@ -155,16 +175,64 @@ COMPUTE_SECONDS_EMBEDDED = 0.0
 SUMMARY_TIMEOUT_SECONDS = 300
 FANOUT_TIMEOUT_SECONDS = 120
 # EventBridge invokes a Lambda target asynchronously; Lambda retries twice, so a case can
-# take three compute timeouts before its failure is final. Plus room for queueing.
-DEFAULT_DEADLINE_SECONDS = 3 * COMPUTE_TIMEOUT_SECONDS + 300
-MAX_DEADLINE_SECONDS = 365 * 86_400  # a Standard execution lasts at most one year
+# take three compute timeouts before its failure is final. Plus room for queueing. This is the
+# default deadline of a request that fits in one wave of the compute concurrency; each further
+# wave adds three compute timeouts (lambda_fns.request_model.default_deadline_seconds).
+COMPUTE_ATTEMPTS = 1 + COMPUTE_ASYNC_RETRIES
+DEADLINE_SLACK_SECONDS = 300
+DEFAULT_DEADLINE_SECONDS = COMPUTE_ATTEMPTS * COMPUTE_TIMEOUT_SECONDS + DEADLINE_SLACK_SECONDS
+# The concurrency the default deadline assumes when Compute has no reserved ceiling: the
+# default account limit (docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html).
+ACCOUNT_LAMBDA_CONCURRENCY = 1000
+# A case may ask for a simulated compute time (computeSeconds); never more than this, so the
+# sleep always ends before the function's timeout and the case reports its result.
+MAX_CASE_COMPUTE_SECONDS = COMPUTE_TIMEOUT_SECONDS - 5
 DEFAULT_RETENTION_DAYS = 7
+# Deadlines and retention. Every record of a request expires at its deadline plus the retention
+# at the earliest: the counter row and results rows carry expiresAt = deadline + retention, and
+# manifests and summaries expire by a lifecycle rule `retention` days after they are written, so
+# a deadline is bounded by the retention (less the time to close the request at its deadline)
+# and, for the Standard PreProcess execution (at most one year), by a year less that time.
+# Prepare enforces the deployed bound; the client checks the absolute one.
+CLOSE_MARGIN_SECONDS = 2 * 3600  # the deadline's claim tries, Summary's runs (see below), and room to spare
+STANDARD_EXECUTION_MAX_SECONDS = 365 * 86_400
+MAX_DEADLINE_SECONDS = STANDARD_EXECUTION_MAX_SECONDS - 86_400  # a day for fan-out and closing
+
+
+def max_deadline_seconds(retention_seconds: int) -> int:
+    """The longest deadline a stack with this retention accepts."""
+    return max(1, min(MAX_DEADLINE_SECONDS, retention_seconds - CLOSE_MARGIN_SECONDS))
+
+
+# Summary exactly once. A claim (SUMMARIZING) older than this is stale: its Summary ran its
+# retries out. Summary runs at most SUMMARY_ATTEMPTS times per invocation task, each at most its
+# timeout; the task's throttle and service-error retries (infra/components/functions.py) wait
+# about 15 minutes at most on top of that: a claim is stale only after all of it. This holds for
+# every task that runs Summary with infra.components.summary.summary_task's retries.
+SUMMARY_ATTEMPTS = 4
+STALE_CLAIM_SECONDS = SUMMARY_ATTEMPTS * SUMMARY_TIMEOUT_SECONDS + 1200
+# PreProcess's deadline close: it tries to claim the row at the deadline and, while another
+# claim is fresh, again every CLAIM_RETRY_SECONDS, until the claim is stale (so a bounded
+# number of tries, each a few history events: far from the 25,000-event limit).
+CLAIM_RETRY_SECONDS = 120
+CLAIM_ATTEMPTS = STALE_CLAIM_SECONDS // CLAIM_RETRY_SECONDS + 3
+
+# Fan-out resilience: Emit retries refused entries a few times within an invocation; the batch
+# then waits (exponential backoff with full jitter, in seconds) and resumes with the entries not
+# yet accepted, up to FANOUT_ATTEMPTS times, before its remaining cases are given up.
+FANOUT_ATTEMPTS = 8
+FANOUT_BACKOFF_BASE_SECONDS = 2
+FANOUT_BACKOFF_MAX_SECONDS = 60
 RULE_TARGET_RETRY_ATTEMPTS = 185  # EventBridge's default and maximum
 RULE_TARGET_MAX_EVENT_AGE_SECONDS = 86_400  # 24 hours, likewise
 # The queue target: a worker keeps its case invisible to other workers by extending the
 # visibility timeout every third of it while it works, so the timeout only bounds how long
 # a dead worker's case waits before another worker gets it.
 WORK_QUEUE_VISIBILITY_TIMEOUT_SECONDS = 60
+# SQS keeps a received message invisible for at most 12 hours from its first receive, whatever
+# ChangeMessageVisibility asks (docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/
+# sqs-visibility-timeout.html): a worker's case is handed to another worker after that.
+SQS_MAX_VISIBILITY_SECONDS = 12 * 3600
 WORK_QUEUE_MAX_RECEIVES = 5  # then the message goes to the queue's dead-letter queue
 WORKER_WAIT_SECONDS = 20  # SQS long polling, at its maximum
 
@@ -177,6 +245,9 @@ METRIC_CASES_FAILED = "CasesFailed"  # Compute: 1 when the case failed, else 0 (
 METRIC_COMPUTE_DURATION = "ComputeDuration"  # Compute: milliseconds of work per case
 METRIC_REQUESTS_COMPLETED = "RequestsCompleted"  # Summary: one per request closed, by status
 METRIC_REQUEST_DURATION = "RequestDuration"  # Summary: seconds from the counter row's creation to its summary
+METRIC_REQUESTS_REJECTED = "RequestsRejected"  # PreProcess: a request refused (invalid, or its requestId in use)
+METRIC_CASES_EXPIRED = "CasesExpired"  # compute targets: cases received after their deadline, not computed
+METRIC_CASES_NOT_EMITTED = "CasesNotEmitted"  # Emit: cases of a batch given up after the fan-out's retries
 DIMENSION_SERVICE = "service"
 DIMENSION_STATUS = "status"
 # Share of requests X-Ray traces (each traced request is traced whole; see PipelineMonitoring).

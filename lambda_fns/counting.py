@@ -74,8 +74,8 @@ def _check(completion: Completion) -> None:
         value = getattr(completion, name)
         if not isinstance(value, str) or not value:
             raise MalformedCompletion(f"{name} must be a non-empty string, got {value!r}")
-    if completion.state not in c.COUNT_AS:
-        raise MalformedCompletion(f"state must be one of {', '.join(c.COUNT_AS)}, got {completion.state!r}")
+    if completion.state not in c.CASE_RESULT_STATES:
+        raise MalformedCompletion(f"state must be {c.CASE_SUCCEEDED} or {c.CASE_FAILED}, got {completion.state!r}")
 
 
 def parse_completion(message_id: str, body: str) -> Completion:

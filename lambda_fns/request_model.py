@@ -24,14 +24,18 @@ class RequestError(ValueError):
     """A request that fanflow will not start; the message names the problem."""
 
 
-def execution_name(request_id: str) -> str:
+def execution_name(request_id: str, restart: int = 0) -> str:
     """The PreProcess execution name of a request: a readable prefix of the requestId's
     letters, digits, '-' and '_', then a digest of the whole requestId; always a valid
     StartExecution name (1-80 characters). The same requestId always gives the same name,
-    which is what makes a second start of a request fail (ExecutionAlreadyExists)."""
+    which is what makes a second start of a request fail (ExecutionAlreadyExists). A restart
+    (the request's earlier execution ended before it opened the request) adds `.N`, which no
+    first name has."""
+    suffix = f".{restart}" if restart else ""
     digest = hashlib.sha256(request_id.encode("utf-8")).hexdigest()[:_NAME_DIGEST_CHARS]
-    readable = _NAME_UNSAFE.sub("-", request_id).strip("-")[: c.SFN_MAX_NAME_LENGTH - _NAME_DIGEST_CHARS - 1]
-    return f"{readable.rstrip('-')}-{digest}" if readable else digest
+    room = c.SFN_MAX_NAME_LENGTH - _NAME_DIGEST_CHARS - 1 - len(suffix)
+    readable = _NAME_UNSAFE.sub("-", request_id).strip("-")[:room]
+    return (f"{readable.rstrip('-')}-{digest}" if readable else digest) + suffix
 
 
 def describe(value: Any) -> str:
@@ -55,7 +59,7 @@ def describe(value: Any) -> str:
 class FanRequest:
     request_id: str
     cases: tuple[dict[str, Any], ...]
-    deadline_seconds: int
+    deadline_seconds: int | None  # None: the deployed stack's default applies (see Prepare)
 
     @property
     def length(self) -> int:
@@ -67,20 +71,22 @@ class FanRequest:
 
     def to_input(self) -> dict[str, Any]:
         """The PreProcess execution input, in the seed's format (length as a string)."""
-        return {
-            "requestId": self.request_id,
-            "requests": list(self.cases),
-            "length": str(self.length),
-            "deadlineSeconds": self.deadline_seconds,
-        }
+        out: dict[str, Any] = {"requestId": self.request_id, "requests": list(self.cases), "length": str(self.length)}
+        if self.deadline_seconds is not None:
+            out["deadlineSeconds"] = self.deadline_seconds
+        return out
+
+    def to_input_json(self) -> str:
+        """The execution input exactly as it is sent: minified JSON (what the size limit measures)."""
+        return encode_input(self.to_input())
 
     @property
     def execution_name(self) -> str:
         return execution_name(self.request_id)
 
     def input_bytes(self) -> int:
-        """The size of the PreProcess execution input."""
-        return len(json.dumps(self.to_input()).encode())
+        """The size of the PreProcess execution input, as it is sent."""
+        return len(self.to_input_json().encode())
 
     def with_compute_seconds(self, seconds: float) -> FanRequest:
         """The request with `computeSeconds` set on every case that has none (a case's own
@@ -89,14 +95,37 @@ class FanRequest:
         cases = tuple(case if c.ATTR_COMPUTE_SECONDS in case else {**case, c.ATTR_COMPUTE_SECONDS: seconds}
                       for case in self.cases)
         request = replace(self, cases=cases)
-        _check_size(request.input_bytes())
+        size = request.input_bytes()
+        if size > c.MAX_REQUEST_BYTES:
+            raise _too_large(size)
         return request
 
 
-def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | None = None) -> FanRequest:
-    """Parse and validate a request; raise RequestError naming the first problem."""
+def encode_input(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def default_deadline_seconds(cases: int, *, concurrency: int,
+                             compute_timeout: int = c.COMPUTE_TIMEOUT_SECONDS) -> int:
+    """The deadline of a request that names none: every case may take COMPUTE_ATTEMPTS compute
+    timeouts (Lambda's asynchronous retries), and at most `concurrency` cases run at once, so
+    the cases run in ceil(cases / concurrency) waves; plus room for queueing and the fan-out."""
+    waves = math.ceil(max(1, cases) / max(1, concurrency))
+    return waves * c.COMPUTE_ATTEMPTS * compute_timeout + c.DEADLINE_SLACK_SECONDS
+
+
+# Far more than any request that can be sent: a bigger text is not even parsed.
+MAX_TEXT_BYTES = 16 * c.MAX_REQUEST_BYTES
+
+
+def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | None = None,
+                  max_deadline: int = c.MAX_DEADLINE_SECONDS) -> FanRequest:
+    """Parse and validate a request; raise RequestError naming the first problem. Without a
+    `default_deadline`, a request that names no deadlineSeconds keeps none (the stack decides)."""
     if isinstance(raw, (str, bytes)):
-        _check_size(len(raw.encode() if isinstance(raw, str) else raw))
+        size = len(raw.encode() if isinstance(raw, str) else raw)
+        if size > MAX_TEXT_BYTES:
+            raise _too_large(size)
         try:
             data = json.loads(raw)
         except UnicodeDecodeError as exc:
@@ -160,15 +189,31 @@ def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | 
                 f"length says {declared} but 'requests' has {len(cases)} cases"
             )
 
-    deadline = data.get("deadlineSeconds", default_deadline or c.DEFAULT_DEADLINE_SECONDS)
-    if (isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not math.isfinite(deadline)
-            or not 0 < deadline <= c.MAX_DEADLINE_SECONDS):
+    deadline = data.get("deadlineSeconds", default_deadline)
+    if deadline is not None and (
+            isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not math.isfinite(deadline)
+            or not 0 < deadline <= max_deadline):
         raise RequestError(
-            f"deadlineSeconds must be a number of seconds between 1 and {c.MAX_DEADLINE_SECONDS} "
-            "(a Standard workflow runs for at most a year)"
+            f"deadlineSeconds must be a number of seconds between 1 and {max_deadline}: every record of a "
+            "request is kept for the retention after its deadline, and a request must close within the "
+            "retention and within a Standard workflow's one-year limit"
         )
 
-    return FanRequest(request_id=request_id, cases=tuple(cases), deadline_seconds=int(max(1, deadline)))
+    request = FanRequest(request_id=request_id, cases=tuple(cases),
+                         deadline_seconds=None if deadline is None else int(max(1, deadline)))
+    # The size that counts is the input as it is sent (minified), not the caller's text.
+    size = len(request.to_input_json().encode())
+    if size > c.MAX_REQUEST_BYTES:
+        raise _too_large(size)
+    return request
+
+
+def _too_large(size: int) -> RequestError:
+    return RequestError(
+        f"request is {size} bytes as sent; the limit is {c.MAX_REQUEST_BYTES} bytes because a "
+        f"Step Functions execution input is capped at {c.SFN_MAX_INPUT_BYTES} bytes. "
+        "Split it into several requests."
+    )
 
 
 def check_request_id(request_id: str) -> None:
@@ -185,15 +230,6 @@ def check_request_id(request_id: str) -> None:
     if size > c.MAX_REQUEST_ID_BYTES:
         raise RequestError(f"requestId is {size} bytes in UTF-8; the limit is {c.MAX_REQUEST_ID_BYTES} "
                            "(it names the request's objects in S3, whose keys are limited to 1,024 bytes)")
-
-
-def _check_size(size: int) -> None:
-    if size > c.MAX_REQUEST_BYTES:
-        raise RequestError(
-            f"request is {size} bytes; the limit is {c.MAX_REQUEST_BYTES} bytes because a "
-            f"Step Functions execution input is capped at {c.SFN_MAX_INPUT_BYTES} bytes. "
-            "Split it into several requests."
-        )
 
 
 def _parse_length(value: Any) -> int:

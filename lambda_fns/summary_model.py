@@ -9,7 +9,11 @@ from typing import Any
 from . import constants as c
 
 
-def final_status(*, succeeded: int, failed: int, missing: int) -> str:
+def final_status(*, succeeded: int, failed: int, missing: int, not_emitted: int = 0) -> str:
+    """A request whose fan-out lost cases FAILED (it could not run as asked); else one with
+    cases that never completed TIMED_OUT; else the failures decide."""
+    if not_emitted:
+        return c.STATUS_FAILED
     if missing:
         return c.STATUS_TIMED_OUT
     if failed == 0:
@@ -29,23 +33,35 @@ def build_summary(
     """The summary of one request.
 
     `results` are the plain results rows; only rows that Increment counted (those with an
-    outcome) are cases that completed. `case_ids` is the request's manifest, in request
-    order; cases in it without a counted result are reported as timed out.
+    outcome) are cases that completed, and the counted outcome is the case's state: a row whose
+    own result disagrees with it (a late or duplicated run) gives neither its error nor its
+    duration. `case_ids` is the request's manifest, in request order; a case in it without a
+    counted result never completed, and one without any row was never emitted (its fan-out batch
+    was given up: counter_row names why).
     """
-    counted = {row[c.ATTR_CASE_ID]: row for row in results if row.get(c.ATTR_OUTCOME)}
+    rows = {row[c.ATTR_CASE_ID]: row for row in results}
+    counted = {case_id: row for case_id, row in rows.items() if row.get(c.ATTR_OUTCOME)}
     order = list(case_ids) if case_ids is not None else sorted(counted, key=_natural)
+    fan_out_error = counter_row.get(c.ATTR_FAN_OUT_ERROR)
     cases: list[dict[str, Any]] = []
     missing: list[str] = []
+    not_emitted: list[str] = []
     for case_id in order:
         row = counted.get(case_id)
         if row is None:
-            missing.append(case_id)
-            cases.append({"caseId": case_id, "state": c.STATUS_TIMED_OUT})
+            if fan_out_error and case_id not in rows:
+                not_emitted.append(case_id)
+                cases.append({"caseId": case_id, "state": c.CASE_NOT_EMITTED})
+            else:
+                missing.append(case_id)
+                cases.append({"caseId": case_id, "state": c.STATUS_TIMED_OUT})
             continue
-        case: dict[str, Any] = {"caseId": case_id, "state": row[c.ATTR_OUTCOME]}
-        if row.get(c.ATTR_DURATION_MS) is not None:
+        outcome = row[c.ATTR_OUTCOME]
+        case: dict[str, Any] = {"caseId": case_id, "state": outcome}
+        agrees = row.get(c.ATTR_STATE) == outcome
+        if agrees and row.get(c.ATTR_DURATION_MS) is not None:
             case["durationMs"] = row[c.ATTR_DURATION_MS]
-        error = row.get(c.ATTR_ERROR) or row.get(c.ATTR_OUTCOME_ERROR)
+        error = (row.get(c.ATTR_ERROR) if agrees else None) or row.get(c.ATTR_OUTCOME_ERROR)
         if error:
             case["error"] = error
         cases.append(case)
@@ -53,13 +69,14 @@ def build_summary(
     failed = len(counted) - succeeded
     created = float(counter_row.get(c.ATTR_CREATED_AT, completed_at))
     durations = [case["durationMs"] for case in cases if "durationMs" in case]
-    return {
+    summary = {
         "requestId": counter_row[c.ATTR_REQUEST_ID],
-        "status": final_status(succeeded=succeeded, failed=failed, missing=len(missing)),
-        "target": int(counter_row[c.ATTR_TARGET]),
+        "status": final_status(succeeded=succeeded, failed=failed, missing=len(missing), not_emitted=len(not_emitted)),
+        "target": len(order) if case_ids is not None else int(counter_row[c.ATTR_TARGET]),
         "succeeded": succeeded,
         "failed": failed,
         "timedOut": missing,
+        "notEmitted": not_emitted,
         "createdAt": created,
         "completedAt": round(completed_at, 3),
         "wallSeconds": round(max(0.0, completed_at - created), 3),
@@ -70,6 +87,9 @@ def build_summary(
         },
         "cases": cases,
     }
+    if fan_out_error:
+        summary["fanOutError"] = fan_out_error
+    return summary
 
 
 def _natural(case_id: str) -> tuple[int, int | str]:

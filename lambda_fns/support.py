@@ -5,11 +5,14 @@ traces are in telemetry.py.)"""
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 from . import constants as c
 
@@ -49,6 +52,50 @@ class PutEventsFailed(RuntimeError):
     """Entries that EventBridge still refused after every retry."""
 
 
+@dataclass
+class PutOutcome:
+    """What became of entries put with `put_events_tracked`."""
+
+    calls: int = 0
+    not_accepted: list[int] = field(default_factory=list)  # indexes into the entries, in order
+    errors: set[str] = field(default_factory=set)  # error codes (refused entries) or exception names (calls)
+
+
+def put_events_tracked(
+    events_client: Any,
+    entries: Sequence[dict[str, Any]],
+    *,
+    attempts: int = 4,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PutOutcome:
+    """Put entries in calls of at most 10, retrying only the refused entries, `attempts` times
+    per call with a short backoff. Never raises for a refusal or a failed call: the outcome names
+    the entries not accepted, so that a caller can resume from them (a call that raised may have
+    been accepted after all; resending it is a duplicate, which the consumers absorb)."""
+    outcome = PutOutcome()
+    for start in range(0, len(entries), c.PUT_EVENTS_MAX_ENTRIES):
+        pending = list(range(start, min(start + c.PUT_EVENTS_MAX_ENTRIES, len(entries))))
+        for attempt in range(attempts):
+            outcome.calls += 1
+            try:
+                response = events_client.put_events(Entries=[entries[i] for i in pending])
+            except (ClientError, BotoCoreError) as exc:
+                code = exc.response["Error"]["Code"] if isinstance(exc, ClientError) else type(exc).__name__
+                outcome.errors.add(code)
+            else:
+                if not response.get("FailedEntryCount"):
+                    pending = []
+                    break
+                refused = [(i, result) for i, result in zip(pending, response["Entries"], strict=True)
+                           if result.get("ErrorCode")]
+                outcome.errors.update(result["ErrorCode"] for _, result in refused)
+                pending = [i for i, _ in refused]
+            if attempt < attempts - 1:
+                sleep(min(0.1 * 2**attempt, 2.0))
+        outcome.not_accepted.extend(pending)
+    return outcome
+
+
 def put_events(
     events_client: Any,
     entries: Sequence[dict[str, Any]],
@@ -82,6 +129,39 @@ def put_events(
                 )
             sleep(min(0.1 * 2**attempt, 2.0))
     return calls
+
+
+def full_jitter(attempt: int, *, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]
+    (aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter)."""
+    return rand() * min(cap, base * 2**attempt)
+
+
+class UnprocessedItems(RuntimeError):
+    """BatchWriteItem left items unprocessed after every retry."""
+
+
+def batch_write(dynamodb: Any, table: str, requests: Sequence[dict[str, Any]], *, attempts: int = 8,
+                sleep: Callable[[float], None] = time.sleep) -> int:
+    """Write requests (PutRequest / DeleteRequest) in calls of at most 25, resending the items
+    DynamoDB leaves unprocessed (throttling) with exponential backoff and jitter. Returns the calls made."""
+    calls = 0
+    for start in range(0, len(requests), c.BATCH_WRITE_MAX_ITEMS):
+        pending = list(requests[start : start + c.BATCH_WRITE_MAX_ITEMS])
+        for attempt in range(attempts):
+            calls += 1
+            pending = list(dynamodb.batch_write_item(RequestItems={table: pending})
+                           .get("UnprocessedItems", {}).get(table, []))
+            if not pending:
+                break
+            if attempt == attempts - 1:
+                raise UnprocessedItems(f"{len(pending)} item(s) of {table} unprocessed after {attempts} attempts")
+            sleep(full_jitter(attempt, base=0.05, cap=2.0))
+    return calls
+
+
+def epoch_now() -> int:
+    return int(time.time())
 
 
 def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:

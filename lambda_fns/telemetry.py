@@ -143,15 +143,26 @@ class Telemetry:
 
         return invoke  # type: ignore[return-value]
 
-    def case_done(self, logger: logging.Logger, message: str, *, state: str, duration_ms: int,
-                  recorded: bool) -> None:
-        """What every compute target reports about one computed case: its metrics and a log line."""
-        if not recorded:
-            log(logger, logging.INFO, "case already counted; result of this run not recorded")
+    def case_settled(self, logger: logging.Logger, settled: Any) -> None:
+        """What every compute target reports about one case (a casework.Settled): the metrics of a
+        case computed now; a log line whatever became of it. A case skipped for its deadline counts
+        as CasesExpired, never as work done."""
+        if settled.skipped:
+            if settled.skipped == c.CASE_EXPIRED:
+                self.metric(c.METRIC_CASES_EXPIRED, MetricUnit.Count, 1)
+            log(logger, logging.WARNING if settled.skipped == c.CASE_EXPIRED else logging.INFO,
+                "case not computed", reason=settled.skipped)
+            return
+        outcome = settled.outcome
+        if outcome is None:
+            log(logger, logging.INFO, "case reported from its stored result", state=settled.state)
+            return
+        if outcome.error:
+            log(logger, logging.WARNING, "case failed", error=outcome.error)
         self.metric(c.METRIC_CASES_COMPLETED, MetricUnit.Count, 1)
-        self.metric(c.METRIC_CASES_FAILED, MetricUnit.Count, int(state == c.CASE_FAILED))
-        self.metric(c.METRIC_COMPUTE_DURATION, MetricUnit.Milliseconds, duration_ms)
-        log(logger, logging.INFO, message, state=state, durationMs=duration_ms)
+        self.metric(c.METRIC_CASES_FAILED, MetricUnit.Count, int(outcome.state == c.CASE_FAILED))
+        self.metric(c.METRIC_COMPUTE_DURATION, MetricUnit.Milliseconds, outcome.duration_ms)
+        log(logger, logging.INFO, "case completed", state=outcome.state, durationMs=outcome.duration_ms)
 
     def metric(self, name: str, unit: MetricUnit, value: float) -> None:
         """Record a metric of the current invocation (flushed when it ends)."""

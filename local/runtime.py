@@ -40,7 +40,7 @@ DEFAULT_KEPT_HISTORIES = 1000
 
 
 UNMODELLED_RESOURCES = ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::Lambda::EventInvokeConfig",
-                        "AWS::XRay::SamplingRule", "AWS::CloudWatch::Alarm")
+                        "AWS::XRay::SamplingRule", "AWS::CloudWatch::Alarm", "AWS::SNS::TopicPolicy")
 
 
 class _UnmodelledResourceFilter(logging.Filter):

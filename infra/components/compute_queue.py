@@ -12,6 +12,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.components.grants import put_events_statement, result_write_statements
 from lambda_fns import constants as c
 
 
@@ -45,7 +46,7 @@ class ComputeQueue(Construct):
                 iam.PolicyStatement(actions=["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility",
                                              "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
                                     resources=[self.queue.queue_arn]),
-                iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[results_table.table_arn]),
-                iam.PolicyStatement(actions=["events:PutEvents"], resources=[bus.event_bus_arn]),
+                *result_write_statements(results_table),
+                put_events_statement(bus, source=c.COMPUTE_SOURCE, detail_type=c.COMPLETION_DETAIL_TYPE),
             ],
         )

@@ -18,52 +18,22 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from infra.components.functions import python_function, state_machine
+from infra.components.functions import (
+    lambda_task,
+    python_function,
+    request_key,
+    retry_dynamodb_transients,
+    state_machine,
+)
+from infra.components.summary import grant_summary
 from infra.fan_in_settings import check_batching
 from lambda_fns import constants as c
-
-DDB_TRANSIENT_ERRORS = [
-    "DynamoDb.InternalServerErrorException",
-    "DynamoDb.ThrottlingException",
-    "DynamoDb.ProvisionedThroughputExceededException",
-    "DynamoDb.RequestLimitExceededException",
-]
-# CDK's LambdaInvoke already retries Lambda's service errors; a throttle is retried too, so
-# that a busy account delays the fan-in instead of failing it.
-LAMBDA_TRANSIENT_ERRORS = ["Lambda.TooManyRequestsException"]
-
-
-def request_key(request_id_path: str = "$.requestId") -> dict[str, tasks.DynamoAttributeValue]:
-    return {c.ATTR_REQUEST_ID: tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at(request_id_path))}
-
-
-def summary_invocation(scope: Construct, construct_id: str, function: lambda_.IFunction,
-                       reason: str, request_id_path: str = "$.requestId", *,
-                       asynchronous: bool = False) -> tasks.LambdaInvoke:
-    """Run Summary for a request. Asynchronously from the fan-in (an Express execution lasts
-    at most five minutes; Lambda then retries a failed Summary twice, and the deadline path
-    runs it again for a claim left behind); synchronously, with retries, from PreProcess."""
-    task = tasks.LambdaInvoke(
-        scope, construct_id,
-        lambda_function=function,
-        payload=sfn.TaskInput.from_object({"requestId": sfn.JsonPath.string_at(request_id_path), "reason": reason}),
-        invocation_type=tasks.LambdaInvocationType.EVENT if asynchronous else None,
-        output_path=None if asynchronous else "$.Payload",
-        result_path=sfn.JsonPath.DISCARD if asynchronous else None,
-    )
-    task.add_retry(errors=LAMBDA_TRANSIENT_ERRORS, max_attempts=6, interval=Duration.seconds(1), backoff_rate=2,
-                   jitter_strategy=sfn.JitterType.FULL)
-    if not asynchronous:
-        # Summary is idempotent: a retry rewrites the same summary and finds the row closed.
-        task.add_retry(errors=["States.TaskFailed"], max_attempts=4, interval=Duration.seconds(2), backoff_rate=2)
-    return task
 
 
 class FanInWorkflow(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, counter_table: dynamodb.ITable,
                  results_table: dynamodb.ITable, artifacts_bucket: s3.IBucket,
-                 bus: events.IEventBus, retention_seconds: int,
-                 batch_size: int = c.FAN_IN_BATCH_SIZE,
+                 bus: events.IEventBus, batch_size: int = c.FAN_IN_BATCH_SIZE,
                  batch_window_seconds: int = c.FAN_IN_BATCH_WINDOW_SECONDS,
                  max_concurrency: int = c.FAN_IN_MAX_CONCURRENCY) -> None:
         super().__init__(scope, construct_id)
@@ -80,14 +50,10 @@ class FanInWorkflow(Construct):
                 c.ENV_RESULTS_TABLE: results_table.table_name,
                 c.ENV_ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
                 c.ENV_EVENTBUS_NAME: bus.event_bus_name,
-                c.ENV_RETENTION_SECONDS: str(retention_seconds),
             },
         )
-        counter_table.grant(self.summary_function, "dynamodb:GetItem", "dynamodb:UpdateItem")
-        results_table.grant(self.summary_function, "dynamodb:Query", "dynamodb:UpdateItem")
-        artifacts_bucket.grant_read(self.summary_function, "manifests/*")
-        artifacts_bucket.grant_put(self.summary_function, "summaries/*")
-        bus.grant_put_events_to(self.summary_function)
+        grant_summary(self.summary_function, counter_table=counter_table, results_table=results_table,
+                      artifacts_bucket=artifacts_bucket, bus=bus)
 
         self.count_function = python_function(
             self, "CountFunction",
@@ -148,13 +114,10 @@ class FanInWorkflow(Construct):
         self.consumer_function.add_event_source(self.event_source)
 
     def _definition(self, counter_table: dynamodb.ITable) -> sfn.IChainable:
-        count = tasks.LambdaInvoke(
-            self, "CountBatch", lambda_function=self.count_function,
+        count = lambda_task(
+            self, "CountBatch", function=self.count_function,
             payload=sfn.TaskInput.from_object({"completions": sfn.JsonPath.list_at("$.completions")}),
-            output_path="$.Payload",
         )
-        count.add_retry(errors=LAMBDA_TRANSIENT_ERRORS, max_attempts=6, interval=Duration.seconds(1),
-                        backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
 
         # The batch that brings a request to its target claims it (RUNNING -> SUMMARIZING,
         # once) and starts Summary; a claim lost to a concurrent batch ends quietly.
@@ -175,13 +138,19 @@ class FanInWorkflow(Construct):
             },
             result_path=sfn.JsonPath.DISCARD,
         )
-        claim.add_retry(errors=DDB_TRANSIENT_ERRORS, max_attempts=6, interval=Duration.seconds(1),
-                        backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
+        retry_dynamodb_transients(claim)
         claimed_elsewhere = sfn.Succeed(self, "ClaimedElsewhere", comment="Another batch claimed it")
         claim.add_catch(claimed_elsewhere, errors=["DynamoDB.ConditionalCheckFailedException"],
                         result_path="$.claimError")
-        claim.next(summary_invocation(self, "StartSummary", self.summary_function, c.REASON_COMPLETED,
-                                      asynchronous=True))
+        # Asynchronously: an Express execution lasts at most five minutes, and Summary may take
+        # as long. Lambda retries a failed Summary twice; a claim left behind is taken over at the
+        # deadline once stale (constants.STALE_CLAIM_SECONDS).
+        claim.next(lambda_task(
+            self, "StartSummary", function=self.summary_function, invocation_type=tasks.LambdaInvocationType.EVENT,
+            payload=sfn.TaskInput.from_object({"requestId": sfn.JsonPath.string_at("$.requestId"),
+                                               "reason": c.REASON_COMPLETED}),
+            output_path=None, result_path=sfn.JsonPath.DISCARD,
+        ))
         summarize = sfn.Map(self, "SummarizeFinished", items_path="$.claims", result_path=sfn.JsonPath.DISCARD)
         summarize.item_processor(claim)
         done = sfn.Pass(self, "Counted", parameters={"failed": sfn.JsonPath.list_at("$.failed"),

@@ -1,6 +1,17 @@
-"""Fan-out: the PreProcess workflow validates a request, opens its counter row once,
-emits one event per case in batches, then waits for the request's deadline and, if the
-request is still open, closes it as timed out."""
+"""Fan-out: the PreProcess workflow validates a request, opens its counter row once, emits one
+event per case in batches, then closes the request at its deadline if it is still open.
+
+Each batch is its own Map iteration with its own failure handling, so one batch that cannot be
+emitted never stops the others: Emit resumes a batch from the cases not yet accepted after a
+backoff of seconds (with jitter), and gives up the cases still refused after its last attempt,
+lowering the request's target so that it closes as soon as the emitted cases are counted, with
+the fan-out failure in its summary; the execution then ends FAILED (FanOutFailed), which the
+monitoring alarms on, as it does on the CasesNotEmitted metric Emit writes at once.
+
+At the deadline, PreProcess claims the request (RUNNING, or SUMMARIZING under a stale claim:
+a Summary that ran its retries out) and runs Summary. A fresh claim means a Summary is running:
+PreProcess waits and tries again, at the times Prepare planned (claimSlots), so that it knows a
+lower bound of the time without a clock of its own."""
 
 from __future__ import annotations
 
@@ -13,17 +24,30 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.components.fan_in import request_key, summary_invocation
-from infra.components.functions import python_function, state_machine
+from infra.components.functions import (
+    DYNAMODB_CONDITION_FAILED,
+    lambda_task,
+    python_function,
+    request_key,
+    retry_dynamodb_transients,
+    state_machine,
+)
+from infra.components.grants import grant_put_events
+from infra.components.summary import summary_task
 from lambda_fns import constants as c
+
+FAN_OUT_FAILED = "FanOutFailed"  # the error PreProcess ends with when a batch was lost
+# What each fan-out batch ends as (the Map's result, one word per batch).
+BATCH_EMITTED = "EMITTED"
+BATCH_LOST = "LOST"
 
 
 class FanOutWorkflow(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, counter_table: dynamodb.ITable,
-                 artifacts_bucket: s3.IBucket, bus: events.IEventBus,
+                 results_table: dynamodb.ITable, artifacts_bucket: s3.IBucket, bus: events.IEventBus,
                  summary_function: lambda_.IFunction, retention_seconds: int,
-                 batch_size: int = c.FANOUT_BATCH_SIZE,
-                 default_deadline_seconds: int = c.DEFAULT_DEADLINE_SECONDS) -> None:
+                 compute_concurrency: int = c.ACCOUNT_LAMBDA_CONCURRENCY,
+                 batch_size: int = c.FANOUT_BATCH_SIZE) -> None:
         super().__init__(scope, construct_id)
         self.prepare_function = python_function(
             self, "PrepareFunction",
@@ -34,7 +58,7 @@ class FanOutWorkflow(Construct):
             environment={
                 c.ENV_ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
                 c.ENV_RETENTION_SECONDS: str(retention_seconds),
-                c.ENV_DEFAULT_DEADLINE_SECONDS: str(default_deadline_seconds),
+                c.ENV_COMPUTE_CONCURRENCY: str(compute_concurrency),
                 c.ENV_BATCH_SIZE: str(batch_size),
             },
         )
@@ -42,25 +66,37 @@ class FanOutWorkflow(Construct):
         self.emit_function = python_function(
             self, "EmitFunction",
             module="emit",
-            description="fanflow: puts one fan-out batch on the bus, ten events per call",
+            description="fanflow: registers and puts one fan-out batch on the bus, ten events per call",
             timeout_seconds=c.FANOUT_TIMEOUT_SECONDS,
-            environment={c.ENV_EVENTBUS_NAME: bus.event_bus_name},
+            environment={
+                c.ENV_EVENTBUS_NAME: bus.event_bus_name,
+                c.ENV_RESULTS_TABLE: results_table.table_name,
+                c.ENV_COUNTER_TABLE: counter_table.table_name,
+                c.ENV_FANOUT_ATTEMPTS: str(c.FANOUT_ATTEMPTS),
+                c.ENV_FANOUT_BACKOFF_BASE_SECONDS: str(c.FANOUT_BACKOFF_BASE_SECONDS),
+                c.ENV_FANOUT_BACKOFF_MAX_SECONDS: str(c.FANOUT_BACKOFF_MAX_SECONDS),
+            },
         )
-        bus.grant_put_events_to(self.emit_function)
+        grant_put_events(self.emit_function, bus, source=c.PREPROCESS_SOURCE, detail_type=c.CASE_DETAIL_TYPE)
+        # Pending rows for its batch (and, after a crash, which exist); a given-up case's row.
+        results_table.grant(self.emit_function, "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem",
+                            "dynamodb:DeleteItem")
+        # A given-up batch lowers the target and may claim the request for Summary.
+        counter_table.grant(self.emit_function, "dynamodb:UpdateItem")
 
         self.state_machine = state_machine(
             self, "PreProcess",
             definition=self._definition(counter_table, summary_function),
             comment="fanflow fan-out: open the request, emit its cases, close it at its deadline",
+            log_level=sfn.LogLevel.ALL,  # one execution per request: its full history is worth its volume
         )
 
     def _definition(self, counter_table: dynamodb.ITable, summary_function: lambda_.IFunction) -> sfn.IChainable:
-        prepare = tasks.LambdaInvoke(
-            self, "Prepare", lambda_function=self.prepare_function,
-            payload=sfn.TaskInput.from_json_path_at("$"), output_path="$.Payload",
-        )
+        prepare = lambda_task(self, "Prepare", function=self.prepare_function,
+                              payload=sfn.TaskInput.from_json_path_at("$"))
         rejected = sfn.Fail(self, "RequestRejected", error="InvalidRequest", cause_path="$.error.Cause")
-        prepare.add_catch(rejected, errors=["RequestError"], result_path="$.error")
+        prepare.add_catch(self._count_rejection("CountInvalidRequest", rejected), errors=["RequestError"],
+                          result_path="$.error")
 
         number = tasks.DynamoAttributeValue.number_from_string
         register = tasks.DynamoPutItem(
@@ -84,48 +120,196 @@ class FanOutWorkflow(Construct):
             expression_attribute_names={"#requestId": c.ATTR_REQUEST_ID},
             result_path=sfn.JsonPath.DISCARD,
         )
+        # A throttled or failed write is retried: a request that fails here leaves only its manifest
+        # (which expires), and its execution name, which the client works around (FanflowClient.start).
+        retry_dynamodb_transients(register)
         exists = sfn.Fail(self, "RequestAlreadyExists", error="RequestAlreadyExists",
                           cause="a request with this requestId exists; it was left unchanged")
-        register.add_catch(exists, errors=["DynamoDB.ConditionalCheckFailedException"], result_path="$.error")
+        register.add_catch(self._count_rejection("CountDuplicateRequest", exists), errors=[DYNAMODB_CONDITION_FAILED],
+                           result_path="$.error")
 
-        emit = tasks.LambdaInvoke(self, "EmitBatch", lambda_function=self.emit_function, output_path="$.Payload")
-        emit.add_retry(errors=["States.TaskFailed"], max_attempts=3, interval=Duration.seconds(1), backoff_rate=2)
         fan_out = sfn.Map(
             self, "FanOut",
             items_path="$.batches",
-            item_selector={"requestId": sfn.JsonPath.string_at("$.requestId"),
-                           "cases": sfn.JsonPath.string_at("$$.Map.Item.Value")},
+            item_selector={
+                "requestId": sfn.JsonPath.string_at("$.requestId"),
+                "cases": sfn.JsonPath.string_at("$$.Map.Item.Value"),
+                "batch": sfn.JsonPath.string_at("$$.Map.Item.Index"),
+                "deadline": sfn.JsonPath.string_at("$.deadline"),
+                "expiresAt": sfn.JsonPath.string_at("$.expiresAt"),
+                "attempt": 0,
+                "registered": False,
+            },
             max_concurrency=c.FANOUT_MAX_CONCURRENCY,
-            result_path=sfn.JsonPath.DISCARD,
+            result_path="$.fanOut",  # one word per batch: EMITTED or LOST
         )
-        fan_out.item_processor(emit)
-        # Only the request id and deadline are needed from here on; drop the batches.
+        fan_out.item_processor(self._batch(counter_table, summary_function))
+
+        # Only what the close needs from here on; the batches are dropped.
         keep = sfn.Pass(self, "KeepRequestRef", parameters={
             "requestId": sfn.JsonPath.string_at("$.requestId"),
-            "deadlineIso": sfn.JsonPath.string_at("$.deadlineIso"),
+            "claimSlots": sfn.JsonPath.string_at("$.claimSlots"),
+            "claim": {"attempt": 0},
+            "fanOutFailed": sfn.JsonPath.array_contains(sfn.JsonPath.list_at("$.fanOut"), BATCH_LOST),
         })
-        # A batch that could not be emitted is not retried forever: its cases time out.
-        fan_out.add_catch(keep, errors=["States.ALL"], result_path="$.fanOutError")
+        return prepare.next(register).next(fan_out).next(keep).next(self._close(counter_table, summary_function))
 
-        await_deadline = sfn.Wait(self, "AwaitDeadline", time=sfn.WaitTime.timestamp_path("$.deadlineIso"))
-        claim_timeout = tasks.DynamoUpdateItem(
-            self, "ClaimTimeout",
+    def _count_rejection(self, construct_id: str, then: sfn.Fail) -> sfn.IChainable:
+        """A rejected request ends PreProcess FAILED, which is an expected outcome: it counts itself
+        in RequestsRejected first, so that the failure alarm can leave it out."""
+        task = tasks.CallAwsService(
+            self, construct_id,
+            service="cloudwatch", action="putMetricData", iam_action="cloudwatch:PutMetricData",
+            iam_resources=["*"],  # PutMetricData names no resource; the grant is held to fanflow's namespace
+            parameters={"Namespace": c.METRICS_NAMESPACE, "MetricData": [{
+                "MetricName": c.METRIC_REQUESTS_REJECTED, "Value": 1, "Unit": "Count",
+                "Dimensions": [{"Name": c.DIMENSION_SERVICE, "Value": c.SERVICE_NAME}],
+            }]},
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        for statement in task._task_policies or []:
+            statement.add_condition("StringEquals", {"cloudwatch:namespace": c.METRICS_NAMESPACE})
+        task.add_retry(errors=["States.TaskFailed"], max_attempts=3, interval=Duration.seconds(1), backoff_rate=2)
+        task.add_catch(then, errors=["States.ALL"], result_path="$.metricError")  # never changes the outcome
+        return task.next(then)
+
+    def _batch(self, counter_table: dynamodb.ITable, summary_function: lambda_.IFunction) -> sfn.IChainable:
+        """One batch: emit, resume what was not accepted after a backoff, and end in EMITTED or LOST."""
+        emit = lambda_task(self, "EmitBatch", function=self.emit_function, payload=sfn.TaskInput.from_object({
+            "requestId": sfn.JsonPath.string_at("$.requestId"),
+            "cases": sfn.JsonPath.string_at("$.cases"),
+            "batch": sfn.JsonPath.string_at("$.batch"),
+            "deadline": sfn.JsonPath.string_at("$.deadline"),
+            "expiresAt": sfn.JsonPath.string_at("$.expiresAt"),
+            "attempt": sfn.JsonPath.string_at("$.attempt"),
+            "registered": sfn.JsonPath.string_at("$.registered"),
+            # Nonzero when Step Functions retries a crashed invocation: some cases may be registered.
+            "retryCount": sfn.JsonPath.string_at("$$.State.RetryCount"),
+        }))
+        # A function error (a crash, a timeout, a DynamoDB error while registering) is retried too.
+        emit.add_retry(errors=["States.TaskFailed"], interval=Duration.seconds(2), max_attempts=3, backoff_rate=2,
+                       jitter_strategy=sfn.JitterType.FULL)
+        backoff = sfn.Wait(self, "BackOffBeforeResuming", time=sfn.WaitTime.seconds_path("$.waitSeconds"))
+        emitted = sfn.Pass(self, "BatchEmitted", result=sfn.Result.from_string(BATCH_EMITTED))
+        lost = sfn.Pass(self, "BatchLost", result=sfn.Result.from_string(BATCH_LOST))
+        # The batch's loss closed the request (every emitted case was counted already): summarize.
+        summarize = summary_task(self, "SummarizeFanOutFailure", summary_function, c.REASON_FAN_OUT_FAILED)
+        summarize.add_catch(lost, errors=["States.ALL"], result_path="$.summaryError")  # the deadline retries it
+        summarize.next(lost)
+
+        def outcome(construct_id: str) -> sfn.Choice:
+            return (sfn.Choice(self, construct_id)
+                    .when(sfn.Condition.boolean_equals("$.claimed", True), summarize)
+                    .when(sfn.Condition.number_greater_than("$.lost", 0), lost)
+                    .otherwise(emitted))
+
+        emit.next(sfn.Choice(self, "BatchPending?")
+                  .when(sfn.Condition.number_greater_than("$.pending", 0), backoff.next(emit))
+                  .otherwise(outcome("BatchOutcome?")))
+
+        # Emit itself failed for good: give the batch up (its rows, and its share of the target).
+        abandon = lambda_task(self, "AbandonBatch", function=self.emit_function, payload=sfn.TaskInput.from_object({
+            "requestId": sfn.JsonPath.string_at("$.requestId"),
+            "cases": sfn.JsonPath.string_at("$.cases"),
+            "batch": sfn.JsonPath.string_at("$.batch"),
+            "abandon": True,
+            "error": sfn.JsonPath.string_at("$.emitError.Error"),
+        }))
+        emit.add_catch(abandon, errors=["States.ALL"], result_path="$.emitError")
+        abandon.next(outcome("AbandonOutcome?"))
+        # Not even that: record why on the counter row; the request closes at its deadline.
+        record = tasks.DynamoUpdateItem(
+            self, "RecordFanOutError",
             table=counter_table,
             key=request_key(),
-            update_expression="SET #status = :summarizing",
-            # SUMMARIZING at the deadline means Summary failed after its retries: run it again.
-            condition_expression="#status IN (:running, :summarizing)",
-            expression_attribute_names={"#status": c.ATTR_STATUS},
+            update_expression="SET #error = if_not_exists(#error, :error)",
+            condition_expression="#status = :running",
+            expression_attribute_names={"#error": c.ATTR_FAN_OUT_ERROR, "#status": c.ATTR_STATUS},
             expression_attribute_values={
-                ":summarizing": tasks.DynamoAttributeValue.from_string(c.STATUS_SUMMARIZING),
+                ":error": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.format(
+                    "fan-out: batch {} could not be emitted: {}", sfn.JsonPath.string_at("$.batch"),
+                    sfn.JsonPath.string_at("$.abandonError.Error"))),
                 ":running": tasks.DynamoAttributeValue.from_string(c.STATUS_RUNNING),
             },
             result_path=sfn.JsonPath.DISCARD,
         )
-        completed = sfn.Succeed(self, "CompletedBeforeDeadline")
-        claim_timeout.add_catch(completed, errors=["DynamoDB.ConditionalCheckFailedException"],
-                                result_path="$.claimError")
+        retry_dynamodb_transients(record)
+        record.add_catch(lost, errors=["States.ALL"], result_path="$.recordError")
+        abandon.add_catch(record, errors=["States.ALL"], result_path="$.abandonError")
+        record.next(lost)
+        return emit
 
-        return (prepare.next(register).next(fan_out).next(keep).next(await_deadline)
-                .next(claim_timeout).next(summary_invocation(self, "SummarizeTimedOut", summary_function,
-                                                             c.REASON_TIMED_OUT)))
+    def _close(self, counter_table: dynamodb.ITable, summary_function: lambda_.IFunction) -> sfn.IChainable:
+        """At the deadline (claim slot 0) and, while another claim is fresh, at the later slots:
+        claim the request and summarize it as timed out, unless it is closed."""
+        slot = sfn.Pass(self, "NextClaimSlot", result_path="$.claim", parameters={
+            "attempt": sfn.JsonPath.number_at("$.claim.attempt"),
+            "slot": sfn.JsonPath.array_get_item(sfn.JsonPath.list_at("$.claimSlots"),
+                                                sfn.JsonPath.number_at("$.claim.attempt")),
+        })
+        wait = sfn.Wait(self, "AwaitDeadline", time=sfn.WaitTime.timestamp_path("$.claim.slot.atIso"))
+        number = tasks.DynamoAttributeValue.number_from_string
+        claim = tasks.DynamoUpdateItem(
+            self, "ClaimTimeout",
+            table=counter_table,
+            key=request_key(),
+            update_expression="SET #status = :summarizing, #claimedAt = :at",
+            # A SUMMARIZING row is re-claimed only when its claim is stale: its Summary has run its
+            # retries out. (slot.at is at most now: the Wait ended at it.)
+            condition_expression="#status = :running OR (#status = :summarizing AND "
+                                 "(attribute_not_exists(#claimedAt) OR #claimedAt < :staleBefore))",
+            expression_attribute_names={"#status": c.ATTR_STATUS, "#claimedAt": c.ATTR_CLAIMED_AT},
+            expression_attribute_values={
+                ":summarizing": tasks.DynamoAttributeValue.from_string(c.STATUS_SUMMARIZING),
+                ":running": tasks.DynamoAttributeValue.from_string(c.STATUS_RUNNING),
+                ":at": number(sfn.JsonPath.string_at("$.claim.slot.at")),
+                ":staleBefore": number(sfn.JsonPath.string_at("$.claim.slot.staleBefore")),
+            },
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        retry_dynamodb_transients(claim)
+        read = tasks.DynamoGetItem(
+            self, "ReadRequestStatus",
+            table=counter_table,
+            key=request_key(),
+            consistent_read=True,  # the whole row (a few small attributes): status and publishedAt are read
+            result_path="$.row",
+        )
+        retry_dynamodb_transients(read)
+        claim.add_catch(read, errors=[DYNAMODB_CONDITION_FAILED], result_path="$.claimError")
+
+        advance = sfn.Pass(self, "CountClaimAttempt", result_path="$.claim", parameters={
+            "attempt": sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.claim.attempt"), 1),
+        })
+        exhausted = sfn.Fail(self, "ClaimAttemptsExhausted", error="ClaimAttemptsExhausted",
+                             cause="the request stayed claimed by a Summary for longer than a stale claim lasts")
+        summarize = summary_task(self, "SummarizeTimedOut", summary_function, c.REASON_TIMED_OUT)
+        # Summary failed after its retries: the claim goes stale, and a later slot takes it over.
+        summarize.add_catch(advance, errors=["States.ALL"], result_path="$.summaryError")
+
+        ended = (sfn.Choice(self, "FanOutFailed?")
+                 .when(sfn.Condition.boolean_equals("$.fanOutFailed", True),
+                       sfn.Fail(self, FAN_OUT_FAILED, error=FAN_OUT_FAILED,
+                                cause="a fan-out batch was lost: the request's summary says which cases and why"))
+                 .otherwise(sfn.Succeed(self, "RequestClosed")))
+        missing = sfn.Fail(self, "CounterRowMissing", error="CounterRowMissing",
+                           cause="the request's counter row is gone at its deadline")
+        # Closed, but the run that closed it did not store or publish everything (it failed after
+        # the close): Summary completes it.
+        finish = summary_task(self, "FinishSummary", summary_function, c.REASON_TIMED_OUT)
+        finish.add_catch(advance, errors=["States.ALL"], result_path="$.summaryError")
+        finish.next(ended)
+        held = (sfn.Choice(self, "ClaimHeld?")
+                .when(sfn.Condition.not_(sfn.Condition.is_present("$.row.Item")), missing)
+                .when(sfn.Condition.or_(
+                    sfn.Condition.string_equals(f"$.row.Item.{c.ATTR_STATUS}.S", c.STATUS_SUMMARIZING),
+                    sfn.Condition.string_equals(f"$.row.Item.{c.ATTR_STATUS}.S", c.STATUS_RUNNING)), advance)
+                .when(sfn.Condition.not_(sfn.Condition.is_present(f"$.row.Item.{c.ATTR_PUBLISHED_AT}")), finish)
+                .otherwise(ended))
+        read.next(held)
+        advance.next(sfn.Choice(self, "ClaimAttemptsLeft?")
+                     .when(sfn.Condition.number_less_than("$.claim.attempt", c.CLAIM_ATTEMPTS), slot)
+                     .otherwise(exhausted))
+        slot.next(wait).next(claim).next(summarize).next(ended)
+        return slot
+

@@ -125,3 +125,23 @@ def test_resubmitted_request_id_never_resets_the_request(emulator: EmbeddedEmula
     assert {k: after[k] for k in kept} == {k: row[k] for k in kept}
     assert after[c.ATTR_COUNTER] == 10 and after[c.ATTR_STATUS] == c.STATUS_SUCCEEDED
     assert emulator.summary_invocations("resubmit") == 1
+
+
+def test_a_request_id_whose_first_start_ended_before_opening_it_starts_again(
+        emulator: EmbeddedEmulator, client: FanflowClient) -> None:
+    # GIVEN a PreProcess execution named after a requestId that ended before it opened the request
+    # (here rejected by Prepare; on AWS also a start whose OpenRequest failed for good)
+    sfn = emulator.client("stepfunctions")
+    arn = sfn.start_execution(stateMachineArn=emulator.outputs[c.OUTPUT_PREPROCESS_ARN], name="again",
+                              input=json.dumps({"requestId": "again", "requests": []}))["executionArn"]
+    assert wait_execution(emulator, arn)["status"] == "FAILED"
+    # WHEN the client starts a valid request with that requestId (Step Functions keeps the name 90 days)
+    request = parse_request(sample_request(5, "again"))
+    started = client.start(request)
+    # THEN it runs under the next free execution name, with the minified input it validated
+    assert started.endswith(":again.1")
+    assert sfn.describe_execution(executionArn=started)["input"] == request.to_input_json()
+    assert client.wait("again", timeout=60)[c.ATTR_STATUS] == c.STATUS_SUCCEEDED
+    # AND once it is open, the requestId is refused as existing, as before
+    with pytest.raises(RequestFailed, match="already exists"):
+        client.start(request)

@@ -115,10 +115,11 @@ def compute_time(emulator: EmbeddedEmulator, seconds: float) -> Iterator[None]:
 
 
 def start_open(emulator: EmbeddedEmulator, cases: int, request_id: str) -> FanflowClient:
-    """Start a request and return once its counter row exists (the request is open)."""
+    """Start a request and return once it is open and its cases are registered (Emit has
+    written their pending results rows: a completion can be counted only from then on)."""
     client = FanflowClient(emulator.client, emulator.outputs)
     client.start(parse_request(sample_request(cases, request_id)))
-    while client.progress(request_id) is None:
+    while client.progress(request_id) is None or len(client.results(request_id)) < cases:
         time.sleep(0.02)
     return client
 
@@ -129,7 +130,7 @@ def completion_entry(emulator: EmbeddedEmulator, request_id: str, case_id: str) 
         "DetailType": c.COMPLETION_DETAIL_TYPE,
         "EventBusName": emulator.outputs[c.OUTPUT_BUS_NAME],
         "Detail": json.dumps({"requestId": request_id, "request": {"caseId": case_id}, "state": c.CASE_SUCCEEDED,
-                              "error": "", c.DETAIL_COUNT_AS: c.ATTR_SUCCEEDED}),
+                              "error": ""}),
     }
 
 

@@ -218,9 +218,14 @@ def test_status_of_a_rejected_request_names_the_reason(emulator: EmbeddedEmulato
 
 def test_timeline_of_a_finished_request_is_built_from_its_records(emulator: EmbeddedEmulator,
                                                                   client: FanflowClient) -> None:
-    # GIVEN a finished 30-case request
+    # GIVEN a finished 30-case request, whose PreProcess has left its fan-out (on the embedded target
+    # the cases can be counted and summarized before PreProcess's thread records the Map's exit)
     arn = start(client, "ops-timeline", 30)
     client.wait("ops-timeline", timeout=60)
+    deadline = time.monotonic() + 30
+    while not any(e["type"] == "MapStateExited" for e in client.execution_history(arn)):
+        assert time.monotonic() < deadline, "PreProcess never left its fan-out"
+        time.sleep(0.05)
     # WHEN its timeline is collected through boto3
     trace = timeline.collect(client, "ops-timeline", execution_arn=arn)
     kinds = [event["event"] for event in trace["events"]]

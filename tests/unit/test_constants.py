@@ -84,3 +84,16 @@ def test_handlers_and_infra_use_the_constants_not_literals(literal: str) -> None
     assert offenders == []
     # AND the literal does live in constants.py (the scan would find it)
     assert literal in (ROOT / "lambda_fns" / "constants.py").read_text()
+
+
+def test_a_request_closes_before_anything_it_needs_expires() -> None:
+    # GIVEN the longest close: a claim tried at every planned slot, then Summary's every attempt
+    longest_close = c.CLAIM_ATTEMPTS * c.CLAIM_RETRY_SECONDS + c.SUMMARY_ATTEMPTS * c.SUMMARY_TIMEOUT_SECONDS
+    # THEN it ends within the margin a deadline leaves before the retention (manifests expire then)
+    assert longest_close < c.CLOSE_MARGIN_SECONDS
+    assert c.max_deadline_seconds(c.DEFAULT_RETENTION_DAYS * 86_400) + c.CLOSE_MARGIN_SECONDS == \
+        c.DEFAULT_RETENTION_DAYS * 86_400
+    # AND within a Standard execution's year, with the longest deadline
+    assert c.MAX_DEADLINE_SECONDS + longest_close < c.STANDARD_EXECUTION_MAX_SECONDS
+    # AND the planned slots outlast a stale claim: a claim made just before the deadline is taken over
+    assert (c.CLAIM_ATTEMPTS - 1) * c.CLAIM_RETRY_SECONDS > c.STALE_CLAIM_SECONDS

@@ -94,7 +94,7 @@ def test_a_failure_record_is_a_failed_case_with_whatever_error_it_holds(
     (json.dumps({"source": "somebody.else", "detail": {}}), "not a completion: source"),
     (completion_event({"requestId": "req-1", "request": {}, "state": c.CASE_SUCCEEDED}), "not a completion event"),
     (completion_event({"requestId": "req-1", "request": {"caseId": "1"}, "state": "target"}),
-     "state must be one of"),
+     "state must be SUCCEEDED or FAILED"),
     (completion_event({"requestId": "", "request": {"caseId": "1"}, "state": c.CASE_SUCCEEDED}),
      "request_id must be a non-empty string"),
     (completion_event({"requestId": "req-1", "request": {"caseId": 1}, "state": c.CASE_SUCCEEDED}),

@@ -219,7 +219,12 @@ def test_count_batch_reads_consistently_and_counts_in_one_transaction(
 
 
 def test_an_alarm_watches_the_buffers_dead_letters(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN the alarms  THEN one watches the completion dead-letter queue, by arrivals: messages a
+    # redrive policy moves are not counted in NumberOfMessagesSent, so a rise in its depth
     alarms = [a["Properties"] for a in template.find_resources("AWS::CloudWatch::Alarm").values()]
-    watching = [a for a in alarms if a.get("Namespace") == "AWS/SQS" and any(
-        references(d["Value"], ids["dlq"]) for d in a.get("Dimensions", []))]
-    assert watching, json.dumps(alarms)[:500]
+    [watching] = [a for a in alarms if references(a, ids["dlq"])]
+    metrics = [m["MetricStat"]["Metric"] for m in watching.get("Metrics", []) if "MetricStat" in m]
+    assert {m["MetricName"] for m in metrics} == {"ApproximateNumberOfMessagesVisible"}
+    assert all(m["Namespace"] == "AWS/SQS" for m in metrics)
+    assert "Completions dead-letter queue" in watching["AlarmDescription"]
+    assert watching["AlarmActions"], json.dumps(watching)[:300]

@@ -26,7 +26,7 @@ BUCKET = "fanflow-artifacts"
 BUS = "fanflow-bus"
 COUNTER_TABLE = "fanflow-counter"
 RESULTS_TABLE = "fanflow-results"
-RETENTION = 3600
+RETENTION = 2 * 86_400
 SEED = {"requestId": "123456", "requests": [{"caseId": str(i)} for i in range(5)], "length": "5"}
 
 
@@ -120,7 +120,7 @@ class BusTap:
 def prepare(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType, Any]]:
     monkeypatch.setenv(c.ENV_ARTIFACTS_BUCKET, BUCKET)
     monkeypatch.setenv(c.ENV_RETENTION_SECONDS, str(RETENTION))
-    monkeypatch.setenv(c.ENV_DEFAULT_DEADLINE_SECONDS, "600")
+    monkeypatch.setenv(c.ENV_COMPUTE_CONCURRENCY, "2")
     monkeypatch.setenv(c.ENV_BATCH_SIZE, "2")
     s3 = make_bucket()
     yield fresh("lambda_fns.prepare"), s3
@@ -137,12 +137,14 @@ def test_prepare_plans_batches_deadline_and_writes_the_manifest(prepare: tuple[M
     assert state["requestId"] == "123456"
     assert state["target"] == "5"
     assert [[case["caseId"] for case in batch] for batch in state["batches"]] == [["0", "1"], ["2", "3"], ["4"]]
-    # AND createdAt has milliseconds (as completedAt has), the deadline is the whole second
-    # at or after createdAt + the default deadline; numbers are strings for DynamoDB
+    # AND createdAt has milliseconds (as completedAt has); the deadline is the whole second at or
+    # after createdAt + the default deadline for 5 cases at a compute concurrency of 2 (3 waves of
+    # three compute timeouts, plus slack); numbers are strings for DynamoDB
     created = float(state["createdAt"])
     assert before - 0.001 <= created <= after
     assert state["createdAt"] == f"{created:.3f}"
-    assert int(state["deadline"]) == math.ceil(created + 600)
+    default = 3 * c.COMPUTE_ATTEMPTS * c.COMPUTE_TIMEOUT_SECONDS + c.DEADLINE_SLACK_SECONDS
+    assert int(state["deadline"]) == math.ceil(created + default)
     assert state["deadlineIso"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(state["deadline"])))
     assert int(state["expiresAt"]) == int(state["deadline"]) + RETENTION
     assert all(isinstance(state[k], str) for k in ("target", "createdAt", "deadline", "expiresAt"))
@@ -158,7 +160,29 @@ def test_prepare_uses_the_request_deadline(prepare: tuple[ModuleType, Any]) -> N
     module, _ = prepare
     state = module.handler({**SEED, "deadlineSeconds": 45}, context())
     # THEN the deadline is createdAt + 45, rounded up to the second
-    assert int(state["deadline"]) == math.ceil(float(state["createdAt"]) + 45)
+    deadline = math.ceil(float(state["createdAt"]) + 45)
+    assert int(state["deadline"]) == deadline
+    # AND the close is planned: a claim at the deadline, then every CLAIM_RETRY_SECONDS; at each,
+    # a claim older than STALE_CLAIM_SECONDS is stale
+    slots = state["claimSlots"]
+    assert len(slots) == c.CLAIM_ATTEMPTS
+    assert slots[0] == {"at": str(deadline), "atIso": state["deadlineIso"],
+                        "staleBefore": str(deadline - c.STALE_CLAIM_SECONDS)}
+    assert [int(slot["at"]) - deadline for slot in slots] == [i * c.CLAIM_RETRY_SECONDS for i in range(len(slots))]
+    # AND the slots outlast a stale claim: one taken just before the deadline goes stale at a later slot
+    assert int(slots[-1]["staleBefore"]) > deadline
+
+
+def test_prepare_refuses_a_deadline_beyond_the_retention(prepare: tuple[ModuleType, Any]) -> None:
+    # GIVEN a stack whose records live RETENTION seconds after a deadline
+    module, s3 = prepare
+    bound = RETENTION - c.CLOSE_MARGIN_SECONDS
+    # WHEN a request asks for a deadline its records would not outlive  THEN it is refused, naming the bound
+    with pytest.raises(RequestError, match=f"deadlineSeconds must be a number of seconds between 1 and {bound}"):
+        module.handler({**SEED, "deadlineSeconds": bound + 1}, context())
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
+    # AND the bound itself is accepted
+    assert int(module.handler({**SEED, "deadlineSeconds": bound}, context())["deadline"]) > 0
 
 
 def test_prepare_rejects_a_bad_request_and_writes_nothing(prepare: tuple[ModuleType, Any]) -> None:
@@ -176,7 +200,7 @@ def test_prepare_without_configuration_fails_at_import(aws: None, monkeypatch: p
     # GIVEN no FANOUT_BATCH_SIZE in the environment  WHEN the module is imported  THEN it names it
     from lambda_fns.support import ConfigurationError
 
-    for name in (c.ENV_ARTIFACTS_BUCKET, c.ENV_RETENTION_SECONDS, c.ENV_DEFAULT_DEADLINE_SECONDS):
+    for name in (c.ENV_ARTIFACTS_BUCKET, c.ENV_RETENTION_SECONDS, c.ENV_COMPUTE_CONCURRENCY):
         monkeypatch.setenv(name, "x")
     monkeypatch.delenv(c.ENV_BATCH_SIZE, raising=False)
     with pytest.raises(ConfigurationError, match=c.ENV_BATCH_SIZE):
@@ -186,22 +210,174 @@ def test_prepare_without_configuration_fails_at_import(aws: None, monkeypatch: p
 # --- emit ------------------------------------------------------------------------------------
 
 
-def test_emit_puts_one_event_per_case_in_calls_of_ten(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN a bus tapped for the fan-out source, and a batch of 25 cases
-    monkeypatch.setenv(c.ENV_EVENTBUS_NAME, BUS)
+@pytest.fixture
+def emit(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType, Any, BusTap]]:
+    for name, value in {c.ENV_EVENTBUS_NAME: BUS, c.ENV_RESULTS_TABLE: RESULTS_TABLE,
+                        c.ENV_COUNTER_TABLE: COUNTER_TABLE, c.ENV_FANOUT_ATTEMPTS: "3",
+                        c.ENV_FANOUT_BACKOFF_BASE_SECONDS: "2",
+                        c.ENV_FANOUT_BACKOFF_MAX_SECONDS: "60"}.items():
+        monkeypatch.setenv(name, value)
+    ddb = make_counter_table()
+    make_results_table()
     tap = BusTap(c.PREPROCESS_SOURCE)
-    module = fresh("lambda_fns.emit")
+    yield fresh("lambda_fns.emit"), ddb, tap
+
+
+class RefusingBus:
+    """The events client, refusing the entries of the caseIds in `refuse` (ThrottlingException)
+    for their first `times` puts, or for good."""
+
+    def __init__(self, real: Any, refuse: set[str], times: int | None = None) -> None:
+        self.real, self.refuse, self.times = real, refuse, times
+        self.refusals: dict[str, int] = {}
+        self.sent: list[str] = []
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        results, accepted = [], []
+        for entry in Entries:
+            case_id = json.loads(entry["Detail"])["request"]["caseId"]
+            count = self.refusals.get(case_id, 0)
+            if case_id in self.refuse and (self.times is None or count < self.times):
+                self.refusals[case_id] = count + 1
+                results.append({"ErrorCode": "ThrottlingException", "ErrorMessage": "slow down"})
+            else:
+                accepted.append(entry)
+                self.sent.append(case_id)
+                results.append({"EventId": "x"})
+        if accepted:
+            self.real.put_events(Entries=accepted)
+        return {"FailedEntryCount": sum("ErrorCode" in r for r in results), "Entries": results}
+
+
+def open_counter(ddb: Any, request_id: str, target: int) -> None:
+    ddb.put_item(TableName=COUNTER_TABLE, Item={c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_TARGET: {"N": str(target)},
+                                                c.ATTR_COUNTER: {"N": "0"}, c.ATTR_STATUS: {"S": c.STATUS_RUNNING}})
+
+
+def batch_event(request_id: str, cases: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"requestId": request_id, "cases": cases, "batch": 0, "deadline": "2000000000", "expiresAt": "2000086400",
+            "attempt": 0, "registered": False, "retryCount": 0, **extra}
+
+
+def rows(ddb: Any, request_id: str) -> dict[str, dict[str, Any]]:
+    from lambda_fns.support import plain_item
+
+    items = ddb.query(TableName=RESULTS_TABLE, KeyConditionExpression="#r = :r",
+                      ExpressionAttributeNames={"#r": c.ATTR_REQUEST_ID},
+                      ExpressionAttributeValues={":r": {"S": request_id}})["Items"]
+    return {row[c.ATTR_CASE_ID]: row for row in map(plain_item, items)}
+
+
+def test_emit_registers_each_case_then_puts_one_event_per_case_in_calls_of_ten(
+        emit: tuple[ModuleType, Any, BusTap]) -> None:
+    # GIVEN a bus tapped for the fan-out source, and a batch of 25 cases
+    module, ddb, tap = emit
     cases = [{"caseId": f"case-{i}"} for i in range(25)]
     # WHEN Emit runs
-    result = module.handler({"requestId": "req-25", "cases": cases}, context())
-    # THEN it made ceil(25/10) calls and 25 events arrived with the contract's source and detail
-    assert result == {"emitted": 25, "putEventsCalls": 3}
+    result = module.handler(batch_event("req-25", cases), context())
+    # THEN every case has a pending results row (its membership of the request), expiring with the request
+    registered = rows(ddb, "req-25")
+    assert set(registered) == {case["caseId"] for case in cases}
+    assert {(row[c.ATTR_STATE], row[c.ATTR_EXPIRES_AT]) for row in registered.values()} == {
+        (c.CASE_PENDING, 2000086400)}
+    # AND it made ceil(25/10) calls, and the batch is done
+    assert (result["pending"], result["putEventsCalls"], result["lost"], result["claimed"]) == (0, 3, 0, False)
+    assert result["cases"] == []
+    # AND 25 events arrived with the contract's source and detail, the deadline with them
     received = tap.received()
     assert len(received) == 25
     assert {event["source"] for event in received} == {c.PREPROCESS_SOURCE}
     assert {event["detail-type"] for event in received} == {c.CASE_DETAIL_TYPE}
     details = sorted((event["detail"] for event in received), key=lambda d: int(d["request"]["caseId"][5:]))
-    assert details == [{"requestId": "req-25", "request": case} for case in cases]
+    assert details == [{"requestId": "req-25", "request": case, c.DETAIL_DEADLINE: 2000000000} for case in cases]
+
+
+def test_emit_returns_the_cases_not_accepted_with_a_jittered_backoff_and_resumes_from_them(
+        emit: tuple[ModuleType, Any, BusTap]) -> None:
+    # GIVEN an EventBridge that throttles two cases of twelve on their first five puts
+    module, _, tap = emit
+    bus = RefusingBus(module._EVENTS, {"3", "11"}, times=5)
+    module._EVENTS = bus
+    cases = [{"caseId": str(i)} for i in range(12)]
+    # WHEN Emit runs
+    first = module.handler(batch_event("req-r", cases), context())
+    # THEN it does not fail: it returns the two not accepted, the next attempt and a wait of seconds
+    assert [case["caseId"] for case in first["cases"]] == ["3", "11"]
+    assert (first["pending"], first["attempt"], first["registered"], first["lost"]) == (2, 1, True, 0)
+    assert 1 <= first["waitSeconds"] <= c.FANOUT_BACKOFF_BASE_SECONDS
+    # WHEN PreProcess calls it again with its output (after the wait)
+    second = module.handler(first, context())
+    # THEN only those two are put again, and the batch is done: nothing accepted was re-emitted
+    assert second["pending"] == 0 and second["cases"] == []
+    assert sorted(bus.sent, key=int) == [str(i) for i in range(12)]
+    assert len(tap.received()) == 12
+
+
+def test_emit_gives_up_a_batch_after_its_last_attempt_and_lowers_the_target(
+        emit: tuple[ModuleType, Any, BusTap]) -> None:
+    # GIVEN a request of 4 cases, 2 of which EventBridge refuses for good
+    module, ddb, _ = emit
+    open_counter(ddb, "req-l", 4)
+    module._EVENTS = RefusingBus(module._EVENTS, {"1", "2"})
+    state = batch_event("req-l", [{"caseId": str(i)} for i in range(4)])
+    # WHEN Emit runs its three attempts
+    for attempt in range(3):
+        state = module.handler(state, context())
+        assert state["attempt"] == attempt + 1
+    # THEN the last gives the two up: no rows for them (nothing can record or count them) ...
+    assert (state["pending"], state["lost"], state["cases"]) == (0, 2, [])
+    assert "ThrottlingException" in state["error"] and "batch 0" in state["error"]
+    assert set(rows(ddb, "req-l")) == {"0", "3"}
+    # ... and the counter row's target drops by two, with the reason
+    row = counter_row(ddb, "req-l")
+    assert (row[c.ATTR_TARGET], row[c.ATTR_NOT_EMITTED]) == ({"N": "2"}, {"N": "2"})
+    assert "not accepted by EventBridge after 3 attempts" in row[c.ATTR_FAN_OUT_ERROR]["S"]
+    # AND (no case counted yet) the request is not claimed
+    assert state["claimed"] is False and row[c.ATTR_STATUS] == {"S": c.STATUS_RUNNING}
+
+    # WHEN the same abandonment runs again (Step Functions retrying a crashed invocation)
+    module.handler({**state, "cases": [{"caseId": "1"}, {"caseId": "2"}], "abandon": True, "error": "again"},
+                   context())
+    # THEN the target is lowered once only
+    assert counter_row(ddb, "req-l")[c.ATTR_TARGET] == {"N": "2"}
+
+
+def test_a_given_up_batch_claims_the_request_when_every_emitted_case_is_counted(
+        emit: tuple[ModuleType, Any, BusTap]) -> None:
+    # GIVEN a request of 3 cases whose 2 emitted cases were counted already
+    module, ddb, _ = emit
+    open_counter(ddb, "req-k", 3)
+    ddb.update_item(TableName=COUNTER_TABLE, Key={c.ATTR_REQUEST_ID: {"S": "req-k"}},
+                    UpdateExpression="SET #n = :two", ExpressionAttributeNames={"#n": c.ATTR_COUNTER},
+                    ExpressionAttributeValues={":two": {"N": "2"}})
+    # WHEN the third case's batch is given up (Emit itself failed for good)
+    before = time.time()
+    out = module.handler({"requestId": "req-k", "cases": [{"caseId": "2"}], "batch": 1, "abandon": True,
+                          "error": "Lambda.Unknown"}, context())
+    # THEN the request is claimed for Summary at once (no deadline to wait for), with its claim time
+    assert out["claimed"] is True and out["lost"] == 1
+    row = counter_row(ddb, "req-k")
+    assert row[c.ATTR_STATUS] == {"S": c.STATUS_SUMMARIZING}
+    assert before - 1 <= float(row[c.ATTR_CLAIMED_AT]["N"]) <= time.time() + 1
+    assert "batch 1 could not be emitted: Lambda.Unknown" in row[c.ATTR_FAN_OUT_ERROR]["S"]
+
+
+def test_emit_after_a_crash_registers_only_the_cases_without_a_row(emit: tuple[ModuleType, Any, BusTap]) -> None:
+    # GIVEN a batch whose first invocation registered it, and whose case 0 was computed since
+    module, ddb, _ = emit
+    cases = [{"caseId": str(i)} for i in range(3)]
+    module.handler(batch_event("req-x", cases), context())
+    ddb.update_item(TableName=RESULTS_TABLE, Key={c.ATTR_REQUEST_ID: {"S": "req-x"}, c.ATTR_CASE_ID: {"S": "0"}},
+                    UpdateExpression="SET #s = :s, #o = :s", ExpressionAttributeNames={"#s": c.ATTR_STATE,
+                                                                                    "#o": c.ATTR_OUTCOME},
+                    ExpressionAttributeValues={":s": {"S": c.CASE_SUCCEEDED}})
+    ddb.delete_item(TableName=RESULTS_TABLE, Key={c.ATTR_REQUEST_ID: {"S": "req-x"}, c.ATTR_CASE_ID: {"S": "2"}})
+    # WHEN Step Functions retries the invocation (same input, retryCount 1)
+    module.handler(batch_event("req-x", cases, retryCount=1), context())
+    # THEN the computed and counted case keeps its row, and only the missing one is registered
+    registered = rows(ddb, "req-x")
+    assert registered["0"][c.ATTR_STATE] == c.CASE_SUCCEEDED and registered["0"][c.ATTR_OUTCOME] == c.CASE_SUCCEEDED
+    assert registered["2"][c.ATTR_STATE] == c.CASE_PENDING
 
 
 # --- compute ---------------------------------------------------------------------------------
@@ -214,19 +390,26 @@ def compute(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Module
     monkeypatch.setenv(c.ENV_EVENTBUS_DETAILTYPE, c.COMPLETION_DETAIL_TYPE)
     monkeypatch.setenv(c.ENV_RESULTS_TABLE, RESULTS_TABLE)
     monkeypatch.setenv(c.ENV_COMPUTE_SECONDS, "0")
-    monkeypatch.setenv(c.ENV_RETENTION_SECONDS, str(RETENTION))
     monkeypatch.setenv(c.ENV_COMPUTE_TYPE, c.COMPUTE_TYPE_LAMBDA_LARGE)
     ddb = make_results_table()
     tap = BusTap(c.COMPUTE_SOURCE)
     yield fresh("lambda_fns.compute"), ddb, tap
 
 
-def case_event(request_id: str, case_id: str) -> dict[str, Any]:
+def case_event(request_id: str, case_id: str, *, deadline: float = 2e9) -> dict[str, Any]:
     return {
         "source": c.PREPROCESS_SOURCE,
         "detail-type": c.CASE_DETAIL_TYPE,
-        "detail": {"requestId": request_id, "request": {"caseId": case_id}},
+        "detail": {"requestId": request_id, "request": {"caseId": case_id}, c.DETAIL_DEADLINE: deadline},
     }
+
+
+def register(ddb: Any, request_id: str, *case_ids: str) -> None:
+    """What Emit does before putting a case's event: its pending results row."""
+    for case_id in case_ids:
+        ddb.put_item(TableName=RESULTS_TABLE, Item={
+            c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_CASE_ID: {"S": case_id},
+            c.ATTR_STATE: {"S": c.CASE_PENDING}, c.ATTR_EXPIRES_AT: {"N": "77"}})
 
 
 def results_row(ddb: Any, request_id: str, case_id: str) -> dict[str, Any]:
@@ -241,22 +424,22 @@ def results_row(ddb: Any, request_id: str, case_id: str) -> dict[str, Any]:
 def test_compute_records_the_result_and_puts_the_completion_event(
     compute: tuple[ModuleType, Any, BusTap],
 ) -> None:
-    # GIVEN a fan-out event for case 7 and COMPUTE_SECONDS=0
+    # GIVEN a fan-out event for case 7 (registered by Emit) and COMPUTE_SECONDS=0
     module, ddb, tap = compute
+    register(ddb, "req-c", "7")
     event = case_event("req-c", "7")
     # WHEN Compute runs
-    before = time.time()
     out = module.handler(event, context())
-    # THEN the results row says SUCCEEDED, with a duration and an expiry
+    # THEN the results row says SUCCEEDED, with a duration, and keeps the request's expiry
     row = results_row(ddb, "req-c", "7")
     assert row[c.ATTR_STATE] == c.CASE_SUCCEEDED
     assert c.ATTR_ERROR not in row
     assert isinstance(row[c.ATTR_DURATION_MS], int) and 0 <= row[c.ATTR_DURATION_MS] < 5000
-    assert int(before) + RETENTION <= row[c.ATTR_EXPIRES_AT] <= int(time.time()) + RETENTION
+    assert row[c.ATTR_EXPIRES_AT] == 77
     assert c.ATTR_OUTCOME not in row  # counting is Increment's job
     assert row[c.ATTR_COMPUTED_BY] == c.COMPUTE_TYPE_LAMBDA_LARGE  # the type its configuration names
-    # AND the completion event is the input detail plus its state, from the compute source
-    expected = {**event["detail"], "state": c.CASE_SUCCEEDED, "error": "", c.DETAIL_COUNT_AS: c.ATTR_SUCCEEDED}
+    # AND the completion event is the case reference plus its state, from the compute source
+    expected = {"requestId": "req-c", "request": {"caseId": "7"}, "state": c.CASE_SUCCEEDED, "error": ""}
     assert out == expected
     received = tap.received()
     assert len(received) == 1
@@ -275,6 +458,7 @@ def test_compute_reports_a_failing_case_instead_of_raising(
         raise ValueError("input out of range")
 
     monkeypatch.setattr(module, "work", broken)
+    register(ddb, "req-c", "3")
     event = case_event("req-c", "3")
     # WHEN Compute runs  THEN it does not raise
     out = module.handler(event, context())
@@ -284,45 +468,79 @@ def test_compute_reports_a_failing_case_instead_of_raising(
     assert row[c.ATTR_ERROR] == "ValueError: input out of range"
     assert c.ATTR_EXPIRES_AT in row and c.ATTR_DURATION_MS in row
     # AND the completion event carries the failure and the error
-    expected = {**event["detail"], "state": c.CASE_FAILED, "error": "ValueError: input out of range",
-                c.DETAIL_COUNT_AS: c.ATTR_FAILED}
+    expected = {"requestId": "req-c", "request": {"caseId": "3"}, "state": c.CASE_FAILED,
+                "error": "ValueError: input out of range"}
     assert out == expected
     received = tap.received()
     assert [e["detail"] for e in received] == [expected]
 
 
-def test_compute_retry_after_failure_clears_the_error(
+def test_compute_retry_after_a_stored_failure_reports_it_without_computing_again(
     compute: tuple[ModuleType, Any, BusTap], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN a case that failed once
-    module, ddb, _ = compute
+    # GIVEN a case whose first run failed and stored its failure
+    module, ddb, tap = compute
+    register(ddb, "req-c", "1")
     monkeypatch.setattr(module, "work", lambda request, seconds: (_ for _ in ()).throw(RuntimeError("flaky")))
     module.handler(case_event("req-c", "1"), context())
+    # WHEN the event is delivered again (Lambda's retry, or EventBridge's duplicate), with a work that would succeed
+    calls: list[str] = []
+    monkeypatch.setattr(module, "work", lambda request, seconds: calls.append(request["caseId"]))
+    out = module.handler(case_event("req-c", "1"), context())
+    # THEN the case is not computed again: the stored result is reported, so the row and the count agree
+    assert calls == []
+    assert out["state"] == c.CASE_FAILED and out["error"] == "RuntimeError: flaky"
     assert results_row(ddb, "req-c", "1")[c.ATTR_ERROR] == "RuntimeError: flaky"
-    # WHEN a retry succeeds  THEN the row says SUCCEEDED with no leftover error
-    monkeypatch.setattr(module, "work", lambda request, seconds: {"caseId": request["caseId"]})
-    module.handler(case_event("req-c", "1"), context())
-    row = results_row(ddb, "req-c", "1")
-    assert row[c.ATTR_STATE] == c.CASE_SUCCEEDED and c.ATTR_ERROR not in row
+    assert [e["detail"]["state"] for e in tap.received()] == [c.CASE_FAILED, c.CASE_FAILED]
 
 
-def test_compute_rerun_after_the_case_was_counted_keeps_the_counted_result(
+def test_compute_rerun_after_the_case_was_counted_reports_nothing(
     compute: tuple[ModuleType, Any, BusTap], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a case whose result Increment has counted (it marked the row with its outcome)
     module, ddb, tap = compute
+    register(ddb, "req-d", "1")
     module.handler(case_event("req-d", "1"), context())
     ddb.update_item(TableName=RESULTS_TABLE, Key={"requestId": {"S": "req-d"}, "caseId": {"S": "1"}},
                     UpdateExpression="SET #o = :o", ExpressionAttributeNames={"#o": c.ATTR_OUTCOME},
                     ExpressionAttributeValues={":o": {"S": c.CASE_SUCCEEDED}})
-    # WHEN a duplicate delivery runs the case again, and fails this time
+    # WHEN a duplicate delivery comes, with a work that would fail this time
     monkeypatch.setattr(module, "work", lambda request, seconds: (_ for _ in ()).throw(RuntimeError("late")))
-    module.handler(case_event("req-d", "1"), context())
-    # THEN the counted row is unchanged, and the late completion is still reported (Increment drops it)
+    out = module.handler(case_event("req-d", "1"), context())
+    # THEN the counted row is unchanged and nothing more is reported
     row = results_row(ddb, "req-d", "1")
     assert row[c.ATTR_STATE] == c.CASE_SUCCEEDED and row[c.ATTR_OUTCOME] == c.CASE_SUCCEEDED
     assert c.ATTR_ERROR not in row
-    assert [e["detail"]["state"] for e in tap.received()] == [c.CASE_SUCCEEDED, c.CASE_FAILED]
+    assert out["skipped"] == "COUNTED"
+    assert [e["detail"]["state"] for e in tap.received()] == [c.CASE_SUCCEEDED]
+
+
+def test_compute_neither_records_nor_reports_a_case_not_in_the_request(compute: tuple[ModuleType, Any, BusTap]) -> None:
+    # GIVEN a fan-out event for a case Emit never registered (forged, or given up)
+    module, ddb, tap = compute
+    # WHEN Compute runs  THEN no row is created and no completion is put
+    assert module.handler(case_event("req-f", "9"), context())["skipped"] == "NOT_IN_REQUEST"
+    assert "Item" not in ddb.get_item(TableName=RESULTS_TABLE, Key={"requestId": {"S": "req-f"}, "caseId": {"S": "9"}})
+    assert tap.received() == []
+
+
+def test_compute_skips_a_case_received_after_its_deadline(
+    compute: tuple[ModuleType, Any, BusTap], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a registered case whose request's deadline has passed (its event waited in Lambda's queue)
+    module, ddb, tap = compute
+    register(ddb, "req-e", "1")
+    calls: list[str] = []
+    monkeypatch.setattr(module, "work", lambda request, seconds: calls.append(request["caseId"]))
+    metrics: list[str] = []
+    monkeypatch.setattr(module._TELEMETRY, "metric", lambda name, unit, value: metrics.append(name))
+    # WHEN Compute runs
+    out = module.handler(case_event("req-e", "1", deadline=time.time() - 1), context())
+    # THEN the case is not computed nor reported, and its row says it expired
+    assert calls == [] and out["skipped"] == c.CASE_EXPIRED and tap.received() == []
+    assert results_row(ddb, "req-e", "1")[c.ATTR_STATE] == c.CASE_EXPIRED
+    # AND it counts as an expired case, not as work done
+    assert metrics == [c.METRIC_CASES_EXPIRED]
 
 
 # --- summary ---------------------------------------------------------------------------------
@@ -334,7 +552,6 @@ def summary(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Module
     monkeypatch.setenv(c.ENV_RESULTS_TABLE, RESULTS_TABLE)
     monkeypatch.setenv(c.ENV_ARTIFACTS_BUCKET, BUCKET)
     monkeypatch.setenv(c.ENV_EVENTBUS_NAME, BUS)
-    monkeypatch.setenv(c.ENV_RETENTION_SECONDS, str(RETENTION))
     ddb = make_counter_table()
     make_results_table()
     s3 = make_bucket()
@@ -343,9 +560,11 @@ def summary(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Module
 
 
 def seed_request(
-    ddb: Any, s3: Any, request_id: str, *, target: int, counter: int, results: list[dict[str, Any]]
+    ddb: Any, s3: Any, request_id: str, *, target: int, counter: int, results: list[dict[str, Any]],
+    claimed_at: int | None = 1_700_000_000,
 ) -> None:
-    """A counter row in SUMMARIZING, its manifest of caseIds 0..target-1, and results rows."""
+    """A counter row in SUMMARIZING (claimed at `claimed_at`), its manifest of caseIds
+    0..target-1, and results rows."""
     manifest_key = f"manifests/{request_id}/ctx.json"
     s3.put_object(
         Bucket=BUCKET,
@@ -361,6 +580,7 @@ def seed_request(
             c.ATTR_COUNTER: {"N": str(counter)},
             c.ATTR_CREATED_AT: {"N": str(int(time.time()) - 30)},
             c.ATTR_MANIFEST_KEY: {"S": manifest_key},
+            **({c.ATTR_CLAIMED_AT: {"N": str(claimed_at)}} if claimed_at is not None else {}),
         },
     )
     for item in results:
@@ -372,7 +592,7 @@ def counter_row(ddb: Any, request_id: str) -> dict[str, Any]:
 
 
 def test_summary_on_deadline_reports_the_missing_case(summary: tuple[ModuleType, Any, Any, BusTap]) -> None:
-    # GIVEN 3 cases: 0 succeeded (with an expiry), 1 failed (counted by Increment, no expiry yet), 2 never came
+    # GIVEN 3 cases: 0 succeeded, 1 failed (counted from a crash's failure record: no result of its own), 2 never came
     module, ddb, s3, tap = summary
     seed_request(
         ddb,
@@ -388,11 +608,12 @@ def test_summary_on_deadline_reports_the_missing_case(summary: tuple[ModuleType,
                 c.ATTR_DURATION_MS: {"N": "5"},
                 c.ATTR_EXPIRES_AT: {"N": "123"},
             },
-            {c.ATTR_CASE_ID: {"S": "1"}, c.ATTR_OUTCOME: {"S": c.CASE_FAILED}, c.ATTR_ERROR: {"S": "boom"}},
+            {c.ATTR_CASE_ID: {"S": "1"}, c.ATTR_OUTCOME: {"S": c.CASE_FAILED}, c.ATTR_OUTCOME_ERROR: {"S": "boom"},
+             c.ATTR_STATE: {"S": c.CASE_PENDING}},
+            {c.ATTR_CASE_ID: {"S": "2"}, c.ATTR_STATE: {"S": c.CASE_PENDING}},
         ],
     )
     # WHEN Summary runs because the deadline passed
-    before = int(time.time())
     out = module.handler({"requestId": "req-s", "reason": c.REASON_TIMED_OUT}, context())
     # THEN the stored summary is TIMED_OUT, naming case 2, with 1 succeeded and 1 failed
     stored = json.loads(s3.get_object(Bucket=BUCKET, Key="summaries/req-s.json")["Body"].read())
@@ -409,13 +630,7 @@ def test_summary_on_deadline_reports_the_missing_case(summary: tuple[ModuleType,
     row = counter_row(ddb, "req-s")
     assert row[c.ATTR_STATUS] == {"S": c.STATUS_TIMED_OUT}
     assert row[c.ATTR_SUMMARY_KEY] == {"S": "summaries/req-s.json"}
-    assert c.ATTR_COMPLETED_AT in row
-    # AND the results row that lacked an expiry has one now; the other keeps its own
-    from lambda_fns.support import plain_item
-
-    rows = {r[c.ATTR_CASE_ID]: r for r in (plain_item(i) for i in ddb.scan(TableName=RESULTS_TABLE)["Items"])}
-    assert before + RETENTION <= rows["1"][c.ATTR_EXPIRES_AT] <= int(time.time()) + RETENTION
-    assert rows["0"][c.ATTR_EXPIRES_AT] == 123
+    assert c.ATTR_COMPLETED_AT in row and c.ATTR_PUBLISHED_AT in row
     # AND the outcome was published once, from the summary source
     received = tap.received()
     assert len(received) == 1
@@ -426,8 +641,9 @@ def test_summary_on_deadline_reports_the_missing_case(summary: tuple[ModuleType,
 
     # WHEN Summary is invoked again (a retried invocation)
     module.handler({"requestId": "req-s", "reason": c.REASON_TIMED_OUT}, context())
-    # THEN it does not raise and the counter row is unchanged
+    # THEN it does not raise, the counter row is unchanged, and nothing is published again
     assert counter_row(ddb, "req-s") == row
+    assert tap.received() == []
 
 
 def test_summary_all_counted_succeeds(summary: tuple[ModuleType, Any, Any, BusTap]) -> None:
@@ -460,3 +676,100 @@ def test_summary_without_a_counter_row_raises(summary: tuple[ModuleType, Any, An
     with pytest.raises(LookupError, match="req-none"):
         module.handler({"requestId": "req-none", "reason": c.REASON_COMPLETED}, context())
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix="summaries/").get("KeyCount") == 0
+
+
+def test_a_summary_that_loses_the_close_writes_and_publishes_nothing(
+        summary: tuple[ModuleType, Any, Any, BusTap], monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a claimed request, and another Summary that closes it while this one aggregates
+    module, ddb, s3, tap = summary
+    seed_request(ddb, s3, "req-race", target=1, counter=1,
+                 results=[{c.ATTR_CASE_ID: {"S": "0"}, c.ATTR_OUTCOME: {"S": c.CASE_SUCCEEDED},
+                           c.ATTR_STATE: {"S": c.CASE_SUCCEEDED}}])
+    build = module.build_summary
+
+    def meanwhile_closed(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        ddb.update_item(TableName=COUNTER_TABLE, Key={c.ATTR_REQUEST_ID: {"S": "req-race"}},
+                        UpdateExpression="SET #s = :f, #d = :d, #k = :k",
+                        ExpressionAttributeNames={"#s": c.ATTR_STATUS, "#d": c.ATTR_COMPLETED_AT,
+                                                  "#k": c.ATTR_SUMMARY_KEY},
+                        ExpressionAttributeValues={":f": {"S": c.STATUS_SUCCEEDED}, ":d": {"N": "1"},
+                                                   ":k": {"S": "summaries/req-race.json"}})
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(module, "build_summary", meanwhile_closed)
+    # WHEN this one tries to close  THEN it loses, stores no summary and publishes nothing
+    out = module.handler({"requestId": "req-race", "reason": c.REASON_COMPLETED}, context())
+    assert out["summarized"] is False
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="summaries/").get("KeyCount") == 0
+    assert tap.received() == []
+
+
+def test_a_summary_under_a_claim_taken_over_does_not_close(summary: tuple[ModuleType, Any, Any, BusTap],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a stale Summary, whose claim PreProcess takes over while it aggregates
+    module, ddb, s3, tap = summary
+    seed_request(ddb, s3, "req-stale", target=1, counter=1, claimed_at=1_000,
+                 results=[{c.ATTR_CASE_ID: {"S": "0"}, c.ATTR_OUTCOME: {"S": c.CASE_SUCCEEDED}}])
+    build = module.build_summary
+
+    def taken_over(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        ddb.update_item(TableName=COUNTER_TABLE, Key={c.ATTR_REQUEST_ID: {"S": "req-stale"}},
+                        UpdateExpression="SET #c = :c", ExpressionAttributeNames={"#c": c.ATTR_CLAIMED_AT},
+                        ExpressionAttributeValues={":c": {"N": "5000"}})
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(module, "build_summary", taken_over)
+    # WHEN it tries to close  THEN the row stays the new claim's, untouched
+    assert module.handler({"requestId": "req-stale", "reason": c.REASON_TIMED_OUT}, context())["summarized"] is False
+    row = counter_row(ddb, "req-stale")
+    assert (row[c.ATTR_STATUS], row[c.ATTR_CLAIMED_AT]) == ({"S": c.STATUS_SUMMARIZING}, {"N": "5000"})
+    assert tap.received() == []
+
+
+def test_a_publish_that_failed_after_the_close_is_done_by_the_retry(
+        summary: tuple[ModuleType, Any, Any, BusTap], monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a Summary whose completion event cannot be put, after it closed the request
+    module, ddb, s3, tap = summary
+    seed_request(ddb, s3, "req-pub", target=1, counter=1,
+                 results=[{c.ATTR_CASE_ID: {"S": "0"}, c.ATTR_OUTCOME: {"S": c.CASE_SUCCEEDED}}])
+    real = module.put_events
+
+    def unavailable(*args: Any, **kwargs: Any) -> int:
+        raise RuntimeError("EventBridge unavailable")
+
+    monkeypatch.setattr(module, "put_events", unavailable)
+    with pytest.raises(RuntimeError, match="unavailable"):
+        module.handler({"requestId": "req-pub", "reason": c.REASON_COMPLETED}, context())
+    closed = counter_row(ddb, "req-pub")
+    assert closed[c.ATTR_STATUS] == {"S": c.STATUS_SUCCEEDED} and c.ATTR_PUBLISHED_AT not in closed
+    stored = s3.get_object(Bucket=BUCKET, Key="summaries/req-pub.json")["Body"].read()
+    # WHEN Summary runs again (its retry, or PreProcess at the deadline)
+    monkeypatch.setattr(module, "put_events", real)
+    module.handler({"requestId": "req-pub", "reason": c.REASON_TIMED_OUT}, context())
+    # THEN the event is published once, with the closed status; the stored summary is the same document
+    [event] = tap.received()
+    assert event["detail"]["status"] == c.STATUS_SUCCEEDED
+    assert c.ATTR_PUBLISHED_AT in counter_row(ddb, "req-pub")
+    assert s3.get_object(Bucket=BUCKET, Key="summaries/req-pub.json")["Body"].read() == stored
+    # AND a further run publishes nothing more
+    module.handler({"requestId": "req-pub", "reason": c.REASON_TIMED_OUT}, context())
+    assert tap.received() == []
+
+
+def test_a_closed_request_whose_summary_was_never_stored_gets_it_from_the_closed_row(
+        summary: tuple[ModuleType, Any, Any, BusTap]) -> None:
+    # GIVEN a request closed as PARTIAL at a known time, whose closing run died before storing the summary
+    module, ddb, s3, tap = summary
+    seed_request(ddb, s3, "req-late", target=2, counter=2, results=[
+        {c.ATTR_CASE_ID: {"S": "0"}, c.ATTR_OUTCOME: {"S": c.CASE_SUCCEEDED}},
+        {c.ATTR_CASE_ID: {"S": "1"}, c.ATTR_OUTCOME: {"S": c.CASE_FAILED}, c.ATTR_OUTCOME_ERROR: {"S": "E"}}])
+    ddb.update_item(TableName=COUNTER_TABLE, Key={c.ATTR_REQUEST_ID: {"S": "req-late"}},
+                    UpdateExpression="SET #s = :f, #d = :d, #k = :k",
+                    ExpressionAttributeNames={"#s": c.ATTR_STATUS, "#d": c.ATTR_COMPLETED_AT, "#k": c.ATTR_SUMMARY_KEY},
+                    ExpressionAttributeValues={":f": {"S": c.STATUS_PARTIAL}, ":d": {"N": "1700000100.5"},
+                                               ":k": {"S": "summaries/req-late.json"}})
+    # WHEN Summary runs  THEN it stores the summary of the close (its status and time) and publishes it
+    module.handler({"requestId": "req-late", "reason": c.REASON_TIMED_OUT}, context())
+    stored = json.loads(s3.get_object(Bucket=BUCKET, Key="summaries/req-late.json")["Body"].read())
+    assert (stored["status"], stored["completedAt"]) == (c.STATUS_PARTIAL, 1700000100.5)
+    assert [e["detail"]["status"] for e in tap.received()] == [c.STATUS_PARTIAL]

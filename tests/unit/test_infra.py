@@ -13,15 +13,25 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
-from aws_cdk.assertions import Match, Template
+from aws_cdk import Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk.assertions import Annotations, Match, Template
 from cfnlint.api import ManualArgs, lint_file
 
+from infra.app import build_app
+from infra.components.concurrency import DEFAULT_COMPUTE_CONCURRENCY, DEFAULT_ORCHESTRATION_CONCURRENCY
+from infra.components.storage import RequestStore
+from infra.components.summary import grant_summary
+from infra.nag import apply_nag
 from lambda_fns import constants as c
 from tests.cfn import (
     Synthesized,
     allows,
     arn,
+    as_list,
     caught_by,
     definition,
     logical_id,
@@ -29,6 +39,7 @@ from tests.cfn import (
     references,
     role_actions,
     role_of,
+    role_statements,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +51,42 @@ CONDITION_FAILED = "DynamoDB.ConditionalCheckFailedException"  # optimized Dynam
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def counted_then(states: dict[str, Any], name: str) -> str:
+    """A rejection first counts itself (RequestsRejected), then fails; the count never changes that."""
+    count = states[name]
+    assert count["Resource"].endswith(":states:::aws-sdk:cloudwatch:putMetricData")
+    assert count["Parameters"]["MetricData"][0]["MetricName"] == c.METRIC_REQUESTS_REJECTED
+    assert caught_by(count, "States.ALL") == count["Next"]
+    return str(count["Next"])
+
+
+def lambda_transients_retried(task: dict[str, Any]) -> bool:
+    """Whether a Lambda task retries Lambda's throttling and transient service errors, with jitter
+    (docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html)."""
+    retries = {error: retry for retry in task.get("Retry", []) for error in retry["ErrorEquals"]}
+    needed = ["Lambda.TooManyRequestsException", "Lambda.ServiceException", "Lambda.AWSLambdaException",
+              "Lambda.SdkClientException", "Lambda.ClientExecutionTimeoutException"]
+    return all(error in retries and retries[error]["MaxAttempts"] >= 3
+               and retries[error].get("JitterStrategy") == "FULL" for error in needed)
+
+
+def dynamodb_transients_retried(task: dict[str, Any]) -> bool:
+    """Whether a DynamoDB task retries its transient failures but never a failed condition."""
+    retries = task.get("Retry", [])
+    return (len(retries) == 2 and retries[0] == {"ErrorEquals": [CONDITION_FAILED], "MaxAttempts": 0}
+            and retries[1]["ErrorEquals"] == ["States.TaskFailed"] and retries[1]["MaxAttempts"] >= 3)
+
+
+def all_states(machine: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every state of a definition, those of its Map item processors included."""
+    found = []
+    for state in machine["States"].values():
+        found.append(state)
+        if "ItemProcessor" in state:
+            found.extend(all_states(state["ItemProcessor"]))
+    return found
 
 
 def rule_by_source(template: Template, source: str) -> dict[str, Any]:
@@ -114,9 +161,11 @@ def test_preprocess_prepares_then_opens_the_request_once(preprocess: dict[str, A
     prepare = states["Prepare"]
     assert prepare["Resource"].endswith(":states:::lambda:invoke")
     assert prepare["Parameters"]["FunctionName"] == arn(ids["prepare"])
-    rejected = states[caught_by(prepare, "RequestError")]
+    rejected = states[counted_then(states, caught_by(prepare, "RequestError"))]
     assert rejected["Type"] == "Fail"
     assert rejected["Error"] == "InvalidRequest"
+    # (Prepare is retried when Lambda throttles it, or fails to run it)
+    assert lambda_transients_retried(prepare)
     # AND THEN OpenRequest writes the counter row only if it does not exist yet
     assert prepare["Next"] == "OpenRequest"
     open_request = states["OpenRequest"]
@@ -125,9 +174,11 @@ def test_preprocess_prepares_then_opens_the_request_once(preprocess: dict[str, A
     assert params["TableName"] == ref(ids["counter"])
     assert params["ConditionExpression"] == "attribute_not_exists(#requestId)"
     assert params["ExpressionAttributeNames"] == {"#requestId": c.ATTR_REQUEST_ID}
-    exists = states[caught_by(open_request, CONDITION_FAILED)]
+    exists = states[counted_then(states, caught_by(open_request, CONDITION_FAILED))]
     assert exists["Type"] == "Fail"
     assert exists["Error"] == "RequestAlreadyExists"
+    # AND a transient error of the write is retried, a failed condition is not
+    assert dynamodb_transients_retried(open_request)
     # AND the new row starts at zero, RUNNING, with the planned target
     item = params["Item"]
     assert item[c.ATTR_REQUEST_ID] == {"S.$": "$.requestId"}
@@ -139,61 +190,148 @@ def test_preprocess_prepares_then_opens_the_request_once(preprocess: dict[str, A
     assert item[c.ATTR_EXPIRES_AT] == {"N.$": "$.expiresAt"}
 
 
-def test_preprocess_fans_out_batches_with_bounded_concurrency(preprocess: dict[str, Any], ids: dict[str, str]) -> None:
+def test_preprocess_fans_out_each_batch_on_its_own(preprocess: dict[str, Any], ids: dict[str, str]) -> None:
     # GIVEN the rendered PreProcess definition
     states = preprocess["States"]
-    # WHEN the request is open THEN FanOut maps over the planned batches, at most N at a time
+    # WHEN the request is open THEN FanOut maps over the planned batches, at most N at a time, with no
+    # Catch of its own: one batch's failure does not stop the others
     assert states["OpenRequest"]["Next"] == "FanOut"
     fan_out = states["FanOut"]
     assert fan_out["Type"] == "Map"
     assert fan_out["ItemsPath"] == "$.batches"
     assert fan_out["MaxConcurrency"] == c.FANOUT_MAX_CONCURRENCY
-    # AND each iteration invokes EmitBatch, retried when the function fails
+    assert "Catch" not in fan_out
+    assert fan_out["ItemSelector"]["batch.$"] == "$$.Map.Item.Index"
+    assert (fan_out["ItemSelector"]["attempt"], fan_out["ItemSelector"]["registered"]) == (0, False)
+    # AND each iteration invokes EmitBatch with its attempt, and Step Functions' retry count (a crashed
+    # invocation may have registered part of the batch)
     processor = fan_out["ItemProcessor"]
+    batch = processor["States"]
     assert processor["StartAt"] == "EmitBatch"
-    emit = processor["States"]["EmitBatch"]
+    emit = batch["EmitBatch"]
     assert emit["Resource"].endswith(":states:::lambda:invoke")
     assert emit["Parameters"]["FunctionName"] == arn(ids["emit"])
-    assert any("States.TaskFailed" in retry["ErrorEquals"] and retry["MaxAttempts"] >= 1 for retry in emit["Retry"])
+    assert emit["Parameters"]["Payload"]["retryCount.$"] == "$$.State.RetryCount"
+    assert emit["Parameters"]["Payload"]["attempt.$"] == "$.attempt"
+    assert lambda_transients_retried(emit)
+    # AND the cases not yet accepted are emitted again, alone, after the backoff Emit chose (seconds, jittered)
+    pending = batch[emit["Next"]]
+    [resume] = [rule for rule in pending["Choices"] if rule.get("Variable") == "$.pending"]
+    assert resume["NumericGreaterThan"] == 0
+    backoff = batch[resume["Next"]]
+    assert (backoff["Type"], backoff["SecondsPath"], backoff["Next"]) == ("Wait", "$.waitSeconds", "EmitBatch")
+    # AND a batch ends EMITTED, or LOST when cases were given up; one whose loss closed the request
+    # runs Summary first
+    outcome = batch[pending["Default"]]
+    by_variable = {rule["Variable"]: rule["Next"] for rule in outcome["Choices"]}
+    assert batch[outcome["Default"]]["Result"] == "EMITTED"
+    assert batch[by_variable["$.lost"]]["Result"] == "LOST"
+    summarize = batch[by_variable["$.claimed"]]
+    assert summarize["Parameters"]["Payload"] == {"requestId.$": "$.requestId", "reason": c.REASON_FAN_OUT_FAILED}
+    assert batch[summarize["Next"]]["Result"] == "LOST"
+    # AND when Emit itself fails for good, the batch is given up by Emit in abandon mode, and if
+    # even that fails, its error is recorded on the counter row: the batch still ends (LOST)
+    abandon = batch[caught_by(emit, "States.ALL")]
+    assert abandon["Parameters"]["Payload"]["abandon"] is True
+    assert abandon["Parameters"]["FunctionName"] == arn(ids["emit"])
+    record = batch[caught_by(abandon, "States.ALL")]
+    assert record["Resource"].endswith(":states:::dynamodb:updateItem")
+    assert record["Parameters"]["UpdateExpression"] == "SET #error = if_not_exists(#error, :error)"
+    assert batch[record["Next"]]["Result"] == "LOST"
+    # AND after the Map, whether any batch was lost is kept for the end of the execution
+    keep = states[fan_out["Next"]]
+    assert keep["Parameters"]["fanOutFailed.$"] == "States.ArrayContains($.fanOut, 'LOST')"
+    assert fan_out["ResultPath"] == "$.fanOut"
 
 
-def test_preprocess_times_out_an_open_request_at_its_deadline(preprocess: dict[str, Any], ids: dict[str, str]) -> None:
+def test_preprocess_ends_failed_after_a_lost_batch(preprocess: dict[str, Any]) -> None:
+    # GIVEN the end of PreProcess  THEN a request whose fan-out lost a batch ends it FanOutFailed (alarmed)
+    ended = preprocess["States"]["FanOutFailed?"]
+    [rule] = ended["Choices"]
+    assert (rule["Variable"], rule["BooleanEquals"]) == ("$.fanOutFailed", True)
+    assert preprocess["States"][rule["Next"]] == {
+        "Type": "Fail", "Error": "FanOutFailed",
+        "Cause": "a fan-out batch was lost: the request's summary says which cases and why"}
+    assert preprocess["States"][ended["Default"]]["Type"] == "Succeed"
+
+
+def test_preprocess_claims_an_open_request_at_its_deadline(preprocess: dict[str, Any], ids: dict[str, str]) -> None:
     # GIVEN the rendered PreProcess definition
     states = preprocess["States"]
-    # WHEN the cases are emitted THEN it waits until the request's deadline
-    wait = states["AwaitDeadline"]
-    assert wait["Type"] == "Wait"
-    assert wait["TimestampPath"] == "$.deadlineIso"
-    # AND THEN it claims the request unless it is closed (a SUMMARIZING row at the deadline
-    # means Summary failed and must run again); a closed request ends successfully
-    assert wait["Next"] == "ClaimTimeout"
-    claim = states["ClaimTimeout"]
+    # WHEN the cases are emitted THEN it takes the first claim slot Prepare planned and waits for it (the deadline)
+    assert states["KeepRequestRef"]["Next"] == "NextClaimSlot"
+    slot = states["NextClaimSlot"]
+    assert slot["Parameters"]["slot.$"] == "States.ArrayGetItem($.claimSlots, $.claim.attempt)"
+    wait = states[slot["Next"]]
+    assert (wait["Type"], wait["TimestampPath"]) == ("Wait", "$.claim.slot.atIso")
+    # AND it claims the request if it is open, or if it is SUMMARIZING under a stale claim only, and
+    # records when (the slot's time: a lower bound of now)
+    claim = states[wait["Next"]]
+    params = claim["Parameters"]
     assert claim["Resource"].endswith(":states:::dynamodb:updateItem")
-    assert claim["Parameters"]["TableName"] == ref(ids["counter"])
-    assert claim["Parameters"]["ConditionExpression"] == "#status IN (:running, :summarizing)"
-    assert claim["Parameters"]["ExpressionAttributeValues"][":running"] == {"S": c.STATUS_RUNNING}
-    assert claim["Parameters"]["ExpressionAttributeValues"][":summarizing"] == {"S": c.STATUS_SUMMARIZING}
-    assert states[caught_by(claim, CONDITION_FAILED)]["Type"] == "Succeed"
-    # AND a claimed request is summarized as timed out
+    assert params["TableName"] == ref(ids["counter"])
+    assert params["UpdateExpression"] == "SET #status = :summarizing, #claimedAt = :at"
+    assert params["ConditionExpression"] == ("#status = :running OR (#status = :summarizing AND "
+                                             "(attribute_not_exists(#claimedAt) OR #claimedAt < :staleBefore))")
+    assert params["ExpressionAttributeNames"]["#claimedAt"] == c.ATTR_CLAIMED_AT
+    assert params["ExpressionAttributeValues"][":at"] == {"N.$": "$.claim.slot.at"}
+    assert params["ExpressionAttributeValues"][":staleBefore"] == {"N.$": "$.claim.slot.staleBefore"}
+    assert dynamodb_transients_retried(claim)
+    # AND a claimed request is summarized as timed out; a Summary that fails goes back to waiting
     summarize = states[claim["Next"]]
-    assert claim["Next"] == "SummarizeTimedOut"
-    assert summarize["Resource"].endswith(":states:::lambda:invoke")
     assert summarize["Parameters"]["FunctionName"] == arn(ids["summary"])
     assert summarize["Parameters"]["Payload"] == {"requestId.$": "$.requestId", "reason": c.REASON_TIMED_OUT}
-    assert summarize.get("End") is True
+    assert lambda_transients_retried(summarize)
+    assert caught_by(summarize, "States.ALL") == "CountClaimAttempt"
+    # AND when the claim is refused, it reads the request's status: a fresh claim (or a race) waits for
+    # the next slot, a closed request whose completion was not published gets Summary, else it ends
+    read = states[caught_by(claim, CONDITION_FAILED)]
+    assert read["Resource"].endswith(":states:::dynamodb:getItem") and read["Parameters"]["ConsistentRead"] is True
+    held = states[read["Next"]]
+    nexts = [rule["Next"] for rule in held["Choices"]]
+    assert states[nexts[0]]["Error"] == "CounterRowMissing"
+    assert nexts[1] == "CountClaimAttempt"
+    assert held["Choices"][2]["Not"] == {"Variable": f"$.row.Item.{c.ATTR_PUBLISHED_AT}", "IsPresent": True}
+    assert states[nexts[2]]["Parameters"]["FunctionName"] == arn(ids["summary"])
+    assert held["Default"] == "FanOutFailed?"
+    # AND the waiting is bounded: after the last slot, the execution fails visibly
+    advance = states["CountClaimAttempt"]
+    assert advance["Parameters"]["attempt.$"] == "States.MathAdd($.claim.attempt, 1)"
+    left = states[advance["Next"]]
+    [more] = left["Choices"]
+    assert (more["NumericLessThan"], more["Next"]) == (c.CLAIM_ATTEMPTS, "NextClaimSlot")
+    assert states[left["Default"]]["Error"] == "ClaimAttemptsExhausted"
 
 
-# ---------------------------------------------------------------------------- Increment (fan-in)
+def test_every_lambda_task_retries_throttling_and_lambda_s_transient_errors(
+        preprocess: dict[str, Any], template: Template) -> None:
+    # GIVEN every Lambda task of PreProcess (its Map's included) and of the compute workflow
+    # (Increment is the fan-in's, which builds its tasks with functions.lambda_task)
+    workflow = definition(template, "ComputeWorkflow")
+    tasks = [state for machine in (preprocess, workflow) for state in all_states(machine)
+             if state.get("Resource", "").endswith(":states:::lambda:invoke")]
+    assert len(tasks) >= 6
+    # THEN each retries Lambda's throttling and documented transient errors, with jitter
+    for task in tasks:
+        assert lambda_transients_retried(task), task
+
+
+
+# ---------------------------------------------------------------------------- workflows
 # The batched fan-in (queue, event source mapping, Increment's definition): tests/unit/test_fan_in_infra.py
 
 
-def test_preprocess_is_standard_traced_and_logs_every_event(template: Template) -> None:
-    # GIVEN the fan-out workflow WHEN it is synthesized THEN it is a Standard state machine with X-Ray
-    # and full logging (its history is the request's record)
-    props = template.to_json()["Resources"][logical_id(template, STATE_MACHINE, "PreProcess")]["Properties"]
-    assert props["StateMachineType"] == "STANDARD"
+@pytest.mark.parametrize(("fragment", "kind", "level"), [("PreProcess", "STANDARD", "ALL"),
+                                                         ("Increment", "EXPRESS", "ERROR"),
+                                                         ("ComputeWorkflow", "STANDARD", "ERROR")])
+def test_state_machines_are_traced_and_logged(template: Template, fragment: str, kind: str, level: str) -> None:
+    # GIVEN a workflow WHEN it is synthesized THEN it has X-Ray and logging: every event of the one
+    # execution per request, the errors only of the per-case and per-batch ones
+    props = template.to_json()["Resources"][logical_id(template, STATE_MACHINE, fragment)]["Properties"]
+    assert props["StateMachineType"] == kind
     assert props["TracingConfiguration"] == {"Enabled": True}
-    assert props["LoggingConfiguration"]["Level"] == "ALL"
+    assert props["LoggingConfiguration"]["Level"] == level
+    assert props["LoggingConfiguration"]["IncludeExecutionData"] is False
     assert props["LoggingConfiguration"]["Destinations"], "execution logs need a log group"
 
 
@@ -249,7 +387,8 @@ def test_compute_failures_after_retries_reach_the_fan_in_buffer(template: Templa
     assert rule["EventPattern"]["detail-type"] == [c.LAMBDA_FAILURE_DETAIL_TYPE]
     assert rule["EventPattern"]["resources"] == [
         {"Fn::Join": ["", [{"Fn::GetAtt": [ids[f], "Arn"]}, ":$LATEST"]]} for f in ("compute", "compute_large")]
-    # AND sends each record whole to the fan-in buffer, where it counts as a FAILED case
+    # AND sends each record whole to the fan-in buffer, where it counts as a FAILED case (whatever
+    # the record holds: a record of an event that expired has no responsePayload)
     [target] = rule["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [ids["completion_queue"], "Arn"]}
     assert references(target["DeadLetterConfig"]["Arn"], ids["queue"])
@@ -272,17 +411,6 @@ def test_increment_role_may_count_claim_and_summarize(template: Template, ids: d
     assert not any(fnmatchcase("dynamodb:DeleteItem", action) for action in role_actions(template, role))
 
 
-def test_count_role_may_read_and_count_but_not_delete(template: Template, ids: dict[str, str]) -> None:
-    # GIVEN the role of CountBatch
-    role = role_of(template, ids["count"])
-    # THEN it may read the batch's rows and update both tables (a transaction is authorised per item)
-    for table in ("counter", "results"):
-        assert allows(template, role, "dynamodb:BatchGetItem", ids[table]), table
-        assert allows(template, role, "dynamodb:UpdateItem", ids[table]), table
-    assert not any(fnmatchcase(action, "dynamodb:*Delete*") or action == "dynamodb:*"
-                   for action in role_actions(template, role))
-
-
 def test_preprocess_role_may_open_and_close_requests(template: Template, ids: dict[str, str]) -> None:
     # GIVEN the role the PreProcess state machine runs as
     role = role_of(template, ids["preprocess"])
@@ -294,20 +422,6 @@ def test_preprocess_role_may_open_and_close_requests(template: Template, ids: di
         assert allows(template, role, "lambda:InvokeFunction", ids[function]), function
     # AND it has no business with the results table
     assert not allows(template, role, "dynamodb:*", ids["results"])
-
-
-def test_compute_role_is_least_privilege(template: Template, ids: dict[str, str]) -> None:
-    # GIVEN the role of the compute function
-    role = role_of(template, ids["compute"])
-    # WHEN it records a case and reports completion THEN it may put results rows and events on the bus
-    assert allows(template, role, "events:PutEvents", ids["bus"])
-    assert allows(template, role, "dynamodb:PutItem", ids["results"])
-    # AND nothing broader: no deletes, no dynamodb:*, no access to the counter table
-    actions = role_actions(template, role)
-    assert "dynamodb:*" not in actions
-    assert not any(fnmatchcase("dynamodb:DeleteItem", action) for action in actions), actions
-    assert not allows(template, role, "dynamodb:UpdateItem", ids["counter"])
-    assert not allows(template, role, "dynamodb:PutItem", ids["counter"])
 
 
 def test_summary_role_may_read_results_and_close_the_request(template: Template, ids: dict[str, str]) -> None:
@@ -322,7 +436,132 @@ def test_summary_role_may_read_results_and_close_the_request(template: Template,
     assert allows(template, role, "events:PutEvents", ids["bus"])
 
 
+def put_events_conditions(template: Template, role_id: str) -> list[dict[str, Any]]:
+    """The Condition of each PutEvents statement of a role (None where there is none)."""
+    return [s.get("Condition") for s in role_statements(template, role_id)
+            if "events:PutEvents" in as_list(s["Action"])]
+
+
+def only(source: str, detail_type: str) -> dict[str, Any]:
+    return {"ForAllValues:StringEquals": {"events:source": [source], "events:detail-type": [detail_type]}}
+
+
+def test_compute_role_is_least_privilege(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN the role of each Lambda compute function
+    for function in ("compute", "compute_large"):
+        role = role_of(template, ids[function])
+        # WHEN it reports a case THEN it may put completion events, and the failure records Lambda puts
+        # for it through its on-failure destination: nothing else (it cannot forge a fan-out event)
+        assert allows(template, role, "events:PutEvents", ids["bus"])
+        assert sorted(map(json.dumps, put_events_conditions(template, role))) == sorted(map(json.dumps, [
+            only(c.COMPUTE_SOURCE, c.COMPLETION_DETAIL_TYPE),
+            only(c.LAMBDA_DESTINATION_SOURCE, c.LAMBDA_FAILURE_DETAIL_TYPE)]))
+        # AND it may record a result with UpdateItem of the result's attributes only: no PutItem (which
+        # replaces the row), and no access to the counted mark, not even in a condition
+        [update] = [s for s in role_statements(template, role) if "dynamodb:UpdateItem" in as_list(s["Action"])]
+        attributes = update["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+        assert {c.ATTR_REQUEST_ID, c.ATTR_CASE_ID, c.ATTR_STATE} <= set(attributes)
+        assert c.ATTR_OUTCOME not in attributes and c.ATTR_OUTCOME_ERROR not in attributes
+        assert update["Condition"]["StringEqualsIfExists"]["dynamodb:ReturnValues"] == [
+            "NONE", "UPDATED_OLD", "UPDATED_NEW"]
+        assert allows(template, role, "dynamodb:GetItem", ids["results"])
+        # AND nothing broader: no puts, no deletes, no dynamodb:*, no access to the counter table
+        actions = role_actions(template, role)
+        assert "dynamodb:*" not in actions
+        assert not any(fnmatchcase(action, pattern) for action in actions
+                       for pattern in ("dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"))
+        assert not allows(template, role, "dynamodb:UpdateItem", ids["counter"])
+        assert not allows(template, role, "dynamodb:PutItem", ids["counter"])
+
+
+def test_emit_role_may_register_and_emit_fan_out_events_only(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN Emit's role
+    role = role_of(template, ids["emit"])
+    # THEN it may put fan-out events (only), register and give up results rows, and lower the target
+    assert put_events_conditions(template, role) == [only(c.PREPROCESS_SOURCE, c.CASE_DETAIL_TYPE)]
+    for action in ("dynamodb:BatchWriteItem", "dynamodb:BatchGetItem", "dynamodb:DeleteItem"):
+        assert allows(template, role, action, ids["results"]), action
+    assert allows(template, role, "dynamodb:UpdateItem", ids["counter"])
+    assert not allows(template, role, "dynamodb:DeleteItem", ids["counter"])
+
+
+def test_preprocess_role_counts_rejections_in_fanflow_s_namespace_only(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN PreProcess's role  THEN its PutMetricData (which accepts no resource) is held to fanflow's namespace
+    [metric] = [s for s in role_statements(template, role_of(template, ids["preprocess"]))
+                if "cloudwatch:PutMetricData" in as_list(s["Action"])]
+    assert metric["Resource"] == "*"
+    assert metric["Condition"] == {"StringEquals": {"cloudwatch:namespace": c.METRICS_NAMESPACE}}
+
+
+def test_the_summary_grant_reads_objects_only_and_publishes_its_own_events() -> None:
+    # GIVEN infra.components.summary.grant_summary, the grant FanInWorkflow's Summary should get
+    app = cdk.App()
+    stack = cdk.Stack(app, "Grants")
+    store = RequestStore(stack, "Store", retention_days=7)
+    bus = events.EventBus(stack, "Bus")
+    role = iam.Role(stack, "SummaryRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+    grant_summary(role, counter_table=store.counter_table, results_table=store.results_table,
+                  artifacts_bucket=store.artifacts_bucket, bus=bus)
+    template = Template.from_stack(stack)
+    [policy] = template.find_resources("AWS::IAM::Policy").values()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    actions = {action for s in statements for action in as_list(s["Action"])}
+    # THEN S3 access is GetObject of manifests and PutObject of summaries: no s3:List* on the bucket
+    assert {a for a in actions if a.startswith("s3:")} == {"s3:GetObject", "s3:PutObject"}
+    bucket = logical_id(template, "AWS::S3::Bucket", "ArtifactsBucket")
+    s3_resources = [json.dumps(s["Resource"]) for s in statements if as_list(s["Action"])[0].startswith("s3:")]
+    assert all(bucket in resource and ("/manifests/*" in resource or "/summaries/*" in resource)
+               for resource in s3_resources)
+    # AND its PutEvents is held to the request-completed event
+    [put] = [s for s in statements if "events:PutEvents" in as_list(s["Action"])]
+    assert put["Condition"] == only(c.SUMMARY_SOURCE, c.SUMMARY_DETAIL_TYPE)
+    # AND it may not write results rows (their expiry comes from Emit now)
+    results = logical_id(template, TABLE, "ResultsTable")
+    assert [s["Action"] for s in statements if references(s["Resource"], results)] == ["dynamodb:Query"]
+
+
+# ---------------------------------------------------------------------------- reserved concurrency
+
+
+def reserved(template: Template) -> dict[str, int | None]:
+    return {lid: fn["Properties"].get("ReservedConcurrentExecutions")
+            for lid, fn in template.find_resources(FUNCTION).items()}
+
+
+def test_compute_has_a_ceiling_and_the_orchestration_a_floor(template: Template, ids: dict[str, str]) -> None:
+    # GIVEN the default stack  THEN each compute function is capped, each orchestration function has a floor
+    by_function = reserved(template)
+    for compute in ("compute", "compute_large", "step"):
+        assert by_function[ids[compute]] == DEFAULT_COMPUTE_CONCURRENCY
+    assert by_function[ids["prepare"]] == by_function[ids["summary"]] == DEFAULT_ORCHESTRATION_CONCURRENCY
+    assert by_function[ids["emit"]] == c.FANOUT_MAX_CONCURRENCY  # one request's Map at full speed
+    # AND the whole fits an account of the default 1,000, which keeps 100 unreserved
+    assert sum(n for n in by_function.values() if n) <= c.ACCOUNT_LAMBDA_CONCURRENCY - 100
+    # AND the default deadline assumes the compute ceiling
+    env = template.to_json()["Resources"][ids["prepare"]]["Properties"]["Environment"]["Variables"]
+    assert env[c.ENV_COMPUTE_CONCURRENCY] == str(DEFAULT_COMPUTE_CONCURRENCY)
+
+
+def test_reserved_concurrency_is_configured_by_context(tmp_path: Path) -> None:
+    # GIVEN -c computeConcurrency=50 -c orchestrationConcurrency=0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+        app = build_app(outdir=str(tmp_path),
+                        context={"computeConcurrency": "50", "orchestrationConcurrency": "0"})
+    stack = app.node.find_child(c.STACK_NAME)
+    assert isinstance(stack, Stack)
+    template = Template.from_stack(stack)
+    by_function = reserved(template)
+    compute = logical_id(template, FUNCTION, "ComputeFunction")
+    prepare = logical_id(template, FUNCTION, "PrepareFunction")
+    # THEN compute is capped at 50, the orchestration functions reserve nothing
+    assert by_function[compute] == 50 and by_function[prepare] is None
+    assert template.to_json()["Resources"][prepare]["Properties"]["Environment"]["Variables"][
+        c.ENV_COMPUTE_CONCURRENCY] == "50"
+
+
 # ---------------------------------------------------------------------------- storage
+
 
 
 @pytest.mark.parametrize("table", ["counter", "results"])
@@ -486,3 +725,29 @@ def test_synthesis_needs_no_credentials(tmp_path: Path) -> None:
     template_file = tmp_path / "cdk.out" / f"{c.STACK_NAME}.template.json"
     assert template_file.is_file()
     assert json.loads(template_file.read_text())["Resources"]
+
+
+def nag_errors_of(stack: Stack) -> list[str]:
+    apply_nag(stack)
+    return [f"{m.id} {m.entry.data}" for m in Annotations.from_stack(stack).find_error(
+        "*", Match.string_like_regexp("AwsSolutions-IAM5.*"))]
+
+
+def test_iam_wildcards_are_suppressed_per_policy_for_the_kinds_the_stack_accepts_only() -> None:
+    # GIVEN a stack whose function holds X-Ray's '*' (accepted) and a grant of every DynamoDB action on
+    # every table (not a kind the stack accepts)
+    stack = cdk.Stack(cdk.App(), "Wildcards")
+    role = iam.Role(stack, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+    role.add_to_policy(iam.PolicyStatement(actions=["xray:PutTraceSegments"], resources=["*"]))
+    role.add_to_policy(iam.PolicyStatement(actions=["dynamodb:*"], resources=["arn:aws:dynamodb:*:*:table/*"]))
+    # WHEN cdk-nag checks it  THEN the new wildcard is reported, not hidden by a stack-wide suppression
+    errors = nag_errors_of(stack)
+    assert any("Action::dynamodb:*" in error for error in errors), errors
+    assert not any("Resource::*]" in error for error in errors), errors
+
+
+def test_the_stack_suppresses_no_iam_wildcard_stack_wide(synthesized: Synthesized) -> None:
+    # GIVEN the stack's own cdk-nag metadata  THEN no IAM5 suppression applies to the stack as a whole
+    rules = [rule["id"] for rule in synthesized.stack.template_options.metadata["cdk_nag"]["rules_to_suppress"]]
+    assert "AwsSolutions-IAM5" not in rules
+    assert "AwsSolutions-L1" in rules  # (the stack-wide list is read here)

@@ -8,12 +8,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
 from aws_cdk import Stack
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk.assertions import Annotations, Match, Template
 from cfnlint.api import ManualArgs, lint_file
 
 from infra.app import build_app
+from infra.components.monitoring import DeadLetterFeed, FunctionRole, PipelineMonitoring, alarm_topic
 from lambda_fns import constants as c
 from tests.cfn import logical_id, rendered_json
 
@@ -146,7 +151,8 @@ def test_dashboard_shows_cases_and_compute_duration_from_the_compute_metrics(tem
     properties = widget(dashboard(template), "Cases computed and failed")
     # THEN it reads the metrics the Compute function emits, with the dimensions it emits them with
     metrics = {metric: (dimensions, options) for _, metric, dimensions, options in metric_lines(properties)}
-    assert set(metrics) == {c.METRIC_CASES_COMPLETED, c.METRIC_CASES_FAILED, c.METRIC_COMPUTE_DURATION}
+    assert set(metrics) == {c.METRIC_CASES_COMPLETED, c.METRIC_CASES_FAILED, c.METRIC_COMPUTE_DURATION,
+                            c.METRIC_CASES_EXPIRED, c.METRIC_CASES_NOT_EMITTED}
     assert all(dimensions == {c.DIMENSION_SERVICE: c.SERVICE_NAME} for dimensions, _ in metrics.values())
     assert metrics[c.METRIC_COMPUTE_DURATION][1]["yAxis"] == "right"
 
@@ -154,54 +160,148 @@ def test_dashboard_shows_cases_and_compute_duration_from_the_compute_metrics(tem
 # ---------------------------------------------------------------------------- alarms
 
 
-@pytest.mark.parametrize("fragment", ["PreProcess", "Increment", "ComputeWorkflow"])
-def test_alarm_on_any_failed_execution_of_each_state_machine(template: Template, fragment: str) -> None:
-    # GIVEN the alarm for a state machine's failed executions
+def threshold_of(props: dict[str, Any]) -> tuple[str, float, int]:
+    return props["ComparisonOperator"], props["Threshold"], props["EvaluationPeriods"]
+
+
+AT_LEAST_ONE = ("GreaterThanOrEqualToThreshold", 1, 1)
+
+
+@pytest.mark.parametrize("fragment", ["Increment", "ComputeWorkflow"])
+def test_alarm_on_any_failed_execution_of_a_per_case_workflow(template: Template, fragment: str) -> None:
+    # GIVEN the alarm for a per-case workflow's failed executions
     props = alarm(template, f"{fragment}ExecutionsFailed")
     # WHEN a minute holds one failed execution or more THEN it fires; no data is not a failure
     assert (props["Namespace"], props["MetricName"]) == ("AWS/States", "ExecutionsFailed")
     state_machine = logical_id(template, "AWS::StepFunctions::StateMachine", fragment)
     assert props["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": state_machine}}]
-    assert (props["Statistic"], props["Period"], props["EvaluationPeriods"]) == ("Sum", 60, 1)
-    assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    assert props["Threshold"] == 1
+    assert (props["Statistic"], props["Period"]) == ("Sum", 60)
+    assert threshold_of(props) == AT_LEAST_ONE
     assert props["TreatMissingData"] == "notBreaching"
 
 
-def test_alarm_on_any_message_in_the_dead_letter_queue(template: Template) -> None:
-    # GIVEN the dead-letter queue alarm
-    props = alarm(template, "DeadLetterQueueMessages")
-    # WHEN any message is visible in the queue THEN it fires
+def test_preprocess_alarms_on_failures_other_than_rejected_requests(template: Template) -> None:
+    # GIVEN PreProcess's failure alarm
+    props = alarm(template, "PreProcessUnexpectedFailures")
+    # THEN it fires on its failed executions less the requests it rejected (which count themselves
+    # in RequestsRejected before failing): an invalid or duplicate request alarms nobody
+    metrics = {m["Id"]: m for m in props["Metrics"]}
+    [expression] = [m for m in props["Metrics"] if "Expression" in m]
+    assert expression["Expression"] == "failed - FILL(rejected, 0)"
+    failed, rejected = metrics["failed"]["MetricStat"], metrics["rejected"]["MetricStat"]
+    state_machine = logical_id(template, "AWS::StepFunctions::StateMachine", "PreProcess")
+    assert (failed["Metric"]["Namespace"], failed["Metric"]["MetricName"]) == ("AWS/States", "ExecutionsFailed")
+    assert failed["Metric"]["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": state_machine}}]
+    assert (rejected["Metric"]["Namespace"], rejected["Metric"]["MetricName"]) == (
+        c.METRICS_NAMESPACE, c.METRIC_REQUESTS_REJECTED)
+    assert rejected["Metric"]["Dimensions"] == [{"Name": c.DIMENSION_SERVICE, "Value": c.SERVICE_NAME}]
+    assert failed["Period"] == rejected["Period"] == 300 and failed["Stat"] == rejected["Stat"] == "Sum"
+    assert threshold_of(props) == AT_LEAST_ONE
+
+
+@pytest.mark.parametrize(("construct", "metric", "dimensions"), [
+    ("RequestsTimedOut", c.METRIC_REQUESTS_COMPLETED,
+     [{"Name": c.DIMENSION_SERVICE, "Value": c.SERVICE_NAME},
+      {"Name": c.DIMENSION_STATUS, "Value": c.STATUS_TIMED_OUT}]),
+    ("CasesNotEmitted", c.METRIC_CASES_NOT_EMITTED, [{"Name": c.DIMENSION_SERVICE, "Value": c.SERVICE_NAME}]),
+])
+def test_alarm_on_requests_ending_timed_out_and_on_cases_a_fan_out_gave_up(
+        template: Template, construct: str, metric: str, dimensions: list[dict[str, str]]) -> None:
+    # GIVEN the alarm on what Summary (requests by status) and Emit (cases given up) report
+    props = alarm(template, construct)
+    [query] = props["Metrics"]  # a labelled metric renders as a query
+    stat = query["MetricStat"]
+    # THEN it fires on one such request or case, with the dimensions the handlers emit it with
+    assert (stat["Metric"]["Namespace"], stat["Metric"]["MetricName"], stat["Stat"]) == (
+        c.METRICS_NAMESPACE, metric, "Sum")
+    assert sorted(stat["Metric"]["Dimensions"], key=lambda d: d["Name"]) == dimensions
+    assert threshold_of(props) == AT_LEAST_ONE
+
+
+def test_the_rule_targets_dead_letter_queue_alarms_on_each_arrival(template: Template) -> None:
+    # GIVEN the alarm on the dead-letter queue EventBridge sends undeliverable events to
+    props = alarm(template, "RuleTargetsDeadLetterArrivals")
     queue = logical_id(template, "AWS::SQS::Queue", "DeadLetterQueue")
-    assert (props["Namespace"], props["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    # THEN it counts the messages sent in (arrivals), not the depth: it returns to OK after an
+    # incident, so the next one notifies again
+    assert (props["Namespace"], props["MetricName"], props["Statistic"]) == (
+        "AWS/SQS", "NumberOfMessagesSent", "Sum")
     assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
-    assert props["Statistic"] == "Maximum"
-    assert props["ComparisonOperator"] == "GreaterThanThreshold"
-    assert props["Threshold"] == 0
+    assert threshold_of(props) == AT_LEAST_ONE
 
 
-def test_alarm_on_any_case_given_up_by_the_work_queue(template: Template) -> None:
-    # GIVEN the alarm on the queue compute target's dead-letter queue
-    props = alarm(template, "WorkQueueDeadLetterMessages")
-    # WHEN any case lands there (its request will time out) THEN it fires
+def test_the_work_queue_s_dead_letter_queue_alarms_on_a_rise_of_its_depth(template: Template) -> None:
+    # GIVEN the alarm on the work queue's dead-letter queue, which SQS fills by redrive
+    props = alarm(template, "WorkQueueDeadLetterArrivals")
     queue = logical_id(template, "AWS::SQS::Queue", "ComputeQueueDeadLetters")
-    assert (props["Namespace"], props["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
-    assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
-    assert (props["Statistic"], props["ComparisonOperator"], props["Threshold"]) == (
-        "Maximum", "GreaterThanThreshold", 0)
+    # THEN (NumberOfMessagesSent does not count redriven messages) it fires when the depth rises
+    [expression] = [m for m in props["Metrics"] if "Expression" in m]
+    assert expression["Expression"] == "DIFF(depth)"
+    [depth] = [m["MetricStat"] for m in props["Metrics"] if m["Id"] == "depth"]
+    assert (depth["Metric"]["MetricName"], depth["Stat"]) == ("ApproximateNumberOfMessagesVisible", "Maximum")
+    assert depth["Metric"]["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+    assert threshold_of(props) == AT_LEAST_ONE
 
 
-@pytest.mark.parametrize("fragment", ["Prepare", "Emit", "Compute", "Summary", "ComputeLarge", "WorkflowStep"])
-def test_alarm_on_throttles_of_each_function(template: Template, fragment: str) -> None:
-    # GIVEN the throttle alarm of a function
+@pytest.mark.parametrize("fragment", ["Emit", "Summary", "Compute", "ComputeLarge", "WorkflowStep"])
+def test_alarm_on_errors_of_a_function(template: Template, fragment: str) -> None:
+    # GIVEN the error alarm of a function (a compute crash or timeout, an orchestration failure)
+    props = alarm(template, f"{fragment}Errors")
+    function = logical_id(template, "AWS::Lambda::Function", f"{fragment}Function")
+    assert (props["Namespace"], props["MetricName"], props["Statistic"]) == ("AWS/Lambda", "Errors", "Sum")
+    assert props["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
+    assert threshold_of(props) == AT_LEAST_ONE
+
+
+def test_prepare_errors_alarm_nobody_a_rejected_request_is_one(template: Template) -> None:
+    assert not [lid for lid in resources(template, ALARM) if "PrepareErrors" in lid]
+
+
+@pytest.mark.parametrize("fragment", ["Prepare", "Emit", "Summary"])
+def test_orchestration_throttles_alarm_only_when_they_last(template: Template, fragment: str) -> None:
+    # GIVEN an orchestration function's throttle alarm (its workflow retries a throttled invocation)
     props = alarm(template, f"{fragment}Throttles")
-    # WHEN the function is throttled at all THEN it fires
     function = logical_id(template, "AWS::Lambda::Function", f"{fragment}Function")
     assert (props["Namespace"], props["MetricName"]) == ("AWS/Lambda", "Throttles")
     assert props["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
-    assert props["Statistic"] == "Sum"
-    assert props["ComparisonOperator"] == "GreaterThanThreshold"
-    assert props["Threshold"] == 0
+    # THEN it fires after 15 minutes of throttling, not on every throttled invocation
+    assert (props["Period"], props["EvaluationPeriods"], props["Threshold"]) == (300, 3, 1)
+
+
+def test_compute_throttles_alarm_nobody(template: Template) -> None:
+    # GIVEN the compute functions, capped by design (Lambda queues and retries their events)
+    # THEN no alarm watches their throttles: what they lose, Lambda reports as dropped events
+    for fragment in ("ComputeThrottles", "ComputeLargeThrottles", "WorkflowStepThrottles"):
+        assert not [lid for lid in resources(template, ALARM) if fragment in lid]
+
+
+@pytest.mark.parametrize("fragment", ["Compute", "ComputeLarge"])
+@pytest.mark.parametrize("metric", ["AsyncEventsDropped", "DestinationDeliveryFailures"])
+def test_alarm_on_events_lambda_dropped_or_could_not_deliver(template: Template, fragment: str, metric: str) -> None:
+    # GIVEN a compute function invoked asynchronously  THEN Lambda dropping one of its events, or failing
+    # to deliver a failure record, alarms (docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html)
+    props = alarm(template, f"{fragment}{metric}")
+    function = logical_id(template, "AWS::Lambda::Function", f"{fragment}Function")
+    assert (props["Namespace"], props["MetricName"], props["Statistic"]) == ("AWS/Lambda", metric, "Sum")
+    assert props["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
+    assert threshold_of(props) == AT_LEAST_ONE
+
+
+def test_every_rule_on_the_bus_alarms_when_eventbridge_gives_up_or_cannot_dead_letter(template: Template) -> None:
+    # GIVEN every rule of the stack's bus
+    bus = logical_id(template, "AWS::Events::EventBus", "Bus")
+    rules = {lid: props for lid, props in resources(template, "AWS::Events::Rule").items()}
+    assert len(rules) >= 6
+    alarms = resources(template, ALARM)
+    for metric in ("FailedInvocations", "InvocationsFailedToBeSentToDlq"):
+        watched = {props["Dimensions"][1]["Value"]["Ref"] for props in alarms.values()
+                   if props.get("MetricName") == metric}
+        # THEN each has the alarm, with the custom bus's dimensions (EventBusName and RuleName)
+        assert watched == set(rules), metric
+        for props in (p for p in alarms.values() if p.get("MetricName") == metric):
+            assert props["Namespace"] == "AWS/Events"
+            assert props["Dimensions"][0] == {"Name": "EventBusName", "Value": {"Ref": bus}}
+            assert threshold_of(props) == AT_LEAST_ONE
 
 
 def test_alarms_notify_an_encrypted_ssl_only_topic_subscribed_by_the_alarm_email(template: Template) -> None:
@@ -209,7 +309,6 @@ def test_alarms_notify_an_encrypted_ssl_only_topic_subscribed_by_the_alarm_email
     [(topic_id, topic)] = resources(template, "AWS::SNS::Topic").items()
     # WHEN an alarm fires THEN it publishes to the new topic
     alarms = resources(template, ALARM)
-    assert len(alarms) == 3 + 2 + 6  # failed executions (3 workflows), dead letters (2 queues), throttles (6 functions)
     assert all(props["AlarmActions"] == [{"Ref": topic_id}] for props in alarms.values())
     # AND the address is subscribed to it
     template.has_resource_properties("AWS::SNS::Subscription", {
@@ -239,13 +338,35 @@ def test_alarms_notify_an_existing_topic_when_one_is_named(tmp_path: Path) -> No
     assert not template.find_resources("AWS::KMS::Key")
 
 
-def test_alarms_notify_nobody_by_default(default_template: Template) -> None:
+def test_without_a_topic_or_address_alarms_notify_a_topic_of_the_stack_s_own(default_template: Template) -> None:
     # GIVEN a stack synthesized without alarm context
     alarms = resources(default_template, ALARM)
-    # WHEN it is deployed THEN the alarms exist, with no action and no topic
-    assert len(alarms) == 3 + 2 + 6  # failed executions (3 workflows), dead letters (2 queues), throttles (6 functions)
-    assert all("AlarmActions" not in props for props in alarms.values())
-    assert not default_template.find_resources("AWS::SNS::Topic")
+    [topic_id] = resources(default_template, "AWS::SNS::Topic")
+    # THEN every alarm still has an action: the stack's own topic, whose ARN is an output to subscribe to
+    assert alarms and all(props["AlarmActions"] == [{"Ref": topic_id}] for props in alarms.values())
+    assert default_template.find_outputs("AlarmTopicArn")["AlarmTopicArn"]["Value"] == {"Ref": topic_id}
+    assert not default_template.find_resources("AWS::SNS::Subscription")
+
+
+def test_another_dead_letter_queue_workflow_and_function_are_one_call_each() -> None:
+    # GIVEN a monitoring construct, and a queue, a workflow and a function added later (the fan-in's)
+    stack = cdk.Stack(cdk.App(), "Registration")
+    machine = sfn.StateMachine(stack, "Machine", definition_body=sfn.DefinitionBody.from_chainable(
+        sfn.Pass(stack, "Noop")))
+    monitoring = PipelineMonitoring(stack, "Monitoring", fan_out=machine, fan_in=machine,
+                                    alarm_topic=alarm_topic(stack))
+    queue = sqs.Queue(stack, "BufferDeadLetters")
+    function = lambda_.Function(stack, "Counter", runtime=lambda_.Runtime.PYTHON_3_12, handler="x.handler",
+                                code=lambda_.Code.from_inline("def handler(e, c): pass"))
+    # WHEN each is registered
+    monitoring.add_dead_letter_queue("Buffer", queue, feed=DeadLetterFeed.REDRIVE, meaning="completions lost")
+    monitoring.add_workflow("CountBatch", machine, description="a batch was not counted")
+    monitoring.add_function("Counter", function, role=FunctionRole.ORCHESTRATION)
+    # THEN each gets its alarms, notifying the topic
+    names = set(monitoring.alarms)
+    assert {"BufferDeadLetterArrivals", "CountBatchExecutionsFailed", "CounterErrors", "CounterThrottles"} <= names
+    template = Template.from_stack(stack)
+    assert all(props["AlarmActions"] for props in resources(template, ALARM).values())
 
 
 # ---------------------------------------------------------------------------- X-Ray sampling

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lambda_fns import constants as c
-from lambda_fns.request_model import FanRequest, RequestError, execution_name, parse_request
+from lambda_fns.request_model import FanRequest, RequestError, default_deadline_seconds, execution_name, parse_request
 
 # The seed's dataset_5.json, byte for byte: compact, "length" as a string.
 SEED = (
@@ -125,7 +125,9 @@ def test_request_larger_than_max_bytes_names_the_step_functions_limit(as_bytes: 
     with pytest.raises(RequestError) as info:
         parse_request(raw.encode() if as_bytes else raw)
     message = str(info.value)
-    assert f"request is {len(raw)} bytes" in message
+    # (the size named is what would be sent: the input re-encoded minified)
+    sent = len(json.dumps({**json.loads(raw), "length": "4"}, separators=(",", ":")).encode())
+    assert f"request is {sent} bytes as sent" in message
     assert str(c.MAX_REQUEST_BYTES) in message
     assert "Step Functions" in message and str(c.SFN_MAX_INPUT_BYTES) in message
     assert c.SFN_MAX_INPUT_BYTES == 256 * 1024
@@ -141,6 +143,32 @@ def test_size_is_counted_in_bytes_not_characters() -> None:
         parse_request(raw)
 
 
+def test_the_size_checked_is_the_minified_input_that_is_sent() -> None:
+    # GIVEN 2,000 cases written with spaces: over the limit as written, under it minified
+    cases = [{"caseId": f"case-{i:05d}", "payload": "x" * 55, "note": "y" * 16} for i in range(2_000)]
+    written = json.dumps({"requestId": "spaced", "requests": cases}, indent=2)
+    minified = json.dumps({"requestId": "spaced", "requests": cases, "length": "2000"}, separators=(",", ":"))
+    assert len(minified.encode()) < c.MAX_REQUEST_BYTES < len(written.encode())
+    # WHEN parsed  THEN accepted, and the input it sends is minified and within the limit
+    parsed = parse_request(written)
+    sent = parsed.to_input_json()
+    assert sent == minified
+    assert len(sent.encode()) <= c.MAX_REQUEST_BYTES
+
+
+def test_a_request_under_the_limit_as_written_but_over_it_as_sent_is_rejected() -> None:
+    # GIVEN minified text without "length", 5 bytes under the limit: the input as sent carries
+    # "length" too, and is over it
+    def text(pad: int) -> str:
+        return json.dumps({"requestId": "r", "requests": [{"caseId": "0", "pad": "p" * pad}]}, separators=(",", ":"))
+    raw = text(c.MAX_REQUEST_BYTES - len(text(0)) - 5)
+    assert len(raw.encode()) == c.MAX_REQUEST_BYTES - 5
+    sent = c.MAX_REQUEST_BYTES - 5 + len(',"length":"1"')
+    # WHEN parsed  THEN refused, for the size it would be sent at
+    with pytest.raises(RequestError, match=f"is {sent} bytes as sent"):
+        parse_request(raw)
+
+
 # --- accepted requests ---------------------------------------------------------------------
 
 
@@ -152,7 +180,9 @@ def test_seed_format_with_string_length() -> None:
     assert parsed.request_id == "123456"
     assert parsed.length == 5
     assert parsed.case_ids == ["0", "1", "2", "3", "4"]
-    assert parsed.deadline_seconds == c.DEFAULT_DEADLINE_SECONDS
+    # AND without a deadlineSeconds it names none: the deployed stack's default applies
+    assert parsed.deadline_seconds is None
+    assert "deadlineSeconds" not in parsed.to_input()
 
 
 def test_missing_length_is_computed() -> None:
@@ -272,8 +302,34 @@ def test_nan_deadline_is_rejected() -> None:
 
 def test_deadline_beyond_a_year_is_rejected() -> None:
     # GIVEN a deadline longer than a Standard execution may run  THEN rejected up front
-    with pytest.raises(RequestError, match="at most a year"):
-        parse_request(request(deadlineSeconds=10**12))
+    with pytest.raises(RequestError, match="one-year limit"):
+        parse_request(request(deadlineSeconds=c.MAX_DEADLINE_SECONDS + 1))
+    assert parse_request(request(deadlineSeconds=c.MAX_DEADLINE_SECONDS)).deadline_seconds == c.MAX_DEADLINE_SECONDS
+    assert c.MAX_DEADLINE_SECONDS < c.STANDARD_EXECUTION_MAX_SECONDS
+
+
+def test_deadline_beyond_the_retention_is_rejected() -> None:
+    # GIVEN a stack keeping records 7 days after the deadline (Prepare passes its bound)
+    bound = c.max_deadline_seconds(7 * 86_400)
+    assert bound == 7 * 86_400 - c.CLOSE_MARGIN_SECONDS
+    # WHEN a request asks for more  THEN rejected, naming the bound
+    with pytest.raises(RequestError, match=f"between 1 and {bound}"):
+        parse_request(request(deadlineSeconds=bound + 1), max_deadline=bound)
+    assert parse_request(request(deadlineSeconds=bound), max_deadline=bound).deadline_seconds == bound
+
+
+@pytest.mark.parametrize(("cases", "concurrency", "expected"), [
+    (1, 1000, 3 * 60 + 300),  # one wave: three compute timeouts plus slack, the old default
+    (1000, 1000, 3 * 60 + 300),
+    (1001, 1000, 2 * 3 * 60 + 300),
+    (10_000, 1000, 10 * 3 * 60 + 300),  # 10 waves of 60 s cases at 1,000 concurrency: at least 600 s
+    (10_000, 200, 50 * 3 * 60 + 300),
+])
+def test_default_deadline_grows_with_the_waves_of_the_request(cases: int, concurrency: int, expected: int) -> None:
+    # GIVEN a request size and the compute concurrency  THEN the default deadline covers every wave
+    assert default_deadline_seconds(cases, concurrency=concurrency) == expected
+    assert default_deadline_seconds(cases, concurrency=concurrency) >= (
+        -(-cases // concurrency)) * c.COMPUTE_TIMEOUT_SECONDS
 
 
 def test_a_run_s_compute_seconds_goes_on_every_case_without_its_own() -> None:
@@ -289,5 +345,5 @@ def test_a_run_s_compute_seconds_goes_on_every_case_without_its_own() -> None:
 def test_a_run_s_compute_seconds_that_no_longer_fits_is_refused_with_the_size() -> None:
     # GIVEN the largest generated request  WHEN every case carries computeSeconds  THEN it no longer fits
     big = parse_request({"requestId": "big", "requests": [{"caseId": str(i)} for i in range(c.MAX_CASES)]})
-    with pytest.raises(RequestError, match=rf"request is \d+ bytes; the limit is {c.MAX_REQUEST_BYTES} bytes"):
+    with pytest.raises(RequestError, match=rf"request is \d+ bytes as sent; the limit is {c.MAX_REQUEST_BYTES} bytes"):
         big.with_compute_seconds(0.5)

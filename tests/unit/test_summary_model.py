@@ -152,3 +152,36 @@ def test_without_a_manifest_cases_are_in_natural_order_and_none_time_out() -> No
     assert [case["caseId"] for case in summary["cases"]] == ["1", "2", "10", "a", "b"]
     assert summary["timedOut"] == []
     assert summary["status"] == c.STATUS_SUCCEEDED
+
+
+def test_the_counted_outcome_is_authoritative_over_a_disagreeing_row() -> None:
+    # GIVEN a case counted FAILED (a crash's failure record) whose row a late duplicate run marked SUCCEEDED
+    late = {"requestId": "req-1", "caseId": "0", "state": c.CASE_SUCCEEDED, "durationMs": 9, "outcome": c.CASE_FAILED,
+            "outcomeError": "Task timed out"}
+    agreeing = row("1", c.CASE_SUCCEEDED, duration=4)
+    # WHEN summarised  THEN the case is FAILED with the counted error, and the late run's duration is not used
+    summary = build_summary({**COUNTER, "target": 2}, [late, agreeing], ["0", "1"], completed_at=1001)
+    assert summary["cases"][0] == {"caseId": "0", "state": c.CASE_FAILED, "error": "Task timed out"}
+    assert summary["cases"][1] == {"caseId": "1", "state": c.CASE_SUCCEEDED, "durationMs": 4}
+    assert summary["computeMs"]["total"] == 4 and (summary["succeeded"], summary["failed"]) == (1, 1)
+
+
+def test_cases_a_fan_out_gave_up_are_not_emitted_and_fail_the_request() -> None:
+    # GIVEN a request of 4 whose fan-out gave up cases 2 and 3 (no rows), the others counted
+    counter = {**COUNTER, "target": 2, c.ATTR_FAN_OUT_ERROR: "fan-out: 2 case(s) of batch 0 were not accepted"}
+    rows = [row("0", c.CASE_SUCCEEDED), row("1", c.CASE_SUCCEEDED)]
+    # WHEN summarised
+    summary = build_summary(counter, rows, ["0", "1", "2", "3"], completed_at=1001)
+    # THEN the request FAILED, naming the cases never emitted and why; none timed out; its target is 4
+    assert summary["status"] == c.STATUS_FAILED
+    assert (summary["notEmitted"], summary["timedOut"], summary["target"]) == (["2", "3"], [], 4)
+    assert summary["fanOutError"].startswith("fan-out: 2 case(s)")
+    assert [case["state"] for case in summary["cases"]] == [c.CASE_SUCCEEDED] * 2 + [c.CASE_NOT_EMITTED] * 2
+
+
+def test_a_registered_case_that_never_completed_timed_out_even_after_a_fan_out_loss() -> None:
+    # GIVEN a fan-out loss recorded, and a case emitted (its row exists) that never completed
+    counter = {**COUNTER, "target": 2, c.ATTR_FAN_OUT_ERROR: "fan-out: batch 1 could not be emitted"}
+    rows = [row("0", c.CASE_SUCCEEDED), {"requestId": "req-1", "caseId": "1", "state": c.CASE_PENDING}]
+    summary = build_summary(counter, rows, ["0", "1", "2"], completed_at=1001)
+    assert (summary["timedOut"], summary["notEmitted"], summary["status"]) == (["1"], ["2"], c.STATUS_FAILED)

@@ -12,7 +12,17 @@ import pytest
 from botocore.stub import Stubber
 
 from lambda_fns import constants as c
-from lambda_fns.support import ConfigurationError, PutEventsFailed, plain_item, put_events, require_env
+from lambda_fns.support import (
+    ConfigurationError,
+    PutEventsFailed,
+    UnprocessedItems,
+    batch_write,
+    full_jitter,
+    plain_item,
+    put_events,
+    put_events_tracked,
+    require_env,
+)
 
 
 def no_sleep(seconds: float) -> None:
@@ -145,6 +155,61 @@ def test_no_entries_make_no_calls(events: tuple[Any, Stubber]) -> None:
     client, stubber = events
     assert put_events(client, [], sleep=no_sleep) == 0
     stubber.assert_no_pending_responses()
+
+
+def test_tracked_put_names_the_entries_not_accepted_instead_of_raising(events: tuple[Any, Stubber]) -> None:
+    # GIVEN 13 entries: entry 2 is refused on every attempt, and the second call is throttled outright
+    client, stubber = events
+    batch = entries(13)
+    refused = {"ErrorCode": "ThrottlingException", "ErrorMessage": "Rate exceeded"}
+    stubber.add_response("put_events", {"FailedEntryCount": 1, "Entries": [
+        {"EventId": str(i)} if i != 2 else refused for i in range(10)]}, {"Entries": batch[:10]})
+    stubber.add_response("put_events", {"FailedEntryCount": 1, "Entries": [refused]}, {"Entries": [batch[2]]})
+    stubber.add_client_error("put_events", "ThrottlingException", "Rate exceeded", expected_params={
+        "Entries": batch[10:]})
+    stubber.add_response("put_events", ok(3), {"Entries": batch[10:]})
+    # WHEN put with two attempts per call
+    outcome = put_events_tracked(client, batch, attempts=2, sleep=no_sleep)
+    # THEN nothing is raised: entry 2 is named as not accepted, the throttled call was retried and
+    # accepted, and the errors are reported
+    assert outcome.not_accepted == [2]
+    assert outcome.calls == 4
+    assert outcome.errors == {"ThrottlingException"}
+    stubber.assert_no_pending_responses()
+
+
+def test_full_jitter_is_uniform_below_a_capped_exponential() -> None:
+    assert full_jitter(0, base=2, cap=60, rand=lambda: 1.0) == 2
+    assert full_jitter(3, base=2, cap=60, rand=lambda: 0.5) == 8
+    assert full_jitter(10, base=2, cap=60, rand=lambda: 1.0) == 60
+    assert full_jitter(10, base=2, cap=60, rand=lambda: 0.0) == 0
+
+
+def test_batch_write_sends_25_per_call_and_resends_the_unprocessed_items() -> None:
+    # GIVEN 30 put requests and a DynamoDB that leaves two of the first call's unprocessed once
+    ddb = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+    requests = [{"PutRequest": {"Item": {"k": {"S": str(i)}}}} for i in range(30)]
+    with Stubber(ddb) as stubber:
+        stubber.add_response("batch_write_item", {"UnprocessedItems": {"t": requests[3:5]}},
+                             {"RequestItems": {"t": requests[:25]}})
+        stubber.add_response("batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": {"t": requests[3:5]}})
+        stubber.add_response("batch_write_item", {}, {"RequestItems": {"t": requests[25:]}})
+        slept: list[float] = []
+        # WHEN written  THEN three calls, one backoff, nothing lost
+        assert batch_write(ddb, "t", requests, sleep=slept.append) == 3
+        assert len(slept) == 1
+        stubber.assert_no_pending_responses()
+
+
+def test_batch_write_raises_when_items_stay_unprocessed() -> None:
+    ddb = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+    requests = [{"PutRequest": {"Item": {"k": {"S": "0"}}}}]
+    with Stubber(ddb) as stubber:
+        for _ in range(3):
+            stubber.add_response("batch_write_item", {"UnprocessedItems": {"t": requests}},
+                                 {"RequestItems": {"t": requests}})
+        with pytest.raises(UnprocessedItems, match="1 item"):
+            batch_write(ddb, "t", requests, attempts=3, sleep=no_sleep)
 
 
 # --- require_env -----------------------------------------------------------------------------

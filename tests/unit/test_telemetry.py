@@ -222,7 +222,12 @@ def compute(monkeypatch: pytest.MonkeyPatch, log_file: Path) -> Iterator[ModuleT
         monkeypatch.setenv(name, value)
     with mock_aws():
         boto3.client("events", region_name=REGION).create_event_bus(Name="bus")
-        create_results_table(boto3.client("dynamodb", region_name=REGION), "results")
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        create_results_table(dynamodb, "results")
+        for case_id in ("1", "2"):  # registered by Emit: cases of the request
+            dynamodb.put_item(TableName="results", Item={c.ATTR_REQUEST_ID: {"S": "req-log"},
+                                                         c.ATTR_CASE_ID: {"S": case_id},
+                                                         c.ATTR_STATE: {"S": c.CASE_PENDING}})
         sys.modules.pop("lambda_fns.compute", None)
         yield importlib.import_module("lambda_fns.compute")
         sys.modules.pop("lambda_fns.compute", None)

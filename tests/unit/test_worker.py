@@ -18,7 +18,7 @@ import pytest
 from moto import mock_aws
 
 from fanflow.cli import main
-from fanflow.worker import QueueWorker, Signals, WorkerPool, WorkerSettings, serve
+from fanflow.worker import Heartbeat, QueueWorker, Signals, WorkerPool, WorkerSettings, serve
 from lambda_fns import constants as c
 from lambda_fns.support import plain_item
 from tests.tables import create_results_table
@@ -52,11 +52,18 @@ class Aws:
         return QueueWorker(self.settings(**overrides), sqs=self.sqs, dynamodb=self.dynamodb, events=self.events,
                            **extra)
 
-    def enqueue(self, request_id: str, case: dict[str, Any]) -> None:
-        """The message EventBridge puts on the queue: the whole fan-out event."""
+    def enqueue(self, request_id: str, case: dict[str, Any], *, deadline: float | None = None,
+                registered: bool = True) -> None:
+        """What Emit does for a case of the queue target: its pending results row, then its event,
+        which EventBridge puts on the queue whole."""
+        if registered:
+            self.dynamodb.put_item(TableName=RESULTS, Item={
+                c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_CASE_ID: {"S": case["caseId"]},
+                c.ATTR_STATE: {"S": c.CASE_PENDING}, c.ATTR_EXPIRES_AT: {"N": str(int(time.time()) + 7 * 86_400)}})
         self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps({
             "version": "0", "id": "e-1", "source": c.PREPROCESS_SOURCE, "detail-type": c.CASE_DETAIL_TYPE,
-            "detail": {"requestId": request_id, "request": case},
+            "detail": {"requestId": request_id, "request": case,
+                       c.DETAIL_DEADLINE: time.time() + 3600 if deadline is None else deadline},
         }))
 
     def queue_counts(self) -> tuple[int, int]:
@@ -114,7 +121,7 @@ def test_a_queued_case_is_computed_reported_and_deleted(aws: Aws) -> None:
     [event] = aws.completions()
     assert (event["source"], event["detail-type"]) == (c.COMPUTE_SOURCE, c.COMPLETION_DETAIL_TYPE)
     assert event["detail"] == {"requestId": "req-w", "request": {"caseId": "4", "computeType": "queue"},
-                               "state": c.CASE_SUCCEEDED, "error": "", c.DETAIL_COUNT_AS: c.ATTR_SUCCEEDED}
+                               "state": c.CASE_SUCCEEDED, "error": ""}
     # AND the message is gone: neither visible nor in flight
     assert aws.queue_counts() == (0, 0)
     assert (worker.stats.completed, worker.stats.failed_cases) == (1, 0)
@@ -165,8 +172,9 @@ def test_a_worker_that_dies_mid_case_leaves_it_to_be_redelivered(aws: Aws) -> No
 
     with pytest.raises(Killed):
         aws.worker(work=die, visibility_timeout=1).poll_once()
-    # THEN nothing was reported and the message is still in the queue, in flight
-    assert aws.row("req-w", "7") is None and aws.completions() == []
+    # THEN nothing was recorded or reported and the message is still in the queue, in flight
+    row = aws.row("req-w", "7")
+    assert row is not None and row[c.ATTR_STATE] == c.CASE_PENDING and aws.completions() == []
     assert aws.queue_counts() == (0, 1)
     # AND WHEN the visibility timeout passes  THEN another worker receives it (a second time) and completes it
     time.sleep(1.2)
@@ -186,12 +194,12 @@ def test_a_message_received_after_stop_is_released_unprocessed(aws: Aws) -> None
     # WHEN it handles what it received
     worker.poll_once()
     # THEN the case is not computed, and the message is visible again at once for another worker
-    assert aws.row("req-w", "8") is None
+    assert aws.row("req-w", "8")[c.ATTR_STATE] == c.CASE_PENDING  # type: ignore[index]
     assert aws.queue_counts() == (1, 0)
     assert (worker.stats.released, worker.stats.completed) == (1, 0)
 
 
-def test_release_gives_the_case_in_hand_back_and_drops_its_result(aws: Aws) -> None:
+def test_release_gives_the_case_in_hand_back_and_leaves_its_report_to_the_next_worker(aws: Aws) -> None:
     # GIVEN a worker in the middle of a case
     aws.enqueue("req-w", {"caseId": "9"})
     started, finish = threading.Event(), threading.Event()
@@ -208,11 +216,50 @@ def test_release_gives_the_case_in_hand_back_and_drops_its_result(aws: Aws) -> N
     worker.release()
     # THEN the message is visible again while the computation still runs
     assert aws.queue_counts() == (1, 0)
-    # AND when the computation ends, its result is not reported
+    # AND when the computation ends, its result is recorded but not reported ...
     finish.set()
     thread.join()
-    assert aws.row("req-w", "9") is None and aws.completions() == []
+    assert aws.row("req-w", "9")[c.ATTR_STATE] == c.CASE_SUCCEEDED  # type: ignore[index]
+    assert aws.completions() == []
     assert worker.stats.completed == 0 and worker.stopping
+    # ... by it: the next worker reports that stored result, without computing the case again
+    again: list[str] = []
+    assert aws.worker(work=lambda request, seconds: again.append(request["caseId"])).poll_once() == 1
+    assert again == []
+    assert [event["detail"]["state"] for event in aws.completions()] == [c.CASE_SUCCEEDED]
+
+
+def test_a_case_past_its_deadline_or_not_in_its_request_is_deleted_unreported(aws: Aws) -> None:
+    # GIVEN a case whose request's deadline passed while it waited, and one no request registered
+    aws.enqueue("req-w", {"caseId": "10"}, deadline=time.time() - 1)
+    aws.enqueue("req-w", {"caseId": "11"}, registered=False)
+    computed: list[str] = []
+    worker = aws.worker(work=lambda request, seconds: computed.append(request["caseId"]))
+    # WHEN a worker receives them
+    assert worker.poll_once() + worker.poll_once() == 2
+    # THEN neither is computed or reported, both messages are deleted, and no row is created
+    assert computed == [] and aws.completions() == [] and aws.queue_counts() == (0, 0)
+    assert aws.row("req-w", "10")[c.ATTR_STATE] == c.CASE_EXPIRED  # type: ignore[index]
+    assert aws.row("req-w", "11") is None
+    assert (worker.stats.skipped, worker.stats.completed) == (2, 0)
+
+
+def test_the_heartbeat_never_asks_sqs_for_more_than_its_12_hours() -> None:
+    # GIVEN a heartbeat on a message received 11 h 59 min 30 s ago (SQS's limit: 12 h from the receive)
+    calls: list[int] = []
+    sqs = type("Sqs", (), {"change_message_visibility": lambda self, **kw: calls.append(kw["VisibilityTimeout"])})()
+    now = [0.0]
+    beat = Heartbeat(sqs, "q", "r", visibility_timeout=60, interval=0.01, clock=lambda: now[0])
+    now[0] = c.SQS_MAX_VISIBILITY_SECONDS - 30
+    # THEN the next extension is cut to what is left, and at the limit it stops asking
+    assert beat.next_timeout() == 30
+    now[0] = c.SQS_MAX_VISIBILITY_SECONDS
+    with beat:
+        deadline = time.monotonic() + 5
+        while not beat.at_limit and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert beat.at_limit and calls == []
+    assert c.SQS_MAX_VISIBILITY_SECONDS == 12 * 3600
 
 
 def test_a_message_that_is_not_a_fan_out_event_is_left_for_the_dead_letter_queue(aws: Aws) -> None:
