@@ -188,6 +188,18 @@ def requests_table(views: list[dict[str, Any]], *, total: int) -> Table:
     return table
 
 
+def dead_letters_table(rows: list[dict[str, Any]], *, replayed: bool) -> Table:
+    """`fanflow dead-letters`: one line per message, with what became of it when replayed."""
+    table = Table(title=f"Dead letters ({len(rows)})")
+    for column in ("queue", "request", "case", "source", "receives", "sent", *(["replayed"] if replayed else [])):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(str(value)) for value in (
+            row["queue"], row["requestId"] or "-", row["caseId"] or "-", row["source"] or "(not an event)",
+            row["receives"], timestamp(row["sentAt"]), *([row["replayed"]] if replayed else []))))
+    return table
+
+
 class WatchReporter:
     """`fanflow watch`: a live bar with rate and ETA on a terminal; otherwise a plain line
     at each tenth of the way and when the state changes, so a log is never flooded."""

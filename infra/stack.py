@@ -119,6 +119,7 @@ class FanflowStack(Stack):
             c.OUTPUT_INCREMENT_ARN: fan_in.state_machine.state_machine_arn,
             c.OUTPUT_COMPLETION_QUEUE_URL: fan_in.queue.queue_url,
             c.OUTPUT_COMPLETION_DLQ_URL: fan_in.dead_letter_queue.queue_url,
+            c.OUTPUT_RULE_DLQ_URL: routing.dead_letter_queue.queue_url,
             c.OUTPUT_FAN_IN_CONSUMER: fan_in.consumer_function.function_name,
             c.OUTPUT_COUNTER_TABLE: store.counter_table.table_name,
             c.OUTPUT_RESULTS_TABLE: store.results_table.table_name,

@@ -125,6 +125,7 @@ OUTPUT_PREPROCESS_ARN = "PreProcessStateMachineArn"
 OUTPUT_INCREMENT_ARN = "IncrementStateMachineArn"
 OUTPUT_COMPLETION_QUEUE_URL = "CompletionQueueUrl"  # the fan-in buffer
 OUTPUT_COMPLETION_DLQ_URL = "CompletionDeadLetterQueueUrl"  # completions that could not be counted
+OUTPUT_RULE_DLQ_URL = "RuleTargetDeadLetterQueueUrl"  # events EventBridge could not deliver
 OUTPUT_FAN_IN_CONSUMER = "FanInConsumerFunctionName"  # reads the buffer in batches (its event source mapping)
 OUTPUT_COUNTER_TABLE = "CounterTableName"
 OUTPUT_RESULTS_TABLE = "ResultsTableName"

@@ -4,11 +4,11 @@ CloudFormation, rule targets delivered asynchronously and Lambda handlers run in
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import logging
 import os
 import threading
-import time
 import uuid
 import warnings
 from collections import Counter
@@ -371,7 +371,7 @@ class EmbeddedEmulator:
         qualified = f"{fn.function_arn}:$LATEST"
         detail = {
             "version": "1.0",
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": qualified,
                                "condition": "RetriesExhausted", "approximateInvokeCount": attempts},
             "requestPayload": payload,

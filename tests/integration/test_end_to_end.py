@@ -13,7 +13,7 @@ from fanflow.cli import main
 from fanflow.client import FanflowClient, RequestFailed
 from fanflow.samples import sample_request
 from lambda_fns import constants as c
-from lambda_fns.request_model import parse_request
+from lambda_fns.request_model import execution_name, parse_request
 from local.runtime import EmbeddedEmulator
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data_sets"
@@ -132,14 +132,15 @@ def test_a_request_id_whose_first_start_ended_before_opening_it_starts_again(
     # GIVEN a PreProcess execution named after a requestId that ended before it opened the request
     # (here rejected by Prepare; on AWS also a start whose OpenRequest failed for good)
     sfn = emulator.client("stepfunctions")
-    arn = sfn.start_execution(stateMachineArn=emulator.outputs[c.OUTPUT_PREPROCESS_ARN], name="again",
+    arn = sfn.start_execution(stateMachineArn=emulator.outputs[c.OUTPUT_PREPROCESS_ARN],
+                              name=execution_name("again"),
                               input=json.dumps({"requestId": "again", "requests": []}))["executionArn"]
     assert wait_execution(emulator, arn)["status"] == "FAILED"
     # WHEN the client starts a valid request with that requestId (Step Functions keeps the name 90 days)
     request = parse_request(sample_request(5, "again"))
     started = client.start(request)
     # THEN it runs under the next free execution name, with the minified input it validated
-    assert started.endswith(":again.1")
+    assert started.endswith(":" + execution_name("again", restart=1))
     assert sfn.describe_execution(executionArn=started)["input"] == request.to_input_json()
     assert client.wait("again", timeout=60)[c.ATTR_STATUS] == c.STATUS_SUCCEEDED
     # AND once it is open, the requestId is refused as existing, as before

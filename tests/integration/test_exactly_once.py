@@ -207,7 +207,8 @@ def test_a_crashed_computation_reaches_the_count_through_its_failure_destination
     assert row[c.ATTR_COUNTER] == 4 and (row[c.ATTR_SUCCEEDED], row[c.ATTR_FAILED]) == (3, 1)
     assert summary["status"] == c.STATUS_PARTIAL
     crashed = next(case for case in summary["cases"] if case["caseId"] == "1")
-    assert crashed["state"] == c.CASE_FAILED and crashed["error"] == "out of memory"
+    # (the error as the failure record holds it: the function's error type and message)
+    assert crashed["state"] == c.CASE_FAILED and crashed["error"] == "MemoryError: out of memory"
 
 
 def test_rows_expire_through_ttl(emulator: EmbeddedEmulator) -> None:

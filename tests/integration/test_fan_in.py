@@ -11,12 +11,15 @@ from typing import Any
 
 import pytest
 
+from fanflow import dead_letters
 from fanflow.cli import main
 from fanflow.client import FanflowClient
 from fanflow.samples import sample_request
 from lambda_fns import constants as c
 from lambda_fns.request_model import parse_request
+from local.faults import FaultPlan
 from local.runtime import EmbeddedEmulator
+from tests import documented
 
 
 def test_a_thousand_cases_cost_a_batch_of_writes_not_a_write_per_case() -> None:
@@ -93,3 +96,42 @@ def test_batching_and_conflict_options_out_of_range_are_refused(
     assert main(["run", "--cases", "3", *options]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def completion_body(request_id: str, case_id: str) -> str:
+    return documented.as_body(documented.completion_event(
+        {"requestId": request_id, "request": {"caseId": case_id}, "state": c.CASE_SUCCEEDED, "error": ""}))
+
+
+class LoseCaseOne(FaultPlan):
+    """Loses the first completion of case 1, nothing else."""
+
+    def drop(self, request_id: str, case_id: str) -> bool:
+        if case_id != "1" or self.dropped:
+            return False
+        self.dropped.add((request_id, case_id))
+        return True
+
+
+@pytest.mark.parametrize("queue", ["completions", "rule-targets"])
+def test_dead_letters_are_listed_and_replayed_back_into_the_count(queue: str) -> None:
+    request_id = f"dlq-{queue}"
+    with EmbeddedEmulator(faults=LoseCaseOne(drop_rate=0.5)) as emulator:
+        # GIVEN a 3-case request whose completion of case 1 was lost, and a dead letter standing
+        # for it (a completion the fan-in could not count, or an event EventBridge could not deliver)
+        client = FanflowClient(emulator.client, emulator.outputs)
+        client.start(parse_request({**sample_request(3, request_id), "deadlineSeconds": 120}))
+        deadline = time.monotonic() + 60
+        while ((progress := client.progress(request_id)) is None or progress.completed < 2) \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        sqs, url = emulator.client("sqs"), emulator.outputs[dead_letters.QUEUES[queue]]
+        sqs.send_message(QueueUrl=url, MessageBody=completion_body(request_id, "1"))
+        # WHEN the dead letters are read THEN it is there, named by its request and case
+        [letter] = dead_letters.peek(sqs, queue, url, limit=10)
+        assert (letter.describe()["requestId"], letter.describe()["caseId"]) == (request_id, "1")
+        # AND WHEN it is replayed THEN it goes back, leaves the dead-letter queue, and completes the request
+        assert dead_letters.replay(emulator, letter) in ("sent back to the completion queue", "put back on the bus")
+        row = client.wait(request_id, timeout=60)
+        assert (row[c.ATTR_COUNTER], row[c.ATTR_STATUS]) == (3, c.STATUS_SUCCEEDED)
+        assert dead_letters.peek(sqs, queue, url, limit=10) == []

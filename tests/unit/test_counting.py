@@ -24,52 +24,19 @@ from lambda_fns.counting import (
     count_batch,
     parse_completion,
 )
+from tests.documented import as_body, completion_event, failure_record
 from tests.tables import create_counter_table, create_results_table
 
 TABLES = Tables(counter="counter", results="results")
-FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:Fanflow-Compute"
 
 
 # ---------------------------------------------------------------------------- message shapes
-
-def completion_event(detail: dict[str, Any]) -> str:
-    """An EventBridge event as a rule delivers it to an SQS target: the whole event is the
-    message body. Shape from the EventBridge user guide, "Amazon EventBridge events"
-    (docs.aws.amazon.com/eventbridge/latest/userguide/eb-events-structure.html)."""
-    return json.dumps({
-        "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "detail-type": c.COMPLETION_DETAIL_TYPE,
-        "source": c.COMPUTE_SOURCE, "account": "123456789012", "time": "2026-12-01T18:43:48Z",
-        "region": "us-east-1", "resources": [], "detail": detail,
-    })
-
-
-def failure_record(response_payload: dict[str, Any] | None, condition: str = "RetriesExhausted") -> str:
-    """The event Lambda sends to an EventBridge on-failure destination, as the Lambda developer
-    guide shows it ("Capturing records of Lambda asynchronous invocations", example invocation
-    record; docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html): detail
-    holds requestContext (functionArn qualified with $LATEST), requestPayload (the event the
-    function got), responseContext and responsePayload."""
-    detail: dict[str, Any] = {
-        "version": "1.0", "timestamp": "2026-12-01T18:43:48.012Z",
-        "requestContext": {"requestId": "e4b46cbf-b738-xmpl-8880-a18cdf61200e",
-                           "functionArn": f"{FUNCTION_ARN}:$LATEST", "condition": condition,
-                           "approximateInvokeCount": 3},
-        "requestPayload": {"version": "0", "id": "ev-1", "detail-type": c.CASE_DETAIL_TYPE,
-                           "source": c.PREPROCESS_SOURCE,
-                           "detail": {"requestId": "req-1", "request": {"caseId": "7"}}},
-        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-    }
-    if response_payload is not None:
-        detail["responsePayload"] = response_payload
-    return json.dumps({"version": "0", "id": "f0a1", "detail-type": c.LAMBDA_FAILURE_DETAIL_TYPE,
-                       "source": c.LAMBDA_DESTINATION_SOURCE, "account": "123456789012",
-                       "time": "2026-12-01T18:43:48Z", "region": "us-east-1",
-                       "resources": [f"{FUNCTION_ARN}:$LATEST"], "detail": detail})
+# (the documented shapes are in tests/documented.py, with their pages)
 
 
 def test_a_completion_event_is_read_from_its_detail() -> None:
-    body = completion_event({"requestId": "req-1", "request": {"caseId": "3", "extra": 1},
-                             "state": c.CASE_FAILED, "error": "ValueError: bad"})
+    body = as_body(completion_event({"requestId": "req-1", "request": {"caseId": "3", "extra": 1},
+                                     "state": c.CASE_FAILED, "error": "ValueError: bad"}))
     assert parse_completion("m-1", body) == Completion("m-1", "req-1", "3", c.CASE_FAILED, "ValueError: bad")
 
 
@@ -84,7 +51,7 @@ def test_a_failure_record_is_a_failed_case_with_whatever_error_it_holds(
         payload: dict[str, Any] | None, condition: str, error: str) -> None:
     # GIVEN the record of a compute invocation that failed for good (a crash, a timeout, or an
     # event that expired before it ran: then there is no response payload at all)
-    completion = parse_completion("m-2", failure_record(payload, condition))
+    completion = parse_completion("m-2", as_body(failure_record(payload, condition=condition)))
     # THEN it is the case from the original event, FAILED, with the error the record holds
     assert completion == Completion("m-2", "req-1", "7", c.CASE_FAILED, error)
 
@@ -92,12 +59,13 @@ def test_a_failure_record_is_a_failed_case_with_whatever_error_it_holds(
 @pytest.mark.parametrize(("body", "problem"), [
     ("not json", "not a completion event"),
     (json.dumps({"source": "somebody.else", "detail": {}}), "not a completion: source"),
-    (completion_event({"requestId": "req-1", "request": {}, "state": c.CASE_SUCCEEDED}), "not a completion event"),
-    (completion_event({"requestId": "req-1", "request": {"caseId": "1"}, "state": "target"}),
+    (as_body(completion_event({"requestId": "req-1", "request": {}, "state": c.CASE_SUCCEEDED})),
+     "not a completion event"),
+    (as_body(completion_event({"requestId": "req-1", "request": {"caseId": "1"}, "state": "target"})),
      "state must be SUCCEEDED or FAILED"),
-    (completion_event({"requestId": "", "request": {"caseId": "1"}, "state": c.CASE_SUCCEEDED}),
+    (as_body(completion_event({"requestId": "", "request": {"caseId": "1"}, "state": c.CASE_SUCCEEDED})),
      "request_id must be a non-empty string"),
-    (completion_event({"requestId": "req-1", "request": {"caseId": 1}, "state": c.CASE_SUCCEEDED}),
+    (as_body(completion_event({"requestId": "req-1", "request": {"caseId": 1}, "state": c.CASE_SUCCEEDED})),
      "case_id must be a non-empty string"),
 ])
 def test_anything_else_is_malformed(body: str, problem: str) -> None:

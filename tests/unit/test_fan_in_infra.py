@@ -13,6 +13,7 @@ from aws_cdk.assertions import Template
 from infra.app import build_app
 from infra.fan_in_settings import check_batching
 from lambda_fns import constants as c
+from tests import documented
 from tests.cfn import allows, arn, caught_by, definition, logical_id, ref, references, role_of
 
 FUNCTION = "AWS::Lambda::Function"
@@ -228,3 +229,58 @@ def test_an_alarm_watches_the_buffers_dead_letters(template: Template, ids: dict
     assert all(m["Namespace"] == "AWS/SQS" for m in metrics)
     assert "Completions dead-letter queue" in watching["AlarmDescription"]
     assert watching["AlarmActions"], json.dumps(watching)[:300]
+
+
+# ---------------------------------------------------------------------------- rules vs documented events
+
+
+def concrete(pattern: Any, arns: dict[str, str]) -> Any:
+    """A rendered event pattern with each function's Fn::GetAtt Arn replaced by a concrete ARN."""
+    if isinstance(pattern, dict):
+        if "Fn::Join" in pattern:
+            separator, parts = pattern["Fn::Join"]
+            return separator.join(concrete(part, arns) for part in parts)
+        if "Fn::GetAtt" in pattern:
+            return arns[pattern["Fn::GetAtt"][0]]
+        return {key: concrete(value, arns) for key, value in pattern.items()}
+    if isinstance(pattern, list):
+        return [concrete(item, arns) for item in pattern]
+    return pattern
+
+
+def rule_matching(template: Template, source: str) -> Any:
+    from moto.events.models import EventPattern
+
+    [rule] = [r["Properties"] for r in template.find_resources("AWS::Events::Rule").values()
+              if r["Properties"]["EventPattern"].get("source") == [source]]
+    return rule, EventPattern
+
+
+def test_the_completion_rule_matches_a_completion_as_eventbridge_delivers_it(template: Template) -> None:
+    rule, pattern = rule_matching(template, c.COMPUTE_SOURCE)
+    event = documented.completion_event({"requestId": "r", "request": {"caseId": "0"}, "state": c.CASE_SUCCEEDED,
+                                         "error": ""})
+    assert pattern.load(json.dumps(rule["EventPattern"])).matches_event(event)
+
+
+def test_the_failure_rule_matches_lambda_s_documented_record_and_only_for_compute_functions(
+        template: Template, resources: dict[str, Any]) -> None:
+    # GIVEN the failure rule's pattern, with the compute functions' ARNs in place of their tokens
+    rule, pattern = rule_matching(template, c.LAMBDA_DESTINATION_SOURCE)
+    functions = {lid: f"arn:aws:lambda:us-east-1:123456789012:function:{lid}"
+                 for lid, r in resources.items() if r["Type"] == FUNCTION}
+    matcher = pattern.load(json.dumps(concrete(rule["EventPattern"], functions)))
+    compute = logical_id(template, FUNCTION, "ComputeFunction")
+    summary = logical_id(template, FUNCTION, "SummaryFunction")
+    # THEN Lambda's failure record for the Compute function matches, for a crash and for an
+    # event that expired before it ran (which has no responsePayload)
+    for payload in ({"errorMessage": "boom", "errorType": "RuntimeError"}, None):
+        assert matcher.matches_event(documented.failure_record(payload, function_arn=functions[compute]))
+    # AND not another function's record
+    assert not matcher.matches_event(documented.failure_record({"errorMessage": "x"},
+                                                               function_arn=functions[summary]))
+    # AND not a record naming the unqualified ARN, which Lambda does not send (the rule once
+    # matched that, and so no real record)
+    unqualified = documented.failure_record({"errorMessage": "x"}, function_arn=functions[compute])
+    unqualified["resources"] = [functions[compute]]
+    assert not matcher.matches_event(unqualified)

@@ -665,6 +665,7 @@ def test_outputs_name_every_resource_clients_need(template: Template, ids: dict[
     attributes = {  # outputs that are an attribute of their resource, not its Ref
         c.OUTPUT_COMPLETION_QUEUE_URL: ids["completion_queue"],
         c.OUTPUT_COMPLETION_DLQ_URL: ids["completion_dlq"],
+        c.OUTPUT_RULE_DLQ_URL: ids["queue"],
         c.OUTPUT_WORK_QUEUE_URL: ids["work_queue"],
         c.OUTPUT_WORKER_POLICY_ARN: ids["worker_policy"],
     }

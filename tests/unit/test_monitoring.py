@@ -113,6 +113,8 @@ def test_dashboard_shows_errors_and_throttles_of_every_function(template: Templa
     # THEN it has one line per function, summing that metric
     functions = {fragment: logical_id(template, "AWS::Lambda::Function", f"{fragment}Function")
                  for fragment in ("Prepare", "Emit", "Compute", "Summary", "ComputeLarge", "WorkflowStep")}
+    functions["FanInConsumer"] = logical_id(template, "AWS::Lambda::Function", "ConsumerFunction")
+    functions["CountBatch"] = logical_id(template, "AWS::Lambda::Function", "CountFunction")
     assert {options["label"]: dimensions["FunctionName"] for _, _, dimensions, options in lines} == {
         label: "${Ref:" + lid + "}" for label, lid in functions.items()
     }
@@ -123,8 +125,10 @@ def test_dashboard_shows_errors_and_throttles_of_every_function(template: Templa
 def test_dashboard_shows_dead_letter_queue_depth(template: Template) -> None:
     # GIVEN the synthesized dashboard WHEN the dead-letter queue widget is read
     lines = metric_lines(widget(dashboard(template), "Dead-letter queue depth"))
-    # THEN it shows the visible messages of the rule targets' dead-letter queue and the work queue's
+    # THEN it shows the visible messages of the rule targets' dead-letter queue, the completion
+    # buffer's and the work queue's
     queues = [logical_id(template, "AWS::SQS::Queue", "DeadLetterQueue"),
+              logical_id(template, "AWS::SQS::Queue", "CompletionDeadLetters"),
               logical_id(template, "AWS::SQS::Queue", "ComputeQueueDeadLetters")]
     assert [dimensions for _, _, dimensions, _ in lines] == [
         {"QueueName": "${GetAtt:" + queue + ".QueueName}"} for queue in queues]
