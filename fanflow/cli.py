@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "timeout); a case's own computeSeconds wins (default: "
                      f"{c.COMPUTE_SECONDS_EMBEDDED:g} in-process; on an endpoint, LocalStack or AWS, as deployed)")
     run.add_argument("--lambda-concurrency", type=options.LAMBDA_CONCURRENCY, metavar="N",
-                     help=f"Lambda executions the in-process embedded target runs at once, 1-{c.MAX_CASES} "
-                     "(default: 1000). A target that cannot honour it refuses it: LocalStack, AWS, or an "
+                     help="Lambda executions the in-process embedded target runs at once, 2-10000 (a fan-in "
+                     "batch takes two while it counts; default: 1000). A target that cannot honour it refuses it: LocalStack, AWS, or an "
                      "endpoint started with another value (`fanflow up --lambda-concurrency N`)")
     run.add_argument("--kept-histories", type=kept_histories, metavar="N|all",
                      help="succeeded executions per state machine whose history the embedded target keeps; "

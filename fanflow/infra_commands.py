@@ -86,7 +86,8 @@ def register(commands: Any) -> None:
                     metavar="S", help=f"simulated work per case, 0-{c.COMPUTE_TIMEOUT_SECONDS}, for runs that do not "
                     "set their own with `fanflow run --compute-seconds` (default: %(default)s)")
     up.add_argument("--lambda-concurrency", type=options.LAMBDA_CONCURRENCY, default=1000, metavar="N",
-                    help=f"Lambda executions the endpoint runs at once, 1-{c.MAX_CASES} (default: %(default)s)")
+                    help="Lambda executions the endpoint runs at once, 2-10000 (a fan-in batch takes two while "
+                    "it counts; default: %(default)s)")
     up.add_argument("--kept-histories", type=options.integer(0), metavar="N",
                     help="succeeded executions per state machine whose history the endpoint keeps (default: 1000)")
     up.add_argument("--fan-in-batch-size", type=options.integer(1, 10_000), metavar="N",

@@ -74,7 +74,8 @@ def request_id(text: str) -> str:
 # The ranges the commands share.
 CASES = integer(1, c.MAX_CASES)
 COMPUTE_SECONDS = number(0, c.COMPUTE_TIMEOUT_SECONDS)  # a Lambda compute target's timeout bounds its work
-LAMBDA_CONCURRENCY = integer(1, c.MAX_CASES)
+# At least 2: a fan-in batch holds its consumer while the consumer's Increment runs CountBatch.
+LAMBDA_CONCURRENCY = integer(2, 10_000)
 SECONDS = number(0, above=True)  # a timeout or an interval
 DEADLINE_SECONDS = number(1, c.MAX_DEADLINE_SECONDS)
 RETENTION_DAYS = integer(1, 3650)

@@ -132,9 +132,10 @@ def test_a_lost_batch_closes_the_request_early_as_a_fan_out_failure(
 
 
 def test_a_case_received_after_its_deadline_is_not_computed() -> None:
-    # GIVEN one case at a time, each taking 1.5 s, and a 4-case request with a 2-second deadline
-    with EmbeddedEmulator(lambda_concurrency=1, compute_seconds=1.5) as emulator:
-        client, _ = start(emulator, "late", 4, deadlineSeconds=2)
+    # GIVEN two invocations at a time (a fan-in batch takes both while it counts), cases of 1.5 s, and
+    # a 6-case request with a 2-second deadline: the third pair reaches Compute after it
+    with EmbeddedEmulator(lambda_concurrency=2, compute_seconds=1.5) as emulator:
+        client, _ = start(emulator, "late", 6, deadlineSeconds=2)
         row = client.wait("late", timeout=60)
         summary = client.summary(row)
         time.sleep(5)  # the cases still queued reach Compute after the deadline
