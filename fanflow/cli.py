@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                      f"{c.COMPUTE_SECONDS_EMBEDDED:g} in-process; on an endpoint, LocalStack or AWS, as deployed)")
     run.add_argument("--lambda-concurrency", type=options.LAMBDA_CONCURRENCY, metavar="N",
                      help="Lambda executions the in-process embedded target runs at once, 2-10000 (a fan-in "
-                     "batch takes two while it counts; default: 1000). A target that cannot honour it refuses it: LocalStack, AWS, or an "
-                     "endpoint started with another value (`fanflow up --lambda-concurrency N`)")
+                     "batch takes two while it counts; default: 1000). A target that cannot honour it refuses "
+                     "it: LocalStack, AWS, or an endpoint started with another value "
+                     "(`fanflow up --lambda-concurrency N`)")
     run.add_argument("--kept-histories", type=kept_histories, metavar="N|all",
                      help="succeeded executions per state machine whose history the embedded target keeps; "
                      "older ones keep status, input and output (default: 1000; refused where it cannot apply, "
