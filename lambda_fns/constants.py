@@ -158,11 +158,9 @@ TRANSACTION_MAX_ITEMS = 100  # TransactWriteItems: at most 100 items
 # FAN_IN_BATCH_SIZE completions, waiting at most FAN_IN_BATCH_WINDOW_SECONDS for a batch to
 # fill, at most FAN_IN_MAX_CONCURRENCY batches at once (ScalingConfig.MaximumConcurrency, 2 to
 # 1,000). CDK context fanInBatchSize, fanInBatchWindow and fanInConcurrency override them.
-# A transaction holds at most 99 cases (99 results rows and the counter row: 100 items), so a
-# full batch of one request is two transactions (99 + 1); -c fanInBatchSize=99 makes it one. 100
-# keeps round request sizes (100, 1,000 cases) in whole batches: no last, partial batch that
-# waits out the window.
-FAN_IN_BATCH_SIZE = 100
+# 99, not 100: a full batch of one request's completions is then one transaction (99 results
+# rows and the counter row: TransactWriteItems' 100 items), not two.
+FAN_IN_BATCH_SIZE = TRANSACTION_MAX_ITEMS - 1
 FAN_IN_BATCH_WINDOW_SECONDS = 1
 FAN_IN_MAX_CONCURRENCY = 10
 FAN_IN_MAX_RECEIVES = 5  # then the completion goes to the buffer's dead-letter queue

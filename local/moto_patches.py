@@ -46,9 +46,10 @@ What moto 5.2.5 lacks, and what is done here:
    clause): an expression that passed them passes them again without a walk. The parse
    tree each update validates is copied node by node instead of by copy.deepcopy. An
    expression that only sets top-level attributes to values and adds values to top-level
-   attributes reads nothing of the item while validated: with the same names and values it
-   validates to the same tree, which is kept and copied (a counting transaction updates 99
-   rows with one such expression).
+   attributes reads nothing of the item while validated, and its values only fill the tree's value
+   leaves: the validated tree is kept, and validating it again with the same names is a copy with
+   the new values in its leaves (a counting transaction updates 99 rows with one such
+   expression; every computed case records its result with one).
 10. Speed: an in-process call goes through botocore and moto's HTTP emulation. Three of
    its costs are dropped: the SigV4 signature (moto never checks it; requests still carry
    an Authorization header naming the access key, from which moto takes the account),
@@ -60,7 +61,9 @@ What moto 5.2.5 lacks, and what is done here:
    request id (52 characters) is one draw from moto's random, not 52.
 11. Memory: moto keeps every model instance it ever creates in a class-level list, for its
    server's dashboard. DynamoDB items are copied on every update, transaction snapshot and
-   query, so eight items per case stayed in memory for good. Items are not tracked.
+   query, so eight items per case stayed in memory for good. Items are not tracked. Speed: a
+   projection of top-level attributes picks them from the item instead of converting the whole
+   item to Python values and back.
 12. Speed: even with 10., a DynamoDB or EventBridge call built, signed and sent an HTTP
    request that moto rebuilt as a WSGI request, and parsed again: four fifths of a PutItem's
    cost. botocore's `before-call` event answers these calls in-process: moto's own handler
@@ -293,7 +296,7 @@ def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver:
     original_send = Rule.send_to_targets
 
     def send_to_targets(self: Rule, original_event: dict[str, Any], transform_input: bool = True) -> None:
-        if self.state == "DISABLED" or not self.event_pattern.matches_event(original_event):  # type: ignore[arg-type]
+        if self.state == "DISABLED" or not _matches(self.event_pattern, original_event):
             return
         ours = [t for t in self.targets if parse_arn(t["Arn"]).service in RUNTIME_TARGET_SERVICES]
         for target in ours:
@@ -351,6 +354,21 @@ def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver:
 
 
 _MISSING = object()
+_flattened = threading.local()
+
+
+def _matches(pattern: Any, event: dict[str, Any]) -> bool:
+    """EventPattern.matches_event, flattening the event once for all the rules of its bus (moto
+    flattens it again, after a JSON round trip, for every rule)."""
+    if not pattern.get_pattern():
+        return True
+    cached = getattr(_flattened, "event", None)
+    if cached is None or cached[0] is not event:
+        cached = (event, pattern._flatten_dict(json.loads(json.dumps(event))))
+        _flattened.event = cached
+    return bool(pattern._does_event_match(cached[1], pattern.get_pattern()))
+
+
 # Rule targets the runtime delivers (adaptations 1 and 17); moto delivers the rest itself.
 RUNTIME_TARGET_SERVICES = ("lambda", "states", "sqs")
 
@@ -763,26 +781,48 @@ def _fast_update_validation(patch: Callable[[Any, str, Any], None], traverser: A
     passed: dict[tuple[Any, ...], Any] = {}
     original_init = validators.UpdateExpressionValidator.__init__
 
-    def init(self: Any, expression: Any, *args: Any, **kwargs: Any) -> None:
-        original_init(self, expression, *args, **kwargs)
+    def init(self: Any, expression: Any, expression_attribute_names: Any = None,
+             expression_attribute_values: Any = None, item: Any = None, table: Any = None) -> None:
         self._fanflow_expression = expression
+        if table is not None and _is_flat_update(expression):
+            hit = templates.get(template_key(expression, expression_attribute_names, table))
+            if hit is not None and hit[0] is expression:
+                # Validator.__init__ without the processors and the copy of the tree: the kept
+                # tree is copied instead (validate)
+                self.expression_attribute_names = expression_attribute_names
+                self.expression_attribute_values = expression_attribute_values
+                self.item, self.table = item, table
+                return
+        original_init(self, expression, expression_attribute_names, expression_attribute_values, item, table)
+
+    def template_key(expression: Any, names: Any, table: Any) -> tuple[Any, ...]:
+        return (id(expression), json.dumps(names, sort_keys=True), tuple(table.table_key_attrs))
 
     # An expression that only sets top-level attributes to values and adds values to top-level
     # attributes (`SET #a = :v, #b = :w ADD #n :one`) reads nothing of the item while it is
-    # validated: with the same names and values it validates to the same tree, which the
-    # executor then applies to the item. Such results are kept and copied.
-    validated: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+    # validated, and its values only fill the value leaves: once validated, the tree is kept, and a
+    # later validation with the same names is that tree with the new values in its leaves. The
+    # executor then applies it to the item as before.
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.parsing.ast_nodes import DDBTypedValue, ExpressionAttributeValue  # type: ignore[attr-defined]
+
+    templates: dict[tuple[Any, ...], tuple[Any, Any, list[str]]] = {}
 
     def validate(self: Any) -> Any:
         expression = self._fanflow_expression
-        names = json.dumps(self.expression_attribute_names, sort_keys=True)
-        key = (id(expression), names, tuple(self.table.table_key_attrs))
-        flat_key = None
-        if _is_flat_update(expression):
-            flat_key = (*key, json.dumps(self.expression_attribute_values, sort_keys=True))
-            hit = validated.get(flat_key)
-            if hit is not None and hit[0] is expression:
-                return clone_validated(hit[1], None)
+        key = template_key(expression, self.expression_attribute_names, self.table)
+        flat = _is_flat_update(expression)
+        values = self.expression_attribute_values or {}
+        if flat:
+            hit = templates.get(key)
+            if hit is not None and hit[0] is expression and all(name in values for name in hit[2]):
+                tree = clone_validated(hit[1], None)
+                for leaf, name in zip(_nodes_of(tree, DDBTypedValue), hit[2], strict=True):
+                    leaf.children[0] = DynamoType(values[name])
+                return tree
+        if not hasattr(self, "processors"):  # init skipped them for the kept tree, which cannot serve
+            original_init(self, expression, self.expression_attribute_names, self.expression_attribute_values,
+                          self.item, self.table)
         known = passed.get(key) is expression
         node = self.node_to_validate
         for processor in self.processors:
@@ -792,13 +832,13 @@ def _fast_update_validation(patch: Callable[[Any, str, Any], None], traverser: A
             if len(passed) >= 4096:
                 passed.clear()
             passed[key] = expression
-        if flat_key is not None:
-            if len(validated) >= 4096:
-                validated.clear()
-            validated[flat_key] = (expression, clone_validated(node, None))
+        if flat:
+            placeholders = [leaf.get_value_name() for leaf in _nodes_of(expression, ExpressionAttributeValue)]
+            if len(placeholders) == len(_nodes_of(node, DDBTypedValue)):
+                if len(templates) >= 4096:
+                    templates.clear()
+                templates[key] = (expression, clone_validated(node, None), placeholders)
         return node
-
-    from moto.dynamodb.models.dynamo_type import DynamoType
 
     def clone_leaf(value: Any) -> Any:
         if type(value) in _JSON_SCALARS:
@@ -847,6 +887,18 @@ def _flat_update_shape(expression: Any) -> bool:
             return False  # a nested path (a.b, a[0]) reads the item
         stack.extend(children)
     return True
+
+
+def _nodes_of(tree: Any, kind: type) -> list[Any]:
+    """The nodes of a parse tree of one kind, depth first, left to right."""
+    found, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, kind):
+            found.append(node)
+        children = getattr(node, "children", None) or []
+        stack.extend(reversed([child for child in children if hasattr(child, "children")]))
+    return found
 
 
 def _is_flat_update(expression: Any) -> bool:
@@ -964,6 +1016,52 @@ def _untracked_dynamodb_items(patch: Callable[[Any, str, Any], None]) -> None:
         return object.__new__(cls)  # BaseModel.__new__ without appending to instances_tracked
 
     patch(Item, "__new__", staticmethod(new_item))
+
+    original_project = Item.project
+
+    def project(self: Any, projection_expressions: list[list[str]]) -> Any:
+        # Top-level attributes are picked from the item as they are; moto turns the whole item into
+        # plain Python values and back to pick them. Anything nested goes moto's way.
+        if not all(len(path) == 1 and "[" not in path[0] for path in projection_expressions):
+            return original_project(self, projection_expressions)
+        attrs = {path[0]: self.attrs[path[0]].to_json() for path in projection_expressions if path[0] in self.attrs}
+        return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=attrs)
+
+    patch(Item, "project", project)
+    _item_size_kept(patch)
+
+
+# Near DynamoDB's item limit (moto's 405,000 bytes) the size is always recounted in full.
+_RECOUNT_ABOVE_BYTES = 300_000
+
+
+def _item_size_kept(patch: Callable[[Any, str, Any], None]) -> None:
+    """moto checks an item's 400 KB limit at each attribute set by summing the sizes of all its
+    attributes: building an item of n attributes costs n^2 size computations. The size is kept
+    with the item's attributes and updated at each set; it is counted in full whenever the
+    attributes changed otherwise (their number differs from the count kept) or the item nears
+    the limit, so the check fails exactly where moto's does."""
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+    from moto.dynamodb.models.utilities import bytesize
+
+    def entry(key: Any, value: Any) -> int:
+        return int(bytesize(str(key)) + (value.size() if type(value) is DynamoType else bytesize(str(value))))
+
+    def setitem(self: Any, key: str, value: Any) -> None:
+        kept = self.__dict__.get("_fanflow_size")
+        if kept is None or kept[0] != len(self) or kept[1] > _RECOUNT_ABOVE_BYTES:
+            current = sum(entry(k, v) for k, v in self.items())
+        else:
+            current = kept[1]
+        new = entry(key, value)
+        if current + new > 405_000:  # moto's limit, measured as moto measures it
+            raise ItemSizeTooLarge
+        old = entry(key, self[key]) if key in self else 0
+        dict.__setitem__(self, key, value)
+        self.__dict__["_fanflow_size"] = (len(self), current - old + new)
+
+    patch(LimitedSizeDict, "__setitem__", setitem)
 
 
 class _NotJson(Exception):
@@ -1427,7 +1525,7 @@ def _fast_sqs(patch: Callable[[Any, str, Any], None]) -> None:
     from moto.moto_api._internal import mock_random
 
     def generate_receipt_handle() -> str:
-        # moto's: 185 lowercase letters from its (seedable) random, one draw each
+        # moto's: 185 lowercase letters from its (seedable) random, in one call
         return "".join(mock_random.choices(string.ascii_lowercase, k=185))
 
     patch(sqs_models, "generate_receipt_handle", generate_receipt_handle)

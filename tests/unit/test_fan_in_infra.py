@@ -99,9 +99,10 @@ def test_the_consumer_reads_the_buffer_in_batches_and_reports_partial_failures(
         resources: dict[str, Any], ids: dict[str, str]) -> None:
     # GIVEN the consumer's event source mapping
     mapping = mapping_of(resources, ids["consumer"])
-    # THEN it reads the completion queue in batches of up to 100, waiting at most 1 s to fill one
+    # THEN it reads the completion queue in batches of up to 99 (a full batch of one request is one
+    # transaction: 99 results rows and the counter row), waiting at most 1 s to fill one
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": [ids["queue"], "Arn"]}
-    assert mapping["BatchSize"] == c.FAN_IN_BATCH_SIZE == 100
+    assert mapping["BatchSize"] == c.FAN_IN_BATCH_SIZE == c.TRANSACTION_MAX_ITEMS - 1 == 99
     assert mapping["MaximumBatchingWindowInSeconds"] == c.FAN_IN_BATCH_WINDOW_SECONDS == 1
     # AND only the messages the consumer names are delivered again
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

@@ -1389,7 +1389,7 @@ def test_patched_validation_builds_its_table_once_per_check(
     assert builds == validations
 
 
-def test_patched_a_flat_update_is_validated_once_per_names_and_values(
+def test_patched_a_flat_update_is_validated_once_per_names(
         recorder: Recorder, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN an expression that only sets top-level attributes to values and adds to one
     from moto.dynamodb.parsing import validators
@@ -1414,11 +1414,16 @@ def test_patched_a_flat_update_is_validated_once_per_names_and_values(
     assert len(builds) == 1
     assert [get(ddb, key) for key in ("x", "y", "z")] == [
         {"pk": {"S": key}, "a": {"S": "a"}, "n": {"N": "6"}} for key in ("x", "y", "z")]
-    # AND other values validate anew, and change only their own item
+    # AND other values fill the kept tree, and change only their own item
     ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression="SET a = :a ADD n :one",
                     ExpressionAttributeValues={":a": {"S": "b"}, ":one": {"N": "2"}})
-    assert len(builds) == 2
-    assert get(ddb, "x")["a"] == {"S": "b"} and get(ddb, "y")["a"] == {"S": "a"}
+    assert len(builds) == 1
+    assert get(ddb, "x") == {"pk": {"S": "x"}, "a": {"S": "b"}, "n": {"N": "8"}}
+    assert get(ddb, "y")["a"] == {"S": "a"}
+    # AND a value missing from a later call is refused as moto refuses it
+    with pytest.raises(ClientError, match="An expression attribute value used in expression is not defined"):
+        ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression="SET a = :a ADD n :one",
+                        ExpressionAttributeValues={":a": {"S": "c"}})
 
 
 def test_patched_jsonpath_reads_copy_only_what_can_change(recorder: Recorder) -> None:
@@ -1460,6 +1465,42 @@ def test_patched_item_copies_are_not_kept(recorder: Recorder, session: boto3.ses
     original = Item(hash_key=None, range_key=None, attrs={"pk": {"S": "y"}, "n": {"N": "1"}})
     clone = copying.deepcopy(original)
     assert isinstance(clone, Item) and clone == original and clone.attrs is not original.attrs
+
+
+def test_patched_projection_of_top_level_attributes_equals_moto_s(recorder: Recorder,
+                                                                  session: boto3.session.Session) -> None:
+    # GIVEN an item of every kind of attribute
+    ddb = session.client("dynamodb")
+    make_table(ddb)
+    item = {"pk": {"S": "x"}, "s": {"S": "text"}, "n": {"N": "1.50"}, "m": {"M": {"a": {"N": "1"}, "b": {"S": "y"}}},
+            "l": {"L": [{"S": "a"}, {"N": "2"}]}, "ss": {"SS": ["p", "q"]}, "t": {"BOOL": True}}
+    ddb.put_item(TableName="t", Item=item)
+    # WHEN top-level attributes are projected  THEN the answer is moto's own, attribute for attribute
+    picked = ddb.get_item(TableName="t", Key={"pk": {"S": "x"}}, ProjectionExpression="s, n, m, l, ss, t, absent")
+    assert picked["Item"] == {k: v for k, v in item.items() if k != "pk"}
+    # AND a nested path still goes moto's way
+    nested = ddb.get_item(TableName="t", Key={"pk": {"S": "x"}}, ProjectionExpression="m.b, l[1]")
+    assert nested["Item"] == {"m": {"M": {"b": {"S": "y"}}}, "l": {"L": [{"N": "2"}]}}
+
+
+def test_patched_item_size_limit_holds_as_moto_s(recorder: Recorder, session: boto3.session.Session) -> None:
+    # GIVEN an item of 300 KB in 30 attributes (the size is kept, not recounted at each attribute)
+    ddb = session.client("dynamodb")
+    make_table(ddb)
+    ddb.put_item(TableName="t", Item={"pk": {"S": "x"}, **{f"a{i}": {"S": "v" * 10_000} for i in range(30)}})
+    # WHEN updates bring it near, then over, DynamoDB's 400 KB (moto: 405,000 bytes)
+    ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression="SET b = :v",
+                    ExpressionAttributeValues={":v": {"S": "v" * 90_000}})
+    with pytest.raises(ClientError, match="Item size to update has exceeded the maximum allowed size"):
+        ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression="SET c = :v",
+                        ExpressionAttributeValues={":v": {"S": "v" * 20_000}})
+    # THEN the item is as it was before the refused update
+    assert set(get(ddb, "x")) == {"pk", "b", *(f"a{i}" for i in range(30))}
+    # AND replacing an attribute counts the old value's size out
+    ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression="SET b = :v",
+                    ExpressionAttributeValues={":v": {"S": "v" * 5}})
+    ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression="SET c = :v",
+                    ExpressionAttributeValues={":v": {"S": "v" * 20_000}})
 
 
 # -- 12. Direct in-process calls --------------------------------------------------------------
