@@ -29,7 +29,7 @@ EXAMPLES = """examples:
 """
 
 
-COMMAND_MODULES: tuple[str, ...] = ("infra_commands", "bench", "ops_commands", "worker")
+COMMAND_MODULES: tuple[str, ...] = ("infra_commands", "bench", "ops_commands", "worker", "plan")
 
 
 def kept_histories(text: str) -> int | None:

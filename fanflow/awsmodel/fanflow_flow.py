@@ -87,7 +87,7 @@ def run(world: World, design: FanflowDesign = FanflowDesign()) -> None:
     conflicts = world.limit("counter row: transaction conflicts",
                             f"one transaction at a time on the counter item; a concurrent one is cancelled "
                             f"(TransactionConflict) and retried after {design.conflict_backoff.base:g}-"
-                            f"{design.conflict_backoff.cap:g} s ({QUOTAS['ddb.transaction.items'].source})")
+                            f"{design.conflict_backoff.cap:g} s", QUOTAS["ddb.transaction.items"].source)
     state = a("sfn.standard.state")
     usage.sfn_transitions += design.preprocess_transitions
     map_progress: list[tuple[float, int]] = [(0.0, 0)]
@@ -172,7 +172,7 @@ def run(world: World, design: FanflowDesign = FanflowDesign()) -> None:
             # visibility timeout and are counted then (rows already counted are skipped).
             world.notes.append(f"fan-in batches failed and were received again after {design.visibility_timeout:g} s "
                                f"({exc})")
-            world.limit("Lambda concurrency", world.concurrency_figure).add("count", n * design.visibility_timeout, 1)
+            world.concurrency_limit.add("count", n * design.visibility_timeout, 1)
             taken[0] -= n
             world.at(design.visibility_timeout, lambda: enqueue(n, again=True))
         finally:
@@ -185,7 +185,7 @@ def run(world: World, design: FanflowDesign = FanflowDesign()) -> None:
                           f"batches of {design.esm_batch_size}, window {design.esm_window:g} s, "
                           f"MaximumConcurrency {design.esm_max_concurrency}; starts at "
                           f"{inputs.q('lambda.esm.sqs.initial'):.0f} batches, +{inputs.q('lambda.esm.sqs.rampup'):.0f}"
-                          f"/min ({QUOTAS['lambda.esm.sqs.rampup'].source})")
+                          "/min", QUOTAS["lambda.esm.sqs.rampup"].source)
         first: float | None = None
         while taken[0] < cases and world.failure is None:
             if not queue_size[0]:
@@ -260,7 +260,7 @@ def run(world: World, design: FanflowDesign = FanflowDesign()) -> None:
 
     next_batch = [0]
     slots = world.limit("inline Map concurrency", f"{design.map_concurrency} Emit iterations at once "
-                        f"(FanOut's MaxConcurrency; {QUOTAS['sfn.map.inline.concurrency'].source})")
+                        "(FanOut's MaxConcurrency)", QUOTAS["sfn.map.inline.concurrency"].source)
 
     def map_slot() -> Generator[Any, Any, None]:
         while next_batch[0] < batches and world.failure is None:

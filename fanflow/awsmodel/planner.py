@@ -55,7 +55,8 @@ def binding_limits(world: World) -> dict[str, dict[str, Any]]:
             uses = sorted((use for use in world.limits.values() if use.waits.get(phase, 0) >= SIGNIFICANT_WAIT * scale),
                           key=lambda use: -use.waits[phase])
             entry["binding"] = None if not uses else {
-                "limit": uses[0].name, "figure": uses[0].figure, "waitCaseSeconds": round(uses[0].waits[phase], 1),
+                "limit": uses[0].name, "figure": uses[0].figure, "source": uses[0].source,
+                "waitCaseSeconds": round(uses[0].waits[phase], 1),
                 "throttles": uses[0].events.get(phase, 0),
                 # Limits that held the phase back nearly as much (at least half as long).
                 "alsoBinding": [use.name for use in uses[1:] if use.waits[phase] >= uses[0].waits[phase] / 2]}

@@ -178,6 +178,7 @@ class LimitUse:
 
     name: str
     figure: str
+    source: str = ""  # the page the figure comes from
     waits: dict[str, float] = field(default_factory=dict)  # phase -> case-seconds of waiting
     events: dict[str, int] = field(default_factory=dict)  # phase -> throttles or conflicts
 

@@ -10,6 +10,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
+from .quotas import QUOTAS
 from .world import AsyncQueue, World, history_point
 
 COMPUTE, SUMMARY = "seed.Compute", "seed.Summary"
@@ -95,7 +96,7 @@ def run(world: World, design: SeedDesign = SeedDesign()) -> None:
         world.usage.ddb_write_units += 1
         yield env.timeout(world.take(transitions, 1, "fanOut") + state + inputs.a("ddb.write"))
         slots = world.limit("inline Map concurrency", f"{design.map_concurrency} iterations at once "
-                            "(the seed's MapRequests; Step Functions allows 40 inline)")
+                            "(the seed's MapRequests)", QUOTAS["sfn.map.inline.concurrency"].source)
         iteration = state + inputs.a("eb.putevents.call")
         done = 0
         while done < cases:

@@ -92,30 +92,29 @@ class World:
         self.history: dict[str, float] | None = None  # where PreProcess's history passes the limit
 
     # Limits -------------------------------------------------------------------------------
-    def limit(self, name: str, figure: str) -> LimitUse:
+    def limit(self, name: str, figure: str, source: str = "") -> LimitUse:
         use = self.limits.get(name)
         if use is None:
-            use = self.limits[name] = LimitUse(name, figure)
+            use = self.limits[name] = LimitUse(name, figure, source)
         return use
 
-    def bucket(self, burst: float, rate: float, name: str, figure: str) -> TokenBucket:
+    def bucket(self, burst: float, rate: float, name: str, figure: str, source: str) -> TokenBucket:
         """The token bucket of the limit called `name` (one per name)."""
         if name not in self.buckets:
             self.buckets[name] = TokenBucket(burst, rate, self.env.now)
-            self.limit(name, figure)
+            self.limit(name, figure, source)
         return self.buckets[name]
 
     def quota_bucket(self, prefix: str, name: str) -> tuple[TokenBucket, str]:
         """The bucket of a published `<prefix>.burst` / `<prefix>.refill` pair."""
         burst, refill = self.inputs.q(f"{prefix}.burst"), self.inputs.q(f"{prefix}.refill")
-        figure = f"{burst:,.0f} burst, {refill:,.0f}/s refill ({QUOTAS[prefix + '.refill'].source})"
-        return self.bucket(burst, refill, name, figure), name
+        figure = f"{burst:,.0f} burst, {refill:,.0f}/s refill"
+        return self.bucket(burst, refill, name, figure, QUOTAS[prefix + ".refill"].source), name
 
     def rate_bucket(self, key: str, name: str, *, scale: float = 1.0, what: str = "") -> tuple[TokenBucket, str]:
         """A per-second quota as a bucket holding one second's worth."""
         rate = self.inputs.q(key) * scale
-        figure = f"{rate:,.0f}/s{what} ({QUOTAS[key].source})"
-        return self.bucket(rate, rate, name, figure), name
+        return self.bucket(rate, rate, name, f"{rate:,.0f}/s{what}", QUOTAS[key].source), name
 
     def take(self, bucket_and_name: tuple[TokenBucket, str], n: float, phase: str, cases: float | None = None) -> float:
         """Reserve `n` tokens now; returns the delay until they are covered, and books the wait
@@ -168,15 +167,17 @@ class World:
                     self.usage.lambda_run(1, self.env.now - began, memory_mb)
                 return self.env.now - began
             wait = min(cap, interval * rate ** attempt)
-            self.limit("Lambda concurrency", self.concurrency_figure).add(phase, wait, 1)
+            self.concurrency_limit.add(phase, wait, 1)
             if attempt < retries:
                 yield self.env.timeout(wait)
         raise Throttled(f"{function} was throttled {retries + 1} times in a row")
 
     @property
-    def concurrency_figure(self) -> str:
-        return (f"{self.pool.limit:,} concurrent executions in the account, each function +"
-                f"{self.pool.scale_burst:,} environments per 10 s ({QUOTAS['lambda.concurrency'].source})")
+    def concurrency_limit(self) -> LimitUse:
+        reserved = "".join(f", {n:,} reserved for {name.split('.')[-1]}" for name, n in self.pool.reserved.items())
+        return self.limit("Lambda concurrency", f"{self.pool.limit:,} concurrent executions in the account{reserved}; "
+                          f"each function +{self.pool.scale_burst:,} environments per 10 s",
+                          QUOTAS["lambda.concurrency"].source)
 
 
 def history_point(progress: list[tuple[float, int]], before: int, per_item: int, limit: int, *,
@@ -219,7 +220,7 @@ class AsyncQueue:
         self.sleeping = False
         self.started = 0
         self.throttled_reads = 0
-        self.limit = world.limit("Lambda concurrency", world.concurrency_figure)
+        self.limit = world.concurrency_limit
         world.async_queues.append(self)
 
     def submit(self, n: int) -> None:
