@@ -164,9 +164,9 @@ class Backoff:
         return self.interval(attempt) * (1.0 - self.jitter * u)
 
     def attempts_within(self, seconds: float) -> int:
-        """How many attempts fit in `seconds` without jitter (for 'retried for up to N hours')."""
+        """Retries that start within `seconds` without jitter ('retried for up to 6 hours')."""
         total, k = 0.0, 0
-        while total <= seconds:
+        while total + self.interval(k + 1) <= seconds:
             k += 1
             total += self.interval(k)
         return k
