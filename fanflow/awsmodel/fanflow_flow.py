@@ -27,6 +27,14 @@ PREPARE, EMIT, COMPUTE = "fanflow.Prepare", "fanflow.Emit", "fanflow.Compute"
 CONSUMER, COUNT_BATCH, SUMMARY = "fanflow.CountConsumer", "fanflow.CountBatch", "fanflow.Summary"
 
 
+class BatchFailed(Exception):
+    """A counting batch failed part-way: `left` of its messages were not counted."""
+
+    def __init__(self, left: int, reason: str) -> None:
+        super().__init__(reason)
+        self.left = left
+
+
 @dataclass(frozen=True)
 class FanflowDesign:
     fanout_batch: int = 100  # cases per Emit (lambda_fns/constants.FANOUT_BATCH_SIZE)
@@ -142,9 +150,7 @@ def run(world: World, design: FanflowDesign = FanflowDesign()) -> None:
                 conflicts.add("count", rows * delay, 1)
                 yield env.timeout(delay)
             else:
-                world.notes.append(f"a batch gave up after {design.conflict_attempts} conflicts")
-                world.failure = world.failure or "CountBatch gave up on transaction conflicts"
-                return
+                raise BatchFailed(left, f"CountBatch gave up after {design.conflict_attempts} transaction conflicts")
             left -= rows
         usage.ddb_read_units += 1  # GetItem of the counter row, consistent
         yield env.timeout(a("ddb.read"))
@@ -167,14 +173,16 @@ def run(world: World, design: FanflowDesign = FanflowDesign()) -> None:
             yield from world.invoke_sync(CONSUMER, design.consumer_memory_mb, consumer, "count",
                                          retry=design.esm_retry, cap=design.esm_retry_cap)
             usage.sqs_requests += math.ceil(n / 10)  # DeleteMessageBatch
-        except Throttled as exc:
+        except (Throttled, BatchFailed) as exc:
             # The Express execution failed: the batch's messages come back after the queue's
-            # visibility timeout and are counted then (rows already counted are skipped).
+            # visibility timeout, and the rows not yet counted are counted then.
+            left = exc.left if isinstance(exc, BatchFailed) else n
             world.notes.append(f"fan-in batches failed and were received again after {design.visibility_timeout:g} s "
                                f"({exc})")
-            world.concurrency_limit.add("count", n * design.visibility_timeout, 1)
-            taken[0] -= n
-            world.at(design.visibility_timeout, lambda: enqueue(n, again=True))
+            limit = conflicts if isinstance(exc, BatchFailed) else world.concurrency_limit
+            limit.add("count", left * design.visibility_timeout, 1)
+            taken[0] -= left
+            world.at(design.visibility_timeout, lambda: enqueue(left, again=True))
         finally:
             pollers.release(slot)
 
@@ -297,7 +305,8 @@ def run(world: World, design: FanflowDesign = FanflowDesign()) -> None:
         world.take(counter_wcu, 1, "fanOut")
         workers = [env.process(map_slot()) for _ in range(min(design.map_concurrency, batches))]
         yield simpy.AllOf(env, workers)
-        world.mark("fanOutDone")
+        if world.failure is None:
+            world.mark("fanOutDone")
 
     env.process(preprocess())
     env.process(event_source_mapping())

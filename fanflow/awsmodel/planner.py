@@ -49,7 +49,7 @@ def binding_limits(world: World) -> dict[str, dict[str, Any]]:
     previous = 0.0
     for mark, phase in PHASE_MARKS:
         at = world.marks.get(mark)
-        entry: dict[str, Any] = {"atSeconds": None if at is None else round(at, 2)}
+        entry: dict[str, Any] = {"atSeconds": None if at is None else round(at, 2), "binding": None}
         if at is not None:
             scale = (cases * at) if phase != "summary" else max(1e-9, at - previous)
             uses = sorted((use for use in world.limits.values() if use.waits.get(phase, 0) >= SIGNIFICANT_WAIT * scale),
@@ -73,6 +73,10 @@ def notes(world: World, variant: str) -> list[str]:
                    f"give the request deadlineSeconds of at least {math.ceil(total * 1.5)}")
     if math.isfinite(total) and total > world.inputs.q("lambda.async.max.age"):
         out.append("longer than Lambda's async event age (6 h): queued events would be dropped")
+    if world.failure and "throttled" in world.failure and world.inputs.compute_reserved is None:
+        headroom = world.inputs.lambda_concurrency - 100
+        out.append("Compute's backlog held every execution in the account: reserve its concurrency so that Emit "
+                   "and the fan-in keep some" + (f" (--compute-reserved {headroom})" if headroom > 0 else ""))
     if world.history:
         out.append(f"PreProcess fails when its history passes {world.inputs.q('sfn.history.events'):,.0f} events "
                    f"(case {world.history['case']:,}, {world.history['atSeconds']:,} s): the times assume it did not")
@@ -131,14 +135,20 @@ def sensitivity(inputs: PlanInputs, variant: str, keys: tuple[str, ...] | None =
         value = ASSUMPTIONS[key].value
         changes = {}
         for factor in SENSITIVITY_FACTORS:
-            new = min(1.0, value * factor) if ASSUMPTIONS[key].unit == "fraction" else value * factor
+            unit = ASSUMPTIONS[key].unit
+            new = (min(1.0, value * factor) if unit == "fraction"
+                   else max(1.0, value * factor) if unit == "partitions" else value * factor)
             overrides = dict(inputs.overrides, **{key: new})
             changes[f"x{factor:g}"] = moved(dataclasses.replace(inputs, overrides=overrides))
         rows.append({"assumption": key, "value": value, "unit": ASSUMPTIONS[key].unit, "wallChangePercent": changes})
-    changes = {f"x{factor:g}": moved(dataclasses.replace(
-        inputs, lambda_concurrency=max(1, round(inputs.lambda_concurrency * factor)),
-        compute_reserved=None if inputs.compute_reserved is None else max(
-            1, round(inputs.compute_reserved * factor)))) for factor in SENSITIVITY_FACTORS}
+    # The account's concurrency scaled; a Compute reservation keeps the same unreserved rest.
+    unreserved = None if inputs.compute_reserved is None else inputs.lambda_concurrency - inputs.compute_reserved
+    changes = {}
+    for factor in SENSITIVITY_FACTORS:
+        concurrency = max(1, round(inputs.lambda_concurrency * factor))
+        reserved = None if unreserved is None else max(1, concurrency - unreserved)
+        changes[f"x{factor:g}"] = moved(dataclasses.replace(inputs, lambda_concurrency=concurrency,
+                                                            compute_reserved=reserved))
     rows.append({"assumption": "lambdaConcurrency", "value": inputs.lambda_concurrency, "unit": "executions",
                  "wallChangePercent": changes})
     rows.sort(key=lambda row: -max(abs(v) for v in row["wallChangePercent"].values()))
