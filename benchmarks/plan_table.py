@@ -35,16 +35,17 @@ def row(region: str, cases: int, variant: str, reserved: int | None) -> tuple[st
         binding = phases[key]["binding"]
         return "-" if binding is None else binding["limit"]
 
-    if v["completes"]:
-        outcome = minutes(v["wallSeconds"])
-    else:
-        outcome = "fails: fan-out aborted (Emit throttled)" if "fan-out aborted" in (v["failure"] or "") else "fails"
     history = v["historyLimit"]
-    caveat = "" if history is None else f"history passes 25,000 at case {history['case']:,}"
-    return (f"| {region} | {cases:,} | {name} | {outcome} | {minutes(phases['fanOutDone']['atSeconds'])} "
-            f"({bound('fanOutDone')}) | {minutes(phases['lastComputed']['atSeconds'])} ({bound('lastComputed')}) | "
-            f"{minutes(phases['lastCounted']['atSeconds'])} ({bound('lastCounted')}) | "
-            f"${v['cost']['totalUsd']:,.2f} | {caveat} |", planned)
+    caveat = "" if history is None else f"passes 25,000 events at case {history['case']:,}"
+    if not v["completes"]:
+        reason = "fan-out aborted: Emit throttled" if "fan-out aborted" in (v["failure"] or "") else v["failure"]
+        return f"| {region} | {cases:,} | {name} | fails ({reason}) | - | - | - | - | {caveat} |", planned
+
+    def phase(key: str) -> str:
+        return f"{minutes(phases[key]['atSeconds'])} ({bound(key)})"
+
+    return (f"| {region} | {cases:,} | {name} | {minutes(v['wallSeconds'])} | {phase('fanOutDone')} | "
+            f"{phase('lastComputed')} | {phase('lastCounted')} | ${v['cost']['totalUsd']:,.2f} | {caveat} |", planned)
 
 
 def main() -> None:
