@@ -35,7 +35,7 @@ class SeedDesign:
 def run(world: World, design: SeedDesign = SeedDesign()) -> None:
     inputs, env = world.inputs, world.env
     cases = inputs.cases
-    chunk = design.map_concurrency * max(1, math.ceil(inputs.granularity / design.map_concurrency))
+    chunk = design.map_concurrency  # one wave of Map iterations moves as one cohort
     start = world.quota_bucket("sfn.standard.start", "StartExecution (Standard)")
     transitions = world.quota_bucket("sfn.transitions", "state transitions (Standard)")
     put_events = world.rate_bucket("eb.putevents.rate", "PutEvents requests")

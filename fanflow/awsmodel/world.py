@@ -32,8 +32,6 @@ class PlanInputs:
     compute_reserved: int | None = None
     # Assumption overrides by key (see assumptions.ASSUMPTIONS), for the sensitivity report.
     overrides: dict[str, float] = field(default_factory=dict)
-    # Cases per cohort: work that moves together through the model. 0 picks one from the size.
-    granularity: int = 0
 
     def a(self, key: str) -> float:
         return assumption(key, self.overrides)

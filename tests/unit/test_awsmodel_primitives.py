@@ -3,6 +3,9 @@ concurrency with reserved capacity and scaling rate, a transaction-held item, ba
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from fanflow.awsmodel.primitives import Backoff, ConcurrencyPool, ItemLock, TokenBucket
@@ -96,3 +99,10 @@ def test_backoff_doubles_to_its_cap_and_jitter_shortens_the_wait() -> None:
     assert backoff.delay(3, 0.999) == pytest.approx(2.002)
     # By hand: 1 + 2 + ... + 256 = 511 s for 9 retries, then (21,600 - 511) // 300 = 70 more.
     assert Backoff(base=1.0, cap=300.0).attempts_within(6 * 3600) == 79
+
+
+def test_quotas_and_primitives_load_without_simpy() -> None:
+    # The embedded emulator will enforce the same quotas in real time, without the simulator.
+    code = ("import sys; import fanflow.awsmodel.quotas, fanflow.awsmodel.primitives, fanflow.awsmodel.assumptions; "
+            "sys.exit('simpy' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
