@@ -1,0 +1,66 @@
+"""The README's "Performance on AWS (planned)" table: `fanflow plan` for 1,000 / 100,000 /
+1,000,000 cases of 5 s, both designs, in us-east-1 and in eu-south-1 (a Region with the
+150/s StartExecution refill and the 400 PutEvents/s tier), printed as Markdown.
+
+    python benchmarks/plan_table.py
+"""
+
+from __future__ import annotations
+
+import time
+
+from fanflow.awsmodel.planner import plan
+from fanflow.awsmodel.world import PlanInputs
+
+SIZES = (1_000, 100_000, 1_000_000)
+REGIONS = ("us-east-1", "eu-south-1")
+SETUPS = (("fanflow", None), ("fanflow", 900), ("seed", None))
+
+
+def minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:,.0f} s" if seconds < 120 else f"{seconds / 60:,.1f} min"
+
+
+def row(region: str, cases: int, variant: str, reserved: int | None) -> tuple[str, float]:
+    started = time.perf_counter()
+    result = plan(PlanInputs(cases=cases, compute_seconds=5.0, region=region, compute_reserved=reserved), (variant,))
+    planned = time.perf_counter() - started
+    v = result["variants"][0]
+    phases = v["phases"]
+    name = variant + (f", Compute reserved {reserved}" if reserved else "")
+
+    def bound(key: str) -> str:
+        binding = phases[key]["binding"]
+        return "-" if binding is None else binding["limit"]
+
+    history = v["historyLimit"]
+    caveat = "" if history is None else f"passes 25,000 events at case {history['case']:,}"
+    if not v["completes"]:
+        reason = "fan-out aborted: Emit throttled" if "fan-out aborted" in (v["failure"] or "") else v["failure"]
+        return f"| {region} | {cases:,} | {name} | fails ({reason}) | - | - | - | - | {caveat} |", planned
+
+    def phase(key: str) -> str:
+        return f"{minutes(phases[key]['atSeconds'])} ({bound(key)})"
+
+    return (f"| {region} | {cases:,} | {name} | {minutes(v['wallSeconds'])} | {phase('fanOutDone')} | "
+            f"{phase('lastComputed')} | {phase('lastCounted')} | ${v['cost']['totalUsd']:,.2f} | {caveat} |", planned)
+
+
+def main() -> None:
+    print("| Region | cases | design | wall | fan-out done (binds) | last computed (binds) | last counted (binds) "
+          "| cost per request | PreProcess history |")
+    print("| --- | ---: | --- | ---: | --- | --- | --- | ---: | --- |")
+    slowest = 0.0
+    for region in REGIONS:
+        for cases in SIZES:
+            for variant, reserved in SETUPS:
+                line, planned = row(region, cases, variant, reserved)
+                slowest = max(slowest, planned)
+                print(line)
+    print(f"\n(slowest plan: {slowest:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
