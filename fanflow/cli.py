@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lambda_fns import constants as c
-from lambda_fns.request_model import FanRequest, RequestError, parse_request
+from lambda_fns.request_model import FanRequest, RequestError, execution_name, parse_request, parse_s3_uri
 
 from . import __version__, options, samples, timeline
 from .client import FanflowClient, RequestFailed
@@ -72,7 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                               "process. Exit status: 0 every case succeeded, 3 the request ended otherwise, "
                               "2 an invalid request or option, 1 any other failure, 130 interrupted.")
     source = run.add_mutually_exclusive_group(required=True)
-    source.add_argument("file", nargs="?", type=Path, help="request JSON in the seed's format ('-' for stdin)")
+    source.add_argument("file", nargs="?", metavar="FILE",
+                        help="request JSON in the seed's format ('-' for stdin), up to "
+                        f"{c.MAX_CASES:,} cases (above {c.MAX_REQUEST_BYTES // 1024} KB it is stored in the stack's "
+                        "bucket and PreProcess reads it from there); or s3://bucket/key, a request stored in S3 "
+                        "already, run as stored")
     source.add_argument("--cases", type=options.CASES, metavar="N",
                         help=f"generate a request of N cases instead of a file (1-{c.MAX_CASES})")
     run.add_argument("--request-id", type=options.request_id, metavar="ID",
@@ -156,7 +160,7 @@ def request_text(args: argparse.Namespace) -> str:
     if args.cases is not None:
         request_id = args.request_id or f"req-{int(time.time() * 1000)}"
         return with_overrides(samples.dumps(samples.sample_request(args.cases, request_id)), deadline=args.deadline)
-    name = "stdin" if str(args.file) == "-" else str(args.file)
+    name = "stdin" if args.file == "-" else args.file
     try:
         raw = sys.stdin.buffer.read() if name == "stdin" else Path(args.file).read_bytes()
     except OSError as exc:
@@ -224,7 +228,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if batching and args.target != "embedded":
         raise UsageError("--fan-in-batch-size and --fan-in-window set the embedded target's batching; for a "
                          "deployed stack, deploy with -c fanInBatchSize=N -c fanInBatchWindow=S")
-    request = parse_request(request_text(args))  # a bad request stops here: nothing has been written
+    stored_at = args.file if args.file and args.file.startswith("s3://") else None
+    if stored_at is not None:
+        parse_s3_uri(stored_at)
+        if args.request_id is not None or args.deadline is not None:
+            raise UsageError(f"{stored_at} runs as stored: --request-id and --deadline cannot change it (edit it, or "
+                             "run a local copy of it)")
+        request = None
+    else:
+        request = parse_request(request_text(args))  # a bad request stops here: nothing has been written
     err = output_console(sys.stderr)
     settings = TargetOptions(lambda_concurrency=args.lambda_concurrency, compute_seconds=args.compute_seconds,
                              faults=faults, kept_histories=args.kept_histories, fan_in_batching=batching,
@@ -233,17 +245,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         with err.status(f"starting the {args.target} target...") if err.is_terminal else contextlib.nullcontext():
             target = stack.enter_context(open_target(args.target, settings))
-        if args.compute_seconds is not None and not target.in_process:
-            request = with_compute_seconds(request, args.compute_seconds, target)
         client = FanflowClient(target.client, target.outputs, where=target.where)
+        if request is None:  # stored in S3: read and validated before anything is written
+            assert stored_at is not None
+            try:
+                request = client.read_request(stored_at)
+            except RequestError as exc:
+                hint = (" (the in-process embedded target starts with empty buckets: run the file itself, or put it "
+                        "in a `fanflow up` endpoint's S3 first)") if target.in_process else ""
+                raise RequestError(f"{exc}{hint}") from None
+        if args.compute_seconds is not None and not target.in_process:
+            request, stored_at = with_compute_seconds(request, args.compute_seconds, target), None
         started = time.monotonic()
         try:
-            execution_arn = client.start(request)
+            execution_arn = client.start(request, stored_at=stored_at)
             with ProgressReporter() as reporter:
                 row = client.wait(request.request_id, execution_arn=execution_arn, timeout=args.timeout,
                                   on_progress=reporter.update)
             wall = time.monotonic() - started
             summary = client.summary(row)
+            results = results_output(client, summary, target)
+            # PreProcess's history so far: the same few dozen events at any size (its fan-out is a
+            # Distributed Map, whose chunks run in child executions of their own).
+            history_events = len(client.execution_history(execution_arn)) if args.json else None
             if args.trace:
                 trace = timeline.collect(client, request.request_id, execution_arn=execution_arn)
         except KeyboardInterrupt:
@@ -255,14 +279,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         injected = faults.report(request.request_id) if faults.active else None
     if args.json:
         out = run_output(summary, row, runs, wall, target=args.target)
+        out.update(results)
         out["fanIn"] = fan_in
+        out["preProcessHistoryEvents"] = history_events
         if injected is not None:
             out["injectedFaults"] = injected
         print(json.dumps(out))
     else:
         console = output_console()
-        for table in summary_tables(summary, summary_runs=runs, max_cases=args.show_cases):
+        for table in summary_tables({**summary, **results}, summary_runs=runs, max_cases=args.show_cases):
             console.print(table)
+        if "resultsFile" in results or "resultsUris" in results:
+            where = results.get("resultsFile") or ", ".join(results["resultsUris"])
+            console.print(f"every case's result: {where}", markup=False, highlight=False)
         if injected is not None:
             console.print(f"injected: {len(injected['duplicatedEvents'])} duplicated events, "
                           f"{len(injected['failedCases'])} failed computations, "
@@ -270,6 +299,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     if trace is not None and not write_trace(trace, args.trace):
         return 1
     return 0 if summary["status"] == c.STATUS_SUCCEEDED else 3
+
+
+def results_output(client: FanflowClient, summary: dict[str, Any], target: Target) -> dict[str, Any]:
+    """What a run shows of its cases beyond the summary: nothing when the summary holds every
+    case (up to SUMMARY_INLINE_CASES); else the cases that did not succeed, and where every
+    case's result is: a local JSON Lines file on the embedded target (its bucket lives only as
+    long as the emulator), the parts' S3 URIs elsewhere."""
+    if "cases" in summary:
+        return {}
+    out: dict[str, Any] = {"cases": list(client.result_lines(summary, "notSucceeded")), "casesListed": "notSucceeded"}
+    if target.name == "embedded":
+        from local.assembly import cache_root
+
+        path = cache_root() / "results" / f"{safe_file_name(summary['requestId'])}.jsonl"
+        client.download_results(summary, path)
+        out["resultsFile"] = str(path)
+    else:
+        out["resultsUris"] = client.results_uris(summary)
+    return out
+
+
+def safe_file_name(request_id: str) -> str:
+    """A requestId as a file name: its execution name (readable, with a digest), which any file system takes."""
+    return execution_name(request_id)
 
 
 def with_compute_seconds(request: FanRequest, seconds: float, target: Target) -> FanRequest:

@@ -5,14 +5,26 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from lambda_fns import constants as c
-from lambda_fns.request_model import FanRequest, execution_name
+from lambda_fns import keys
+from lambda_fns.request_model import (
+    MAX_TEXT_BYTES,
+    FanRequest,
+    RequestError,
+    encode_input,
+    execution_name,
+    parse_request,
+    parse_s3_uri,
+    reference_input,
+)
 from lambda_fns.support import plain_item
 
 # Another execution name for a request whose earlier PreProcess execution ended before opening it.
@@ -66,20 +78,39 @@ class FanflowClient:
         """The request's PreProcess execution: the one this client started, else the one named after it."""
         return self._started.get(request_id) or self._execution_arn_of(execution_name(request_id))
 
-    def start(self, request: FanRequest) -> str:
-        """Start PreProcess for a validated request; refuse a requestId that exists. The input is
-        sent minified, as validated (FanRequest.to_input_json)."""
+    def read_request(self, uri: str) -> FanRequest:
+        """The request stored at s3://bucket/key, validated; RequestError when it cannot be read
+        or is not valid (nothing is written)."""
+        ref = parse_s3_uri(uri)
+        try:
+            response = self._s3.get_object(Bucket=ref.bucket, Key=ref.key)
+        except ClientError as exc:
+            raise RequestError(f"cannot read {uri}: {exc.response['Error']['Code']}") from None
+        if int(response.get("ContentLength", 0)) > MAX_TEXT_BYTES:
+            raise RequestError(f"{uri} is {response['ContentLength']} bytes; the limit is {MAX_TEXT_BYTES}")
+        return parse_request(response["Body"].read())
+
+    def start(self, request: FanRequest, *, stored_at: str | None = None) -> str:
+        """Start PreProcess for a validated request; refuse a requestId that exists. A request
+        that fits in an execution input travels inline, minified, as validated
+        (FanRequest.to_input_json); a larger one is stored in the artifacts bucket first, and
+        PreProcess gets a reference to it. `stored_at`: the request is in S3 there already
+        (`fanflow run s3://...`), and PreProcess reads it from there."""
         existing = self.counter_row(request.request_id)
         if existing is not None:
             raise RequestFailed(
                 f"request {request.request_id!r} already exists on {self.where} (status "
                 f"{existing.get(c.ATTR_STATUS)}); it was left unchanged. Use a new requestId (--request-id)."
             )
+        if stored_at is None and not request.fits_inline():
+            stored_at = self.store_request(request)
+        execution_input = (request.to_input_json() if stored_at is None
+                           else encode_input(reference_input(request.request_id, stored_at)))
         name = request.execution_name  # one PreProcess execution per request id
         for retry in range(1, EXECUTION_NAME_RETRIES + 1):
             try:
                 response = self._sfn.start_execution(stateMachineArn=self.outputs[c.OUTPUT_PREPROCESS_ARN],
-                                                      name=name, input=request.to_input_json())
+                                                      name=name, input=execution_input)
                 self._started[request.request_id] = str(response["executionArn"])
                 return self._started[request.request_id]
             except ClientError as exc:
@@ -88,6 +119,15 @@ class FanflowClient:
             name = self._name_after_failed_start(request.request_id, name, retry)
         raise RequestFailed(f"request {request.request_id!r} could not be started: its PreProcess executions "
                             f"ended {EXECUTION_NAME_RETRIES} times before the request was opened. Use a new requestId.")
+
+    def store_request(self, request: FanRequest) -> str:
+        """Store a request in the artifacts bucket (under a fresh key: a re-submission never
+        overwrites the request in flight); its S3 URI."""
+        bucket = self.outputs[c.OUTPUT_ARTIFACTS_BUCKET]
+        key = keys.request_key(request.request_id, uuid.uuid4().hex)
+        self._s3.put_object(Bucket=bucket, Key=key, Body=request.to_input_json().encode(),
+                            ContentType="application/json")
+        return f"s3://{bucket}/{key}"
 
     def _name_after_failed_start(self, request_id: str, name: str, retry: int) -> str:
         """An execution of this name exists. If it opened the request, or is still running, the
@@ -141,6 +181,9 @@ class FanflowClient:
             execution = self._sfn.describe_execution(executionArn=execution_arn)
         except ClientError:
             return  # not visible yet
+        if execution["status"] == "FAILED" and execution.get("error") == "InvalidRequest":
+            # Prepare refused the request (before writing anything): its message, not Lambda's error record.
+            raise RequestError(f"PreProcess refused it: {_error_message(execution.get('cause', ''))}")
         if execution["status"] in ("FAILED", "TIMED_OUT", "ABORTED"):
             raise RequestFailed(f"PreProcess {execution['status']}: {execution.get('error', '')}: "
                                 f"{execution.get('cause', '')}")
@@ -177,18 +220,48 @@ class FanflowClient:
         return rows
 
     def results(self, request_id: str) -> list[dict[str, Any]]:
-        """The request's results rows, one per case that reported (a Query on its partition)."""
+        """The request's results rows, one per registered case (read shard by shard)."""
+        return list(self.iter_results(request_id))
+
+    def iter_results(self, request_id: str) -> Iterator[dict[str, Any]]:
+        """The request's results rows, shard by shard (each in caseId order), a page at a time."""
         table = self.outputs.get(c.OUTPUT_RESULTS_TABLE)
         if not table:
             raise RequestFailed(f"the {c.STACK_NAME} stack has no output {c.OUTPUT_RESULTS_TABLE}")
-        rows: list[dict[str, Any]] = []
-        for page in self._ddb.get_paginator("query").paginate(
-            TableName=table, KeyConditionExpression="#rid = :rid",
-            ExpressionAttributeNames={"#rid": c.ATTR_REQUEST_ID},
-            ExpressionAttributeValues={":rid": {"S": request_id}},
-        ):
-            rows.extend(plain_item(item) for item in page["Items"])
-        return rows
+        row = self.counter_row(request_id)
+        shards = int(row.get(c.ATTR_SHARDS, 1)) if row else 1
+        for shard in range(shards):
+            for page in self._ddb.get_paginator("query").paginate(
+                TableName=table, KeyConditionExpression="#p = :p", ConsistentRead=True,
+                ExpressionAttributeNames={"#p": c.ATTR_REQUEST_SHARD},
+                ExpressionAttributeValues={":p": {"S": keys.partition(request_id, shard)}},
+            ):
+                yield from (plain_item(item) for item in page["Items"])
+
+    def result_lines(self, summary: dict[str, Any], kind: str = "cases") -> Iterator[dict[str, Any]]:
+        """The per-case lines a summary stored beside it: kind "cases" (every case) or
+        "notSucceeded"."""
+        for key in summary.get("results", {}).get(kind, []):
+            body = self._s3.get_object(Bucket=self.outputs[c.OUTPUT_ARTIFACTS_BUCKET], Key=key)["Body"]
+            for line in body.iter_lines():
+                if line:
+                    yield json.loads(line)
+
+    def download_results(self, summary: dict[str, Any], path: Path) -> int:
+        """Write every case's line of a summary to a local JSON Lines file; the number of lines."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        count = 0
+        with path.open("wb") as out:
+            for key in summary.get("results", {}).get("cases", []):
+                body = self._s3.get_object(Bucket=self.outputs[c.OUTPUT_ARTIFACTS_BUCKET], Key=key)["Body"]
+                while block := body.read(1 << 20):
+                    count += block.count(b"\n")
+                    out.write(block)
+        return count
+
+    def results_uris(self, summary: dict[str, Any], kind: str = "cases") -> list[str]:
+        bucket = self.outputs[c.OUTPUT_ARTIFACTS_BUCKET]
+        return [f"s3://{bucket}/{key}" for key in summary.get("results", {}).get(kind, [])]
 
     def execution_history(self, execution_arn: str) -> list[dict[str, Any]]:
         """Every event of an execution's history, oldest first; [] if the execution is unknown."""
@@ -235,3 +308,14 @@ class FanflowClient:
                 return None
             raise
         return dict(json.loads(body))
+
+
+def _error_message(cause: str) -> str:
+    """The errorMessage of a Lambda error record (`{"errorMessage", "errorType", "stackTrace"}`,
+    docs.aws.amazon.com/lambda/latest/dg/python-exceptions.html), or the cause as it is."""
+    try:
+        record = json.loads(cause)
+    except ValueError:
+        return cause
+    message = record.get("errorMessage") if isinstance(record, dict) else None
+    return message if isinstance(message, str) and message else cause

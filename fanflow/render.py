@@ -73,19 +73,23 @@ def summary_tables(summary: dict[str, Any], *, summary_runs: int | None, max_cas
     head.add_row("cases (target)", str(summary["target"]))
     head.add_row("succeeded", str(summary["succeeded"]))
     head.add_row("failed", str(summary["failed"]))
-    head.add_row("timed out", str(len(summary["timedOut"])))
+    head.add_row("timed out", str(summary.get("timedOutCount", len(summary["timedOut"]))))
     if summary.get("fanOutError"):
-        head.add_row("not emitted", f"{len(summary.get('notEmitted', []))}: {escape(summary['fanOutError'])}")
+        not_emitted = summary.get("notEmittedCount", len(summary.get("notEmitted", [])))
+        head.add_row("not emitted", f"{not_emitted}: {escape(summary['fanOutError'])}")
     head.add_row("wall time", f"{summary['wallSeconds']:.2f} s")
     compute = summary["computeMs"]
-    head.add_row(CASE_TIME_LABEL, f"mean {compute['mean']} ms, max {compute['max']} ms")
+    percentiles = f", p50 {compute['p50']} ms, p99 {compute['p99']} ms" if "p50" in compute else ""
+    head.add_row(CASE_TIME_LABEL, f"mean {compute['mean']} ms{percentiles}, max {compute['max']} ms")
     if summary_runs is not None:
         head.add_row("Summary runs", str(summary_runs))
     if max_cases == 0:
         return [head]
 
-    cases = Table(title="Cases" + (f" (first {max_cases} of {len(summary['cases'])})"
-                                   if len(summary["cases"]) > max_cases else ""))
+    # Up to SUMMARY_INLINE_CASES the summary lists every case; above, the run lists those that did not succeed.
+    label = "Cases that did not succeed" if summary.get("casesListed") == "notSucceeded" else "Cases"
+    cases = Table(title=label + (f" (first {max_cases} of {len(summary['cases'])})"
+                                 if len(summary["cases"]) > max_cases else ""))
     for column in ("caseId", "state", "time in compute ms", "error"):
         cases.add_column(column)
     for case in summary["cases"][:max_cases]:

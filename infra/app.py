@@ -30,6 +30,12 @@ def build_app(outdir: str | None = None, *, context: dict[str, object] | None = 
         except (TypeError, ValueError):
             raise SystemExit(f"-c {name} must be a whole number, got {value!r}") from None
 
+    fan_out_concurrency = context_int("fanOutConcurrency", c.FANOUT_MAX_CONCURRENCY)
+    if not 1 <= fan_out_concurrency <= c.FANOUT_MAX_CONCURRENCY_LIMIT:
+        raise SystemExit(f"-c fanOutConcurrency must be 1 to {c.FANOUT_MAX_CONCURRENCY_LIMIT}, "
+                         f"got {fan_out_concurrency}")
+    request_buckets = tuple(name.strip() for name in str(app.node.try_get_context("requestBuckets") or "").split(",")
+                            if name.strip())
     account, region = os.environ.get("CDK_DEFAULT_ACCOUNT"), os.environ.get("CDK_DEFAULT_REGION")
     stack = FanflowStack(
         app, c.STACK_NAME,
@@ -41,6 +47,8 @@ def build_app(outdir: str | None = None, *, context: dict[str, object] | None = 
         fan_in_batch_size=context_int("fanInBatchSize", c.FAN_IN_BATCH_SIZE),
         fan_in_batch_window_seconds=context_int("fanInBatchWindow", c.FAN_IN_BATCH_WINDOW_SECONDS),
         fan_in_concurrency=context_int("fanInConcurrency", c.FAN_IN_MAX_CONCURRENCY),
+        fan_out_concurrency=fan_out_concurrency,
+        request_buckets=request_buckets,
         concurrency=ConcurrencyPlan.from_context(app.node.try_get_context),
         # No bootstrap-version rule: the same template must also deploy where no CDK
         # bootstrap stack exists (the embedded emulator).

@@ -8,6 +8,8 @@ logs errors only (AwsSolutions-SF1) is suppressed on that workflow alone."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,8 +50,18 @@ UNSCOPED_ACTIONS = {
 }
 UNSCOPED = "X-Ray tracing, a workflow's log delivery and CloudWatch PutMetricData accept only '*'"
 FUNCTION_VERSIONS = "A Lambda invoke grant covers the function's versions and aliases (<function ARN>:*)."
-PREFIXES = ("/manifests/*", "/summaries/*")
-PREFIXED = "S3 grants are limited to the manifests/ and summaries/ prefixes of the artifacts bucket."
+PREFIXES = ("/requests/*", "/chunks/*", "/manifests/*", "/summaries/*")
+PREFIXED = ("S3 grants are limited to the requests/, chunks/, manifests/ and summaries/ prefixes of the "
+            "artifacts bucket (and, for reading requests, the buckets the deployment names).")
+# Requests stored in a bucket the deployment names (-c requestBuckets): any key of it, read only.
+REQUEST_BUCKET = re.compile(r"arn:<AWS::Partition>:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\*")
+REQUEST_BUCKETS = ("Prepare reads a request by reference from the buckets the deployment names "
+                   "(-c requestBuckets), wherever the caller stored it: GetObject only.")
+# A Distributed Map's child executions are named by Step Functions at run time: its parent may
+# describe, stop and redrive the executions of its own state machine (and of its map's label) only.
+MAP_RUN_ACTIONS = {"states:DescribeExecution", "states:StopExecution", "states:RedriveExecution"}
+MAP_RUNS = ("A Distributed Map manages its child executions, named at run time: the grant covers the "
+            "executions of its own state machine only.")
 S3_ACTION_FAMILIES = {
     "s3:Abort*": "Putting an object includes aborting its own multipart upload.",
 }
@@ -85,6 +97,14 @@ def _wildcard_suppressions(document: dict[str, Any]) -> Iterator[NagPackSuppress
             for resource in resources:
                 if resource.endswith(".Arn>:*"):
                     yield _iam5(f"Resource::{resource}", FUNCTION_VERSIONS)
+        if actions and set(actions) <= MAP_RUN_ACTIONS:
+            for resource in resources:
+                if ":states:" in resource and ":execution:" in resource and resource.endswith(":*"):
+                    yield _iam5(f"Resource::{resource}", MAP_RUNS)
+        if actions == ["s3:GetObject"]:
+            for resource in resources:
+                if REQUEST_BUCKET.fullmatch(resource):
+                    yield _iam5(f"Resource::{resource}", REQUEST_BUCKETS)
         if actions and all(action.startswith("s3:") for action in actions):
             prefixed = [resource for resource in resources if resource.endswith(PREFIXES)]
             for resource in prefixed:
@@ -114,4 +134,4 @@ def _rendered(value: Any) -> str:
     if "Fn::Join" in value:
         separator, parts = value["Fn::Join"]
         return separator.join(_rendered(part) for part in parts)
-    return str(value)
+    return json.dumps(value, separators=(",", ":"))  # as cdk-nag writes any other intrinsic

@@ -30,7 +30,9 @@ class FanflowStack(Stack):
                  concurrency: ConcurrencyPlan | None = None,
                  fan_in_batch_size: int = c.FAN_IN_BATCH_SIZE,
                  fan_in_batch_window_seconds: int = c.FAN_IN_BATCH_WINDOW_SECONDS,
-                 fan_in_concurrency: int = c.FAN_IN_MAX_CONCURRENCY, **kwargs: Any) -> None:
+                 fan_in_concurrency: int = c.FAN_IN_MAX_CONCURRENCY,
+                 fan_out_concurrency: int = c.FANOUT_MAX_CONCURRENCY,
+                 request_buckets: tuple[str, ...] = (), **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         retention_seconds = retention_days * 86_400
         concurrency = concurrency or ConcurrencyPlan()
@@ -44,7 +46,8 @@ class FanflowStack(Stack):
         fan_out = FanOutWorkflow(self, "FanOut", counter_table=store.counter_table,
                                  results_table=store.results_table, artifacts_bucket=store.artifacts_bucket,
                                  bus=routing.bus, summary_function=fan_in.summary_function,
-                                 retention_seconds=retention_seconds, compute_concurrency=concurrency.compute_ceiling)
+                                 retention_seconds=retention_seconds, compute_concurrency=concurrency.compute_ceiling,
+                                 fan_out_concurrency=fan_out_concurrency, request_buckets=request_buckets)
         routing.route_completions_to(fan_in.queue)
 
         # Compute targets: each case goes to the one its computeType names, else to Compute.
@@ -73,7 +76,7 @@ class FanflowStack(Stack):
         for function in compute_functions:
             concurrency.cap_compute(function)
         concurrency.reserve_orchestration(fan_out.prepare_function)
-        concurrency.reserve_orchestration(fan_out.emit_function, at_least=c.FANOUT_MAX_CONCURRENCY)
+        concurrency.reserve_orchestration(fan_out.emit_function, at_least=fan_out_concurrency)
         concurrency.reserve_orchestration(fan_in.summary_function)
         # As many batches as the event source mapping runs at once, each one consumer and one CountBatch.
         concurrency.reserve_orchestration(fan_in.consumer_function, at_least=fan_in_concurrency)

@@ -18,6 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from . import constants as c
+from . import keys
 from .support import put_events
 
 Work = Callable[[dict[str, Any], float], Any]
@@ -67,19 +68,21 @@ def run_case(request: dict[str, Any], seconds: float, *, work: Work = work,
 
 
 def completion_detail(detail: dict[str, Any], state: str, error: str | None) -> dict[str, Any]:
-    """The completion event's detail: the case's reference plus its outcome."""
+    """The completion event's detail: the case's reference plus its outcome, and the request's
+    shard count from the fan-out event (which finds the case's results row)."""
     return {"requestId": detail["requestId"], "request": detail["request"], "state": state,
-            "error": error or ""}
+            "error": error or "", c.DETAIL_SHARDS: shards_in(detail)}
 
 
-def _key(request_id: str, case_id: str) -> dict[str, Any]:
-    return {c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_CASE_ID: {"S": case_id}}
+def shards_in(detail: dict[str, Any]) -> int:
+    """The request's shard count a fan-out event carries (1 when it carries none)."""
+    return keys.shards_of(detail) or 1
 
 
-def read_result(dynamodb: Any, table: str, request_id: str, case_id: str) -> dict[str, Any] | None:
+def read_result(dynamodb: Any, table: str, request_id: str, case_id: str, shards: int) -> dict[str, Any] | None:
     """The case's results row (state, error, outcome), None when the case has none."""
     item = dynamodb.get_item(
-        TableName=table, Key=_key(request_id, case_id), ConsistentRead=True,
+        TableName=table, Key=keys.results_key(request_id, case_id, shards), ConsistentRead=True,
         ProjectionExpression="#s, #e, #o",
         ExpressionAttributeNames={"#s": c.ATTR_STATE, "#e": c.ATTR_ERROR, "#o": c.ATTR_OUTCOME},
     ).get("Item")
@@ -88,7 +91,8 @@ def read_result(dynamodb: Any, table: str, request_id: str, case_id: str) -> dic
     return {name: value["S"] for name, value in item.items() if "S" in value}
 
 
-def record_result(dynamodb: Any, table: str, request_id: str, case_id: str, *, state: str, started: float,
+def record_result(dynamodb: Any, table: str, request_id: str, case_id: str, shards: int, *, state: str,
+                  started: float,
                   finished: float, error: str | None, computed_by: str) -> bool:
     """Write the case's result into its pending results row. Only a pending row takes a result: a
     case that is not in the request (no row), or whose result is stored already, is not written
@@ -106,9 +110,9 @@ def record_result(dynamodb: Any, table: str, request_id: str, case_id: str, *, s
         names["#error"], values[":error"] = c.ATTR_ERROR, {"S": error[:1000]}
         update += ", #error = :error"
     try:
-        dynamodb.update_item(TableName=table, Key=_key(request_id, case_id), UpdateExpression=update,
-                             ConditionExpression="#state = :pending", ExpressionAttributeNames=names,
-                             ExpressionAttributeValues=values)
+        dynamodb.update_item(TableName=table, Key=keys.results_key(request_id, case_id, shards),
+                             UpdateExpression=update, ConditionExpression="#state = :pending",
+                             ExpressionAttributeNames=names, ExpressionAttributeValues=values)
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
             raise
@@ -116,10 +120,11 @@ def record_result(dynamodb: Any, table: str, request_id: str, case_id: str, *, s
     return True
 
 
-def mark_expired(dynamodb: Any, table: str, request_id: str, case_id: str) -> None:
+def mark_expired(dynamodb: Any, table: str, request_id: str, case_id: str, shards: int) -> None:
     """Note on a pending row that its case arrived after the deadline and was not computed."""
     try:
-        dynamodb.update_item(TableName=table, Key=_key(request_id, case_id), UpdateExpression="SET #state = :expired",
+        dynamodb.update_item(TableName=table, Key=keys.results_key(request_id, case_id, shards),
+                             UpdateExpression="SET #state = :expired",
                              ConditionExpression="#state = :pending", ExpressionAttributeNames={"#state": c.ATTR_STATE},
                              ExpressionAttributeValues={":expired": {"S": c.CASE_EXPIRED},
                                                         ":pending": {"S": c.CASE_PENDING}})
@@ -158,22 +163,23 @@ def settle_case(dynamodb: Any, detail: dict[str, Any], reporting: Reporting, *, 
                 work: Work = work, max_seconds: float = c.MAX_CASE_COMPUTE_SECONDS,
                 now: Callable[[], float] = time.time) -> Settled:
     """Decide whether to compute a case, compute it if so, and record its result."""
-    request_id, case_id = detail["requestId"], detail["request"][c.ATTR_CASE_ID]
+    request_id, case_id, shards = detail["requestId"], detail["request"][c.ATTR_CASE_ID], shards_in(detail)
     table = reporting.results_table
     deadline = detail.get(c.DETAIL_DEADLINE)
     if deadline is not None and now() > float(deadline):
-        mark_expired(dynamodb, table, request_id, case_id)
+        mark_expired(dynamodb, table, request_id, case_id, shards)
         return Settled(skipped=SKIP_EXPIRED)
-    stored = read_result(dynamodb, table, request_id, case_id)
+    stored = read_result(dynamodb, table, request_id, case_id, shards)
     settled = _from_stored(stored)
     if settled is not None:
         return settled
     outcome = run_case(detail["request"], seconds, work=work, max_seconds=max_seconds)
-    if record_result(dynamodb, table, request_id, case_id, state=outcome.state, started=outcome.started,
+    if record_result(dynamodb, table, request_id, case_id, shards, state=outcome.state, started=outcome.started,
                      finished=outcome.finished, error=outcome.error, computed_by=reporting.computed_by):
         return Settled(state=outcome.state, error=outcome.error, outcome=outcome)
     # Another run of the case stored its result first: that result is the case's.
-    return _from_stored(read_result(dynamodb, table, request_id, case_id)) or Settled(skipped=SKIP_NOT_IN_REQUEST)
+    return (_from_stored(read_result(dynamodb, table, request_id, case_id, shards))
+            or Settled(skipped=SKIP_NOT_IN_REQUEST))
 
 
 def _from_stored(stored: dict[str, Any] | None) -> Settled | None:

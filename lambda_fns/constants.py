@@ -50,6 +50,9 @@ CASE_RESULT_STATES = frozenset({CASE_SUCCEEDED, CASE_FAILED})
 CASE_NOT_EMITTED = "NOT_EMITTED"
 # The fan-out event's request deadline (epoch seconds): a compute target skips a case received after it.
 DETAIL_DEADLINE = "deadline"
+# The request's number of results shards, in the fan-out event and echoed in the completion: it
+# finds the case's results row (lambda_fns/keys.py).
+DETAIL_SHARDS = "shards"
 
 # Request lifecycle on the counter row.
 STATUS_RUNNING = "RUNNING"
@@ -89,8 +92,12 @@ ATTR_PUBLISHED_AT = "publishedAt"  # when Summary published fanflow.request.comp
 # Set by PreProcess when a fan-out batch was finally lost: why, and how many cases were never emitted.
 ATTR_FAN_OUT_ERROR = "fanOutError"
 ATTR_NOT_EMITTED = "notEmitted"
-ATTR_LOST_BATCHES = "lostBatches"  # the fan-out batches whose loss is recorded (a number set): recorded once each
-# Results table attributes (keyed by requestId, caseId).
+ATTR_LOST_CHUNKS = "lostChunks"  # the fan-out chunks whose loss is recorded (a number set): recorded once each
+ATTR_SHARDS = "shards"  # the request's results shards (lambda_fns/keys.py), fixed at Prepare
+ATTR_CHUNKS = "chunks"  # the request's fan-out chunks
+# Results table attributes: keyed by requestShard ("<requestId>#<shard>", write sharding: see
+# lambda_fns/keys.py) and caseId; every row also holds its plain requestId.
+ATTR_REQUEST_SHARD = "requestShard"
 ATTR_CASE_ID = "caseId"
 ATTR_OUTCOME = "outcome"  # written once by Increment: the case has been counted
 ATTR_OUTCOME_ERROR = "outcomeError"  # the error the completion event reported, if any
@@ -107,7 +114,8 @@ ENV_RESULTS_TABLE = "RESULTS_TABLE_NAME"
 ENV_ARTIFACTS_BUCKET = "ARTIFACTS_BUCKET_NAME"
 ENV_COMPUTE_SECONDS = "COMPUTE_SECONDS"
 ENV_RETENTION_SECONDS = "RETENTION_SECONDS"
-ENV_BATCH_SIZE = "FANOUT_BATCH_SIZE"
+ENV_CHUNK_CASES = "FANOUT_CHUNK_CASES"
+ENV_FANOUT_CONCURRENCY = "FANOUT_CONCURRENCY"  # the fan-out Map's MaxConcurrency, for the shard rule
 ENV_COMPUTE_CONCURRENCY = "COMPUTE_CONCURRENCY"  # Compute's ceiling (else the account's), for the default deadline
 ENV_FANOUT_ATTEMPTS = "FANOUT_ATTEMPTS"
 ENV_FANOUT_BACKOFF_BASE_SECONDS = "FANOUT_BACKOFF_BASE_SECONDS"
@@ -141,10 +149,29 @@ OUTPUT_WORKER_POLICY_ARN = "WorkerPolicyArn"  # what a worker's role needs, to a
 PUT_EVENTS_MAX_ENTRIES = 10  # PutEvents accepts at most 10 entries per call
 BATCH_WRITE_MAX_ITEMS = 25  # BatchWriteItem accepts at most 25 put or delete requests per call
 BATCH_GET_MAX_KEYS = 100  # BatchGetItem reads at most 100 items per call
-FANOUT_BATCH_SIZE = 100  # cases per Emit invocation: 10 PutEvents calls
-FANOUT_MAX_CONCURRENCY = 40  # Map iterations in flight
+# Fan-out in chunks. Prepare writes a request's cases to the artifacts bucket in chunks of
+# FANOUT_CHUNK_CASES (JSON arrays); PreProcess's fan-out is a Distributed Map over the chunk
+# numbers, one child execution per chunk, so the state carries numbers, never cases, and the
+# parent's history holds the Map Run, not one iteration per chunk. Emit reads its chunk and
+# puts ten entries per PutEvents call.
+FANOUT_CHUNK_CASES = 1000  # 100 PutEvents calls and 40 BatchWriteItem calls per Emit invocation
+# Chunks emitted at once (the Map's MaxConcurrency; CDK context fanOutConcurrency overrides it).
+# One Emit makes about 40 PutEvents calls a second (one call of 10 entries every ~25 ms, an
+# assumption: a call's latency from inside the Region), so 10 at once stay near 400 calls a
+# second: within every Region's PutEvents quota but the smallest tier (400/s), where throttled
+# entries are retried (AWS_LIMITS: 10,000/s in the big Regions, 2,400 to 400 elsewhere).
+FANOUT_MAX_CONCURRENCY = 10
+FANOUT_MAX_CONCURRENCY_LIMIT = 1000  # what the context may ask (a Map Run runs up to 10,000 children)
+EMIT_PUT_EVENTS_PER_SECOND = 40  # the assumption above, also behind the shard rule (lambda_fns/keys.py)
 SFN_MAX_INPUT_BYTES = 256 * 1024  # Step Functions state input/output limit
+# A request travels inline (as the PreProcess input, in the seed's format) up to this size;
+# above it, it is stored in S3 and PreProcess gets a reference to it (`requestRef`).
 MAX_REQUEST_BYTES = 240 * 1024  # leaves room for the execution's own fields
+# A request by reference: at most this many bytes as JSON (Prepare reads and checks it whole).
+MAX_REFERENCED_REQUEST_BYTES = 256 * 1024 * 1024
+# One case, as minified JSON: ten cases travel in one PutEvents call, whose entries may total
+# 256 KB (with their envelopes), and one in an SQS message for the queue target (256 KB).
+MAX_CASE_BYTES = 24 * 1024
 MAX_CASE_ID_LENGTH = 128
 # A requestId is the caller's business key: any text, up to this many characters (and bytes
 # in UTF-8: it names the request's summary and manifest objects, and S3 keys are limited to
@@ -152,7 +179,16 @@ MAX_CASE_ID_LENGTH = 128
 MAX_REQUEST_ID_LENGTH = 256
 MAX_REQUEST_ID_BYTES = 960
 SFN_MAX_NAME_LENGTH = 80  # StartExecution: an execution name is 1-80 characters
-MAX_CASES = 10_000
+MAX_CASES = 1_000_000
+# The artifacts bucket's prefixes: requests stored for PreProcess, their chunks and manifests,
+# and summaries (each key names its request by a digest: a requestId is any text).
+REQUESTS_PREFIX = "requests/"
+CHUNKS_PREFIX = "chunks/"
+MANIFESTS_PREFIX = "manifests/"
+SUMMARIES_PREFIX = "summaries/"
+# The PreProcess input of a request stored in S3: {"requestRef": "s3://bucket/key"} (and
+# optionally its "requestId", which must then match the stored request's).
+INPUT_REQUEST_REF = "requestRef"
 TRANSACTION_MAX_ITEMS = 100  # TransactWriteItems: at most 100 items
 # The fan-in buffer (an SQS queue) is read by a Lambda event source mapping in batches: up to
 # FAN_IN_BATCH_SIZE completions, waiting at most FAN_IN_BATCH_WINDOW_SECONDS for a batch to
@@ -171,7 +207,14 @@ FAN_IN_COUNT_TIMEOUT_SECONDS = 30
 COMPUTE_TIMEOUT_SECONDS = 60
 COMPUTE_SECONDS_AWS = 5.0  # the seed's simulated work
 COMPUTE_SECONDS_EMBEDDED = 0.0
-SUMMARY_TIMEOUT_SECONDS = 300
+SUMMARY_TIMEOUT_SECONDS = 900  # Lambda's maximum: a million results rows are read and written in parts
+# The summary. Up to SUMMARY_INLINE_CASES cases it holds the complete per-case list (`cases`, in
+# request order); every summary lists at most SUMMARY_LIST_CAP failed, timed-out and never-emitted
+# cases with their full counts, and the per-case results are stored beside it as JSON Lines in
+# parts of RESULTS_PART_LINES lines (every case; and every case that did not succeed).
+SUMMARY_INLINE_CASES = 10_000
+SUMMARY_LIST_CAP = 1000
+RESULTS_PART_LINES = 100_000
 FANOUT_TIMEOUT_SECONDS = 120
 # EventBridge invokes a Lambda target asynchronously; Lambda retries twice, so a case can
 # take three compute timeouts before its failure is final. Plus room for queueing. This is the
@@ -193,7 +236,7 @@ DEFAULT_RETENTION_DAYS = 7
 # a deadline is bounded by the retention (less the time to close the request at its deadline)
 # and, for the Standard PreProcess execution (at most one year), by a year less that time.
 # Prepare enforces the deployed bound; the client checks the absolute one.
-CLOSE_MARGIN_SECONDS = 2 * 3600  # the deadline's claim tries, Summary's runs (see below), and room to spare
+CLOSE_MARGIN_SECONDS = 3 * 3600  # the deadline's claim tries, Summary's runs (see below), and room to spare
 STANDARD_EXECUTION_MAX_SECONDS = 365 * 86_400
 MAX_DEADLINE_SECONDS = STANDARD_EXECUTION_MAX_SECONDS - 86_400  # a day for fan-out and closing
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import constants as c
+from . import keys
 
 # What a completion carries into the workflow input: errors are cut so that a batch of
 # 100 stays far below the 256 KB state limit (the results row keeps the long form).
@@ -53,16 +54,20 @@ class Completion:
     case_id: str
     state: str  # constants.CASE_SUCCEEDED or CASE_FAILED
     error: str
+    shards: int | None = None  # the request's results shards, as the event carried them (else read)
 
-    def to_input(self) -> dict[str, str]:
-        return {"messageId": self.message_id, "requestId": self.request_id, "caseId": self.case_id,
-                "state": self.state, "error": self.error}
+    def to_input(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"messageId": self.message_id, "requestId": self.request_id, "caseId": self.case_id,
+                               "state": self.state, "error": self.error}
+        if self.shards is not None:
+            out[c.DETAIL_SHARDS] = self.shards
+        return out
 
     @classmethod
     def from_input(cls, item: Mapping[str, Any]) -> Completion:
         try:
             completion = cls(str(item["messageId"]), item["requestId"], item["caseId"], item["state"],
-                             str(item.get("error") or ""))
+                             str(item.get("error") or ""), keys.shards_of(dict(item)))
         except (KeyError, TypeError) as exc:
             raise MalformedCompletion(f"a completion lacks {exc}") from None
         _check(completion)
@@ -89,18 +94,18 @@ def parse_completion(message_id: str, body: str) -> Completion:
         source, detail = event["source"], event["detail"]
         if source == c.COMPUTE_SOURCE:
             request_id, case_id = detail["requestId"], detail["request"][c.ATTR_CASE_ID]
-            state, error = detail["state"], detail.get("error") or ""
+            state, error, shards = detail["state"], detail.get("error") or "", keys.shards_of(detail)
         elif source == c.LAMBDA_DESTINATION_SOURCE and event.get("detail-type") == c.LAMBDA_FAILURE_DETAIL_TYPE:
             case_event = detail["requestPayload"]["detail"]
             request_id, case_id = case_event["requestId"], case_event["request"][c.ATTR_CASE_ID]
-            state, error = c.CASE_FAILED, failure_error(detail)
+            state, error, shards = c.CASE_FAILED, failure_error(detail), keys.shards_of(case_event)
         else:
             raise MalformedCompletion(f"not a completion: source {source!r}")
     except (ValueError, KeyError, TypeError) as exc:
         if isinstance(exc, MalformedCompletion):
             raise
         raise MalformedCompletion(f"not a completion event ({type(exc).__name__}: {exc})") from None
-    completion = Completion(message_id, request_id, case_id, state, str(error)[:MAX_ERROR_CHARS])
+    completion = Completion(message_id, request_id, case_id, state, str(error)[:MAX_ERROR_CHARS], shards)
     _check(completion)
     return completion
 
@@ -183,8 +188,9 @@ def count_batch(dynamodb: Any, tables: Tables, completions: Iterable[Completion]
         cases[completion.case_id] = completion
     for request_id, cases in by_request.items():
         reached = False
+        shards = _shards(dynamodb, tables, request_id, cases.values(), backoff)
         for chunk in _chunks(list(cases.values()), CASES_PER_TRANSACTION):
-            outcome = _count_chunk(dynamodb, tables, request_id, chunk, backoff, result, log)
+            outcome = _count_chunk(dynamodb, tables, request_id, shards, chunk, backoff, result, log)
             if outcome is None:  # could not be counted now: the queue delivers it again
                 result.failed.extend(completion.message_id for completion in chunk)
                 continue
@@ -199,20 +205,42 @@ def _chunks(items: list[Completion], size: int) -> Iterator[list[Completion]]:
         yield items[start : start + size]
 
 
-def _results_key(request_id: str, case_id: str) -> dict[str, Any]:
-    return {c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_CASE_ID: {"S": case_id}}
+def _shards(dynamodb: Any, tables: Tables, request_id: str, completions: Iterable[Completion],
+            backoff: Backoff) -> int:
+    """The request's shard count: as its completions carry it, else from its counter row (a
+    completion from a compute target that does not echo it); 1 when neither says."""
+    for completion in completions:
+        if completion.shards is not None:
+            return completion.shards
+    for attempt in range(backoff.attempts):
+        try:
+            item = dynamodb.get_item(TableName=tables.counter, Key=_counter_key(request_id), ConsistentRead=True,
+                                     ProjectionExpression="#shards",
+                                     ExpressionAttributeNames={"#shards": c.ATTR_SHARDS}).get("Item") or {}
+        except Exception as exc:
+            if _error_code(exc) not in RETRIED_ERRORS:
+                raise
+            backoff.wait(attempt)
+            continue
+        return int(item.get(c.ATTR_SHARDS, {}).get("N", "1"))
+    return 1
+
+
+def _results_key(request_id: str, completion: Completion, shards: int) -> dict[str, Any]:
+    # A completion's own shard count wins: one that carries a wrong count finds no row (not in the request).
+    return keys.results_key(request_id, completion.case_id, completion.shards or shards)
 
 
 def _counter_key(request_id: str) -> dict[str, Any]:
-    return {c.ATTR_REQUEST_ID: {"S": request_id}}
+    return keys.counter_key(request_id)
 
 
-def _read(dynamodb: Any, tables: Tables, request_id: str, chunk: list[Completion],
+def _read(dynamodb: Any, tables: Tables, request_id: str, shards: int, chunk: list[Completion],
           backoff: Backoff) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]] | None:
     """The counter row and the chunk's existing results rows, read consistently (at most
     100 keys: one BatchGetItem). None when throttled past the retry budget."""
     request: dict[str, Any] = {
-        tables.results: {"Keys": [_results_key(request_id, x.case_id) for x in chunk], "ConsistentRead": True},
+        tables.results: {"Keys": [_results_key(request_id, x, shards) for x in chunk], "ConsistentRead": True},
         tables.counter: {"Keys": [_counter_key(request_id)], "ConsistentRead": True},
     }
     found: dict[str, list[dict[str, Any]]] = {tables.results: [], tables.counter: []}
@@ -235,11 +263,11 @@ def _read(dynamodb: Any, tables: Tables, request_id: str, chunk: list[Completion
     return None
 
 
-def _count_chunk(dynamodb: Any, tables: Tables, request_id: str, chunk: list[Completion], backoff: Backoff,
-                 result: BatchResult, log: Log) -> bool | None:
+def _count_chunk(dynamodb: Any, tables: Tables, request_id: str, shards: int, chunk: list[Completion],
+                 backoff: Backoff, result: BatchResult, log: Log) -> bool | None:
     """Count one request's chunk (≤ 99 cases). True when the request's count has reached
     its target (a claim candidate), False when not, None when the chunk must be retried."""
-    read = _read(dynamodb, tables, request_id, chunk, backoff)
+    read = _read(dynamodb, tables, request_id, shards, chunk, backoff)
     if read is None:
         return None
     counter, rows = read
@@ -268,7 +296,7 @@ def _count_chunk(dynamodb: Any, tables: Tables, request_id: str, chunk: list[Com
     for attempt in range(backoff.attempts):
         result.attempts += 1
         try:
-            dynamodb.transact_write_items(TransactItems=_transaction(tables, request_id, pending, conflicts,
+            dynamodb.transact_write_items(TransactItems=_transaction(tables, request_id, shards, pending, conflicts,
                                                                      attempts=attempt + 1))
         except Exception as exc:
             code = _error_code(exc)
@@ -305,11 +333,11 @@ def _count_chunk(dynamodb: Any, tables: Tables, request_id: str, chunk: list[Com
     return None
 
 
-def _transaction(tables: Tables, request_id: str, pending: list[Completion], conflicts: int, *,
+def _transaction(tables: Tables, request_id: str, shards: int, pending: list[Completion], conflicts: int, *,
                  attempts: int) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = [{"Update": {
         "TableName": tables.results,
-        "Key": _results_key(request_id, x.case_id),
+        "Key": _results_key(request_id, x, shards),
         "UpdateExpression": "SET #outcome = :state, #outcomeError = :error",
         # The row exists: Emit registered the case, so it belongs to the request.
         "ConditionExpression": "attribute_exists(#caseId) AND attribute_not_exists(#outcome)",

@@ -1,6 +1,9 @@
 """Validation and normalisation of a fan-out request, shared by the CLI (which rejects a
 bad request before anything is written) and the Prepare function (which guards direct
-StartExecution calls)."""
+StartExecution calls). A request travels inline, as the PreProcess input in the seed's
+format, up to MAX_REQUEST_BYTES; a larger one (up to MAX_CASES cases and
+MAX_REFERENCED_REQUEST_BYTES) is stored in S3 and PreProcess gets a reference to it:
+`{"requestId": ..., "requestRef": "s3://bucket/key"}`."""
 
 from __future__ import annotations
 
@@ -85,8 +88,13 @@ class FanRequest:
         return execution_name(self.request_id)
 
     def input_bytes(self) -> int:
-        """The size of the PreProcess execution input, as it is sent."""
+        """The size of the request in the seed's format, minified (what the size limits measure)."""
         return len(self.to_input_json().encode())
+
+    def fits_inline(self) -> bool:
+        """Whether the request travels as the PreProcess input itself; else it is stored in S3
+        and PreProcess gets a reference to it (reference_input)."""
+        return self.input_bytes() <= c.MAX_REQUEST_BYTES
 
     def with_compute_seconds(self, seconds: float) -> FanRequest:
         """The request with `computeSeconds` set on every case that has none (a case's own
@@ -96,9 +104,66 @@ class FanRequest:
                       for case in self.cases)
         request = replace(self, cases=cases)
         size = request.input_bytes()
-        if size > c.MAX_REQUEST_BYTES:
+        if size > c.MAX_REFERENCED_REQUEST_BYTES:
             raise _too_large(size)
+        for index, case in enumerate(cases):
+            _check_case_size(index, case)
         return request
+
+
+def reference_input(request_id: str, uri: str) -> dict[str, Any]:
+    """The PreProcess input of a request stored in S3 (the documented by-reference input)."""
+    return {"requestId": request_id, c.INPUT_REQUEST_REF: uri}
+
+
+@dataclass(frozen=True)
+class RequestRef:
+    """Where a stored request is: an S3 bucket and key."""
+
+    bucket: str
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def parse_s3_uri(uri: Any) -> RequestRef:
+    """`s3://bucket/key` as a RequestRef; RequestError naming what is wrong."""
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise RequestError(f"{c.INPUT_REQUEST_REF} must be an S3 URI, s3://bucket/key; got {describe(uri)}")
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if not _BUCKET_NAME.fullmatch(bucket) or not key:
+        raise RequestError(f"{c.INPUT_REQUEST_REF} {uri!r} is not s3://bucket/key with a valid bucket name and a key")
+    return RequestRef(bucket=bucket, key=key)
+
+
+def parse_reference_input(data: dict[str, Any]) -> tuple[RequestRef, str | None]:
+    """A by-reference PreProcess input: where the request is, and the requestId it names (None
+    when it names none). RequestError when it mixes a reference with an inline request."""
+    extra = sorted(set(data) - {c.INPUT_REQUEST_REF, "requestId"})
+    if extra:
+        raise RequestError(f"a request by reference ({c.INPUT_REQUEST_REF}) holds only requestId besides it; "
+                           f"this input also has {', '.join(repr(name) for name in extra)}")
+    request_id = data.get("requestId")
+    if request_id is not None and not isinstance(request_id, str):
+        raise RequestError(f"requestId must be a string, got {type(request_id).__name__}")
+    return parse_s3_uri(data[c.INPUT_REQUEST_REF]), request_id
+
+
+# S3 bucket naming rules (docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html):
+# 3-63 lowercase letters, digits, dots and hyphens, beginning and ending with a letter or digit.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _check_case_size(index: int, case: dict[str, Any]) -> None:
+    size = len(_ENCODER.encode(case).encode())
+    if size > c.MAX_CASE_BYTES:
+        raise RequestError(f"requests[{index}] is {size} bytes as JSON; a case may be at most {c.MAX_CASE_BYTES} "
+                           "bytes, because ten cases travel in one EventBridge PutEvents call (256 KB)")
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def encode_input(data: dict[str, Any]) -> str:
@@ -114,8 +179,8 @@ def default_deadline_seconds(cases: int, *, concurrency: int,
     return waves * c.COMPUTE_ATTEMPTS * compute_timeout + c.DEADLINE_SLACK_SECONDS
 
 
-# Far more than any request that can be sent: a bigger text is not even parsed.
-MAX_TEXT_BYTES = 16 * c.MAX_REQUEST_BYTES
+# Far more than any request that can be sent (pretty-printed): a bigger text is not even parsed.
+MAX_TEXT_BYTES = 2 * c.MAX_REFERENCED_REQUEST_BYTES
 
 
 def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | None = None,
@@ -201,18 +266,20 @@ def parse_request(raw: str | bytes | dict[str, Any], *, default_deadline: int | 
 
     request = FanRequest(request_id=request_id, cases=tuple(cases),
                          deadline_seconds=None if deadline is None else int(max(1, deadline)))
-    # The size that counts is the input as it is sent (minified), not the caller's text.
+    # The size that counts is the request as it is sent (minified), not the caller's text.
     size = len(request.to_input_json().encode())
-    if size > c.MAX_REQUEST_BYTES:
+    if size > c.MAX_REFERENCED_REQUEST_BYTES:
         raise _too_large(size)
+    if size > c.MAX_CASE_BYTES:  # else no case can be larger
+        for index, case in enumerate(cases):
+            _check_case_size(index, case)
     return request
 
 
 def _too_large(size: int) -> RequestError:
     return RequestError(
-        f"request is {size} bytes as sent; the limit is {c.MAX_REQUEST_BYTES} bytes because a "
-        f"Step Functions execution input is capped at {c.SFN_MAX_INPUT_BYTES} bytes. "
-        "Split it into several requests."
+        f"request is {size} bytes as sent; the limit is {c.MAX_REFERENCED_REQUEST_BYTES} bytes (a request over "
+        f"{c.MAX_REQUEST_BYTES} bytes is stored in S3 and read whole by PreProcess). Split it into several requests."
     )
 
 

@@ -8,7 +8,13 @@ Summaries only one closes; the stored summary is written only after the close, f
 row (a retry writes the same document, and never over an existing one); the completion event is
 published after the summary is stored and marked published on the row, so a retry (or PreProcess
 at the deadline) publishes it if the closing run could not. A run that finds the request closed
-completes what is missing and nothing else."""
+completes what is missing and nothing else.
+
+At any size: the results rows are read shard by shard, a page at a time, into a SummaryBuilder
+that keeps counts, durations and capped lists (lambda_fns/summary_model.py), while every case's
+line is written to S3 as JSON Lines in parts (every case, and every case that did not succeed),
+under the run's own prefix: the stored summary names the parts of the run that closed the
+request. Up to SUMMARY_INLINE_CASES cases the summary also holds the whole per-case list."""
 
 from __future__ import annotations
 
@@ -20,7 +26,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from . import constants as c
-from .summary_model import build_summary
+from . import keys
+from .summary_model import SummaryBuilder, case_line
 from .support import client, plain_item, put_events, require_env
 from .telemetry import MetricUnit, Telemetry, log
 
@@ -32,44 +39,109 @@ _S3 = client("s3")
 _EVENTS = client("events")
 _TELEMETRY = Telemetry("summary")
 _LOG = _TELEMETRY.logger
+# What a case's line needs of its results row.
+_ROW_ATTRIBUTES = (c.ATTR_CASE_ID, c.ATTR_STATE, c.ATTR_ERROR, c.ATTR_DURATION_MS, c.ATTR_OUTCOME,
+                   c.ATTR_OUTCOME_ERROR)
+# The completion event's lists: far below EventBridge's 256 KB per event.
+EVENT_LIST_CAP = 100
+EVENT_ERROR_CHARS = 200
 
 
 def summary_key(request_id: str) -> str:
-    return f"summaries/{request_id}.json"
+    return keys.summary_key(request_id)
 
 
 def _counter_row(request_id: str) -> dict[str, Any]:
     item = _DDB.get_item(
-        TableName=_ENV[c.ENV_COUNTER_TABLE], Key={c.ATTR_REQUEST_ID: {"S": request_id}}, ConsistentRead=True
+        TableName=_ENV[c.ENV_COUNTER_TABLE], Key=keys.counter_key(request_id), ConsistentRead=True
     ).get("Item")
     if item is None:
         raise LookupError(f"no counter row for request {request_id!r}")
     return plain_item(item)
 
 
-def _results(request_id: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {
-        "TableName": _ENV[c.ENV_RESULTS_TABLE],
-        "KeyConditionExpression": "#rid = :rid",
-        "ExpressionAttributeNames": {"#rid": c.ATTR_REQUEST_ID},
-        "ExpressionAttributeValues": {":rid": {"S": request_id}},
-        "ConsistentRead": True,
-    }
-    while True:
-        page = _DDB.query(**kwargs)
-        rows.extend(plain_item(item) for item in page["Items"])
-        if "LastEvaluatedKey" not in page:
-            return rows
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+def results_rows(dynamodb: Any, table: str, request_id: str, shards: int) -> Any:
+    """Every results row of a request, plain, shard by shard (each in caseId order), read
+    consistently a page at a time: a million rows never sit in memory at once."""
+    names = {f"#a{i}": name for i, name in enumerate(_ROW_ATTRIBUTES)}
+    names["#p"] = c.ATTR_REQUEST_SHARD
+    for shard in range(shards):
+        kwargs: dict[str, Any] = {
+            "TableName": table,
+            "KeyConditionExpression": "#p = :p",
+            "ProjectionExpression": ", ".join(name for name in names if name != "#p"),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {":p": {"S": keys.partition(request_id, shard)}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = dynamodb.query(**kwargs)
+            for item in page["Items"]:
+                yield plain_item(item)
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def _summary(row: dict[str, Any], completed_at: float) -> dict[str, Any]:
+class PartWriter:
+    """Per-case lines as JSON Lines objects of RESULTS_PART_LINES lines each. A part is written
+    once (IfNoneMatch): under the run's own prefix, so a competing Summary's parts never mix
+    with this one's."""
+
+    def __init__(self, s3: Any, bucket: str, prefix: str, kind: str, lines: int | None = None) -> None:
+        self.s3, self.bucket, self.prefix, self.kind = s3, bucket, prefix, kind
+        self.size = lines or c.RESULTS_PART_LINES
+        self.buffer: list[str] = []
+        self.keys: list[str] = []
+        self.lines = 0
+
+    def add(self, line: dict[str, Any]) -> None:
+        self.buffer.append(json.dumps(line, separators=(",", ":"), ensure_ascii=False))
+        self.lines += 1
+        if len(self.buffer) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        key = f"{self.prefix}{self.kind}-{len(self.keys):05d}.jsonl"
+        _put_once(self.s3, self.bucket, key, ("\n".join(self.buffer) + "\n").encode(), "application/x-ndjson")
+        self.keys.append(key)
+        self.buffer = []
+
+
+def _summary(row: dict[str, Any], completed_at: float, token: str) -> dict[str, Any]:
+    """Aggregate the request, writing every case's line to the per-case results as it goes."""
     request_id = row[c.ATTR_REQUEST_ID]
-    manifest = json.loads(
-        _S3.get_object(Bucket=_ENV[c.ENV_ARTIFACTS_BUCKET], Key=row[c.ATTR_MANIFEST_KEY])["Body"].read()
-    )
-    return build_summary(row, _results(request_id), manifest["caseIds"], completed_at=completed_at)
+    bucket = _ENV[c.ENV_ARTIFACTS_BUCKET]
+    prefix = keys.results_prefix(request_id, token)
+    builder = SummaryBuilder(row)
+    every, unsucceeded = PartWriter(_S3, bucket, prefix, "cases"), PartWriter(_S3, bucket, prefix, "not-succeeded")
+
+    def add(line: dict[str, Any]) -> None:
+        every.add(line)
+        if line["state"] != c.CASE_SUCCEEDED:
+            unsucceeded.add(line)
+
+    seen: set[str] = set()
+    for result in results_rows(_DDB, _ENV[c.ENV_RESULTS_TABLE], request_id, int(row.get(c.ATTR_SHARDS, 1))):
+        line = case_line(result)
+        seen.add(line["caseId"])
+        builder.add(line)
+        add(line)
+    order: list[str] | None = None
+    if builder.keep_cases or len(seen) < builder.target:
+        # The manifest: the request's order, and its cases that have no row.
+        manifest = json.loads(_S3.get_object(Bucket=bucket, Key=row[c.ATTR_MANIFEST_KEY])["Body"].read())
+        order = manifest["caseIds"]
+        for line in builder.missing(case_id for case_id in order if case_id not in seen):
+            add(line)
+    every.flush()
+    unsucceeded.flush()
+    summary = builder.build(completed_at=completed_at, order=order if builder.keep_cases else None)
+    summary["results"] = {"format": "jsonl", "cases": every.keys, "notSucceeded": unsucceeded.keys,
+                          "lines": every.lines}
+    return summary
 
 
 def _close(row: dict[str, Any], summary: dict[str, Any], key: str, now: float) -> bool:
@@ -85,7 +157,7 @@ def _close(row: dict[str, Any], summary: dict[str, Any], key: str, now: float) -
     try:
         _DDB.update_item(
             TableName=_ENV[c.ENV_COUNTER_TABLE],
-            Key={c.ATTR_REQUEST_ID: {"S": row[c.ATTR_REQUEST_ID]}},
+            Key=keys.counter_key(row[c.ATTR_REQUEST_ID]),
             UpdateExpression="SET #status = :final, #key = :key, #done = :done ADD #writes :one",
             ConditionExpression=f"#status = :summarizing AND {claim}",
             ExpressionAttributeNames={"#status": c.ATTR_STATUS, "#key": c.ATTR_SUMMARY_KEY,
@@ -102,9 +174,13 @@ def _close(row: dict[str, Any], summary: dict[str, Any], key: str, now: float) -
 
 def _store(key: str, summary: dict[str, Any]) -> bool:
     """Write the summary unless it is stored already (a retry's document is the same)."""
+    return _put_once(_S3, _ENV[c.ENV_ARTIFACTS_BUCKET], key, json.dumps(summary).encode(), "application/json")
+
+
+def _put_once(s3: Any, bucket: str, key: str, body: bytes, content_type: str) -> bool:
+    """PutObject unless the key exists (False then: what is stored stands)."""
     try:
-        _S3.put_object(Bucket=_ENV[c.ENV_ARTIFACTS_BUCKET], Key=key, Body=json.dumps(summary).encode(),
-                       ContentType="application/json", IfNoneMatch="*")
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
     except ClientError as exc:
         if exc.response["Error"]["Code"] not in ("PreconditionFailed", "ConditionalRequestConflict"):
             raise
@@ -125,7 +201,7 @@ def _publish(row: dict[str, Any], compact: dict[str, Any]) -> bool:
     try:
         _DDB.update_item(
             TableName=_ENV[c.ENV_COUNTER_TABLE],
-            Key={c.ATTR_REQUEST_ID: {"S": row[c.ATTR_REQUEST_ID]}},
+            Key=keys.counter_key(row[c.ATTR_REQUEST_ID]),
             UpdateExpression="SET #published = :now",
             ConditionExpression="attribute_not_exists(#published)",
             ExpressionAttributeNames={"#published": c.ATTR_PUBLISHED_AT},
@@ -138,10 +214,13 @@ def _publish(row: dict[str, Any], compact: dict[str, Any]) -> bool:
 
 
 def compact_summary(summary: dict[str, Any], key: str) -> dict[str, Any]:
-    """The completion event's detail: the summary without its per-case list, lists capped."""
+    """The completion event's detail: the summary without its per-case list, its lists capped
+    at EVENT_LIST_CAP (their full counts stay) so that the event stays far below 256 KB."""
     compact = {k: v for k, v in summary.items() if k != "cases"}
-    compact["timedOut"] = summary["timedOut"][:100]
-    compact["notEmitted"] = summary["notEmitted"][:100]
+    compact["timedOut"] = summary["timedOut"][:EVENT_LIST_CAP]
+    compact["notEmitted"] = summary["notEmitted"][:EVENT_LIST_CAP]
+    compact["failures"] = [{"caseId": failure["caseId"], "error": str(failure.get("error", ""))[:EVENT_ERROR_CHARS]}
+                           for failure in summary.get("failures", [])[:EVENT_LIST_CAP]]
     compact["summaryKey"] = key
     return compact
 
@@ -157,7 +236,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"requestId": request_id, "status": status, "summarized": False}
     if status == c.STATUS_SUMMARIZING:
         now = time.time()
-        summary = _summary(row, now)
+        summary = _summary(row, now, context.aws_request_id)
         if not _close(row, summary, key, now):
             row = _counter_row(request_id)
             if row[c.ATTR_STATUS] not in c.FINAL_STATUSES:
@@ -174,12 +253,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     else:
         # Closed: complete what a run that closed it may not have (the stored summary, the event),
         # from the closed row, so the document is the one the close decided.
-        summary = _summary(row, float(row.get(c.ATTR_COMPLETED_AT, time.time())))
+        summary = _summary(row, float(row.get(c.ATTR_COMPLETED_AT, time.time())), context.aws_request_id)
         summary["status"] = row[c.ATTR_STATUS]
     stored = _store(key, summary)
     compact = compact_summary(summary, key)
     published = _publish(row, compact)
     log(_LOG, logging.INFO, "request summarized", status=summary["status"], succeeded=summary["succeeded"],
-        failed=summary["failed"], timedOut=len(summary["timedOut"]), notEmitted=len(summary["notEmitted"]),
-        stored=stored, published=published)
+        failed=summary["failed"], timedOut=summary["timedOutCount"], notEmitted=summary["notEmittedCount"],
+        parts=len(summary["results"]["cases"]), stored=stored, published=published)
     return {**compact, "summarized": True}

@@ -64,13 +64,15 @@ class ComputeWorkflow(Construct):
             "requestId": sfn.JsonPath.string_at("$.detail.requestId"),
             "request": sfn.JsonPath.object_at("$.detail.request"),
             c.DETAIL_DEADLINE: sfn.JsonPath.number_at(f"$.detail.{c.DETAIL_DEADLINE}"),
+            c.DETAIL_SHARDS: sfn.JsonPath.number_at(f"$.detail.{c.DETAIL_SHARDS}"),
         })
         compute = lambda_task(
             self, "ComputeCase",
             function=self.step_function,
             payload=sfn.TaskInput.from_object({"requestId": sfn.JsonPath.string_at("$.requestId"),
                                                "request": sfn.JsonPath.object_at("$.request"),
-                                               c.DETAIL_DEADLINE: sfn.JsonPath.number_at(f"$.{c.DETAIL_DEADLINE}")}),
+                                               c.DETAIL_DEADLINE: sfn.JsonPath.number_at(f"$.{c.DETAIL_DEADLINE}"),
+                                               c.DETAIL_SHARDS: sfn.JsonPath.number_at(f"$.{c.DETAIL_SHARDS}")}),
             output_path=None,
             result_selector={"result": sfn.JsonPath.object_at("$.Payload")},  # {"state", "error"?} or {"skipped"}
             result_path="$.step",
@@ -80,7 +82,8 @@ class ComputeWorkflow(Construct):
         def complete(construct_id: str, state: str, error: str) -> tasks.EventBridgePutEvents:
             detail: dict[str, object] = {"requestId": sfn.JsonPath.string_at("$.requestId"),
                                          "request": sfn.JsonPath.object_at("$.request"), "state": state,
-                                         "error": error}
+                                         "error": error,
+                                         c.DETAIL_SHARDS: sfn.JsonPath.number_at(f"$.{c.DETAIL_SHARDS}")}
             task = tasks.EventBridgePutEvents(self, construct_id, entries=[tasks.EventBridgePutEventsEntry(
                 event_bus=bus, source=c.COMPUTE_SOURCE, detail_type=c.COMPLETION_DETAIL_TYPE,
                 detail=sfn.TaskInput.from_object(detail),
@@ -106,6 +109,7 @@ class ComputeWorkflow(Construct):
             "requestId": sfn.JsonPath.string_at("$.requestId"),
             "request": sfn.JsonPath.object_at("$.request"),
             c.DETAIL_DEADLINE: sfn.JsonPath.number_at(f"$.{c.DETAIL_DEADLINE}"),
+            c.DETAIL_SHARDS: sfn.JsonPath.number_at(f"$.{c.DETAIL_SHARDS}"),
             "step": {"result": {
                 "state": c.CASE_FAILED,
                 "error": sfn.JsonPath.format("{}: {}", sfn.JsonPath.string_at("$.stepError.Error"),

@@ -44,7 +44,9 @@ class FanInWorkflow(Construct):
             module="summary",
             description="fanflow: aggregates a finished request and publishes its summary",
             timeout_seconds=c.SUMMARY_TIMEOUT_SECONDS,
-            memory_mb=1024,
+            # A full vCPU: reading (and parsing) a million results rows is CPU-bound; what it holds
+            # is bounded (lambda_fns/summary_model.py), plus a set of the caseIds it read.
+            memory_mb=1769,
             environment={
                 c.ENV_COUNTER_TABLE: counter_table.table_name,
                 c.ENV_RESULTS_TABLE: results_table.table_name,

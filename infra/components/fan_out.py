@@ -1,12 +1,17 @@
 """Fan-out: the PreProcess workflow validates a request, opens its counter row once, emits one
-event per case in batches, then closes the request at its deadline if it is still open.
+event per case in chunks, then closes the request at its deadline if it is still open.
 
-Each batch is its own Map iteration with its own failure handling, so one batch that cannot be
-emitted never stops the others: Emit resumes a batch from the cases not yet accepted after a
-backoff of seconds (with jitter), and gives up the cases still refused after its last attempt,
-lowering the request's target so that it closes as soon as the emitted cases are counted, with
-the fan-out failure in its summary; the execution then ends FAILED (FanOutFailed), which the
-monitoring alarms on, as it does on the CasesNotEmitted metric Emit writes at once.
+Prepare stores the request's cases in S3 in chunks; the fan-out is a Distributed Map over the
+chunk numbers, one Standard child execution per chunk (at most `fan_out_concurrency` at once:
+EventBridge's PutEvents quota, constants.FANOUT_MAX_CONCURRENCY). The state carries chunk
+numbers, never cases, and the chunks' own histories are their child executions', so PreProcess's
+history holds a Map Run whatever the request's size, far from the 25,000-event limit. Each
+chunk has its own failure handling, so one chunk that cannot be emitted never stops the
+others: Emit resumes a chunk from the cases not yet accepted after a backoff of seconds (with
+jitter), and gives up the cases still refused after its last attempt, lowering the request's
+target so that it closes as soon as the emitted cases are counted, with the fan-out failure in
+its summary; the execution then ends FAILED (FanOutFailed), which the monitoring alarms on, as
+it does on the CasesNotEmitted metric Emit writes at once.
 
 At the deadline, PreProcess claims the request (RUNNING, or SUMMARIZING under a stale claim:
 a Summary that ran its retries out) and runs Summary. A fresh claim means a Summary is running:
@@ -15,9 +20,12 @@ lower bound of the time without a clock of its own."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from collections.abc import Sequence
+
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
@@ -36,10 +44,14 @@ from infra.components.grants import grant_put_events
 from infra.components.summary import summary_task
 from lambda_fns import constants as c
 
-FAN_OUT_FAILED = "FanOutFailed"  # the error PreProcess ends with when a batch was lost
-# What each fan-out batch ends as (the Map's result, one word per batch).
-BATCH_EMITTED = "EMITTED"
-BATCH_LOST = "LOST"
+FAN_OUT_FAILED = "FanOutFailed"  # the error PreProcess ends with when a chunk was lost
+# What each fan-out chunk ends as (the Map's result, one word per chunk).
+CHUNK_EMITTED = "EMITTED"
+CHUNK_LOST = "LOST"
+# Prepare reads a request of up to MAX_REFERENCED_REQUEST_BYTES whole, then holds its cases
+# (about ten times their JSON in Python): the memory it gets, and the CPU that comes with it.
+PREPARE_MEMORY_MB = 3008
+PREPARE_TIMEOUT_SECONDS = 300
 
 
 class FanOutWorkflow(Construct):
@@ -47,41 +59,58 @@ class FanOutWorkflow(Construct):
                  results_table: dynamodb.ITable, artifacts_bucket: s3.IBucket, bus: events.IEventBus,
                  summary_function: lambda_.IFunction, retention_seconds: int,
                  compute_concurrency: int = c.ACCOUNT_LAMBDA_CONCURRENCY,
-                 batch_size: int = c.FANOUT_BATCH_SIZE) -> None:
+                 chunk_cases: int = c.FANOUT_CHUNK_CASES,
+                 fan_out_concurrency: int = c.FANOUT_MAX_CONCURRENCY,
+                 request_buckets: Sequence[str] = ()) -> None:
         super().__init__(scope, construct_id)
+        self.fan_out_concurrency = fan_out_concurrency
         self.prepare_function = python_function(
             self, "PrepareFunction",
             module="prepare",
-            description="fanflow: validates a request and plans its fan-out batches",
-            timeout_seconds=30,
-            memory_mb=512,
+            description="fanflow: validates a request, stores its cases in chunks and plans its fan-out",
+            timeout_seconds=PREPARE_TIMEOUT_SECONDS,
+            memory_mb=PREPARE_MEMORY_MB,
             environment={
                 c.ENV_ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
                 c.ENV_RETENTION_SECONDS: str(retention_seconds),
                 c.ENV_COMPUTE_CONCURRENCY: str(compute_concurrency),
-                c.ENV_BATCH_SIZE: str(batch_size),
+                c.ENV_CHUNK_CASES: str(chunk_cases),
+                c.ENV_FANOUT_CONCURRENCY: str(fan_out_concurrency),
             },
         )
-        artifacts_bucket.grant_put(self.prepare_function, "manifests/*")
+        # Requests stored by the client, and those in the buckets the deployment names.
+        # (GetObject only: Prepare reads the one object a reference names, and lists nothing.)
+        self.prepare_function.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"], resources=[artifacts_bucket.arn_for_objects(f"{c.REQUESTS_PREFIX}*")]))
+        if request_buckets:
+            partition = Stack.of(self).partition
+            self.prepare_function.add_to_role_policy(iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[f"arn:{partition}:s3:::{bucket}/*" for bucket in request_buckets]))
+        artifacts_bucket.grant_put(self.prepare_function, f"{c.MANIFESTS_PREFIX}*")
+        artifacts_bucket.grant_put(self.prepare_function, f"{c.CHUNKS_PREFIX}*")
         self.emit_function = python_function(
             self, "EmitFunction",
             module="emit",
-            description="fanflow: registers and puts one fan-out batch on the bus, ten events per call",
+            description="fanflow: registers and puts one fan-out chunk on the bus, ten events per call",
             timeout_seconds=c.FANOUT_TIMEOUT_SECONDS,
             environment={
                 c.ENV_EVENTBUS_NAME: bus.event_bus_name,
                 c.ENV_RESULTS_TABLE: results_table.table_name,
                 c.ENV_COUNTER_TABLE: counter_table.table_name,
+                c.ENV_ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
                 c.ENV_FANOUT_ATTEMPTS: str(c.FANOUT_ATTEMPTS),
                 c.ENV_FANOUT_BACKOFF_BASE_SECONDS: str(c.FANOUT_BACKOFF_BASE_SECONDS),
                 c.ENV_FANOUT_BACKOFF_MAX_SECONDS: str(c.FANOUT_BACKOFF_MAX_SECONDS),
             },
         )
         grant_put_events(self.emit_function, bus, source=c.PREPROCESS_SOURCE, detail_type=c.CASE_DETAIL_TYPE)
-        # Pending rows for its batch (and, after a crash, which exist); a given-up case's row.
+        self.emit_function.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"], resources=[artifacts_bucket.arn_for_objects(f"{c.CHUNKS_PREFIX}*")]))
+        # Pending rows for its chunk (and, after a crash, which exist); a given-up case's row.
         results_table.grant(self.emit_function, "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem",
                             "dynamodb:DeleteItem")
-        # A given-up batch lowers the target and may claim the request for Summary.
+        # A given-up chunk lowers the target and may claim the request for Summary.
         counter_table.grant(self.emit_function, "dynamodb:UpdateItem")
 
         self.state_machine = state_machine(
@@ -114,6 +143,8 @@ class FanOutWorkflow(Construct):
                 c.ATTR_DEADLINE: number(sfn.JsonPath.string_at("$.deadline")),
                 c.ATTR_EXPIRES_AT: number(sfn.JsonPath.string_at("$.expiresAt")),
                 c.ATTR_MANIFEST_KEY: tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.manifestKey")),
+                c.ATTR_SHARDS: number(sfn.JsonPath.string_at("$.shards")),
+                c.ATTR_CHUNKS: number(sfn.JsonPath.string_at("$.chunkCount")),
             },
             # A re-submitted requestId must never reset the request in flight.
             condition_expression="attribute_not_exists(#requestId)",
@@ -128,29 +159,35 @@ class FanOutWorkflow(Construct):
         register.add_catch(self._count_rejection("CountDuplicateRequest", exists), errors=[DYNAMODB_CONDITION_FAILED],
                            result_path="$.error")
 
-        fan_out = sfn.Map(
+        # One child execution per chunk; Standard children: exactly once, and a chunk's backoff
+        # may outlast an Express execution's five minutes.
+        fan_out = sfn.DistributedMap(
             self, "FanOut",
-            items_path="$.batches",
+            items_path="$.chunks",
             item_selector={
                 "requestId": sfn.JsonPath.string_at("$.requestId"),
-                "cases": sfn.JsonPath.string_at("$$.Map.Item.Value"),
-                "batch": sfn.JsonPath.string_at("$$.Map.Item.Index"),
+                "chunk": sfn.JsonPath.string_at("$$.Map.Item.Value"),
+                "chunkPrefix": sfn.JsonPath.string_at("$.chunkPrefix"),
+                c.DETAIL_SHARDS: sfn.JsonPath.string_at("$.shards"),
                 "deadline": sfn.JsonPath.string_at("$.deadline"),
                 "expiresAt": sfn.JsonPath.string_at("$.expiresAt"),
                 "attempt": 0,
+                "pending": [],
                 "registered": False,
             },
-            max_concurrency=c.FANOUT_MAX_CONCURRENCY,
-            result_path="$.fanOut",  # one word per batch: EMITTED or LOST
+            max_concurrency=self.fan_out_concurrency,
+            map_execution_type=sfn.StateMachineType.STANDARD,
+            label="FanOutChunks",
+            result_path="$.fanOut",  # one word per chunk: EMITTED or LOST
         )
-        fan_out.item_processor(self._batch(counter_table, summary_function))
+        fan_out.item_processor(self._chunk(counter_table, summary_function))
 
-        # Only what the close needs from here on; the batches are dropped.
+        # Only what the close needs from here on.
         keep = sfn.Pass(self, "KeepRequestRef", parameters={
             "requestId": sfn.JsonPath.string_at("$.requestId"),
             "claimSlots": sfn.JsonPath.string_at("$.claimSlots"),
             "claim": {"attempt": 0},
-            "fanOutFailed": sfn.JsonPath.array_contains(sfn.JsonPath.list_at("$.fanOut"), BATCH_LOST),
+            "fanOutFailed": sfn.JsonPath.array_contains(sfn.JsonPath.list_at("$.fanOut"), CHUNK_LOST),
         })
         return prepare.next(register).next(fan_out).next(keep).next(self._close(counter_table, summary_function))
 
@@ -173,15 +210,20 @@ class FanOutWorkflow(Construct):
         task.add_catch(then, errors=["States.ALL"], result_path="$.metricError")  # never changes the outcome
         return task.next(then)
 
-    def _batch(self, counter_table: dynamodb.ITable, summary_function: lambda_.IFunction) -> sfn.IChainable:
-        """One batch: emit, resume what was not accepted after a backoff, and end in EMITTED or LOST."""
-        emit = lambda_task(self, "EmitBatch", function=self.emit_function, payload=sfn.TaskInput.from_object({
+    def _chunk(self, counter_table: dynamodb.ITable, summary_function: lambda_.IFunction) -> sfn.IChainable:
+        """One chunk: emit, resume what was not accepted after a backoff, and end in EMITTED or LOST."""
+        chunk_input = {
             "requestId": sfn.JsonPath.string_at("$.requestId"),
-            "cases": sfn.JsonPath.string_at("$.cases"),
-            "batch": sfn.JsonPath.string_at("$.batch"),
+            "chunk": sfn.JsonPath.string_at("$.chunk"),
+            "chunkPrefix": sfn.JsonPath.string_at("$.chunkPrefix"),
+            c.DETAIL_SHARDS: sfn.JsonPath.string_at(f"$.{c.DETAIL_SHARDS}"),
+            "attempt": sfn.JsonPath.string_at("$.attempt"),
+            "pending": sfn.JsonPath.string_at("$.pending"),
+        }
+        emit = lambda_task(self, "EmitChunk", function=self.emit_function, payload=sfn.TaskInput.from_object({
+            **chunk_input,
             "deadline": sfn.JsonPath.string_at("$.deadline"),
             "expiresAt": sfn.JsonPath.string_at("$.expiresAt"),
-            "attempt": sfn.JsonPath.string_at("$.attempt"),
             "registered": sfn.JsonPath.string_at("$.registered"),
             # Nonzero when Step Functions retries a crashed invocation: some cases may be registered.
             "retryCount": sfn.JsonPath.string_at("$$.State.RetryCount"),
@@ -190,9 +232,9 @@ class FanOutWorkflow(Construct):
         emit.add_retry(errors=["States.TaskFailed"], interval=Duration.seconds(2), max_attempts=3, backoff_rate=2,
                        jitter_strategy=sfn.JitterType.FULL)
         backoff = sfn.Wait(self, "BackOffBeforeResuming", time=sfn.WaitTime.seconds_path("$.waitSeconds"))
-        emitted = sfn.Pass(self, "BatchEmitted", result=sfn.Result.from_string(BATCH_EMITTED))
-        lost = sfn.Pass(self, "BatchLost", result=sfn.Result.from_string(BATCH_LOST))
-        # The batch's loss closed the request (every emitted case was counted already): summarize.
+        emitted = sfn.Pass(self, "ChunkEmitted", result=sfn.Result.from_string(CHUNK_EMITTED))
+        lost = sfn.Pass(self, "ChunkLost", result=sfn.Result.from_string(CHUNK_LOST))
+        # The chunk's loss closed the request (every emitted case was counted already): summarize.
         summarize = summary_task(self, "SummarizeFanOutFailure", summary_function, c.REASON_FAN_OUT_FAILED)
         summarize.add_catch(lost, errors=["States.ALL"], result_path="$.summaryError")  # the deadline retries it
         summarize.next(lost)
@@ -203,15 +245,14 @@ class FanOutWorkflow(Construct):
                     .when(sfn.Condition.number_greater_than("$.lost", 0), lost)
                     .otherwise(emitted))
 
-        emit.next(sfn.Choice(self, "BatchPending?")
-                  .when(sfn.Condition.number_greater_than("$.pending", 0), backoff.next(emit))
-                  .otherwise(outcome("BatchOutcome?")))
+        emit.next(sfn.Choice(self, "ChunkPending?")
+                  .when(sfn.Condition.number_greater_than("$.remaining", 0), backoff.next(emit))
+                  .otherwise(outcome("ChunkOutcome?")))
 
-        # Emit itself failed for good: give the batch up (its rows, and its share of the target).
-        abandon = lambda_task(self, "AbandonBatch", function=self.emit_function, payload=sfn.TaskInput.from_object({
-            "requestId": sfn.JsonPath.string_at("$.requestId"),
-            "cases": sfn.JsonPath.string_at("$.cases"),
-            "batch": sfn.JsonPath.string_at("$.batch"),
+        # Emit itself failed for good: give the chunk up (the rows of the cases it had not emitted
+        # surely, and their share of the target).
+        abandon = lambda_task(self, "AbandonChunk", function=self.emit_function, payload=sfn.TaskInput.from_object({
+            **chunk_input,
             "abandon": True,
             "error": sfn.JsonPath.string_at("$.emitError.Error"),
         }))
@@ -227,7 +268,7 @@ class FanOutWorkflow(Construct):
             expression_attribute_names={"#error": c.ATTR_FAN_OUT_ERROR, "#status": c.ATTR_STATUS},
             expression_attribute_values={
                 ":error": tasks.DynamoAttributeValue.from_string(sfn.JsonPath.format(
-                    "fan-out: batch {} could not be emitted: {}", sfn.JsonPath.string_at("$.batch"),
+                    "fan-out: chunk {} could not be emitted: {}", sfn.JsonPath.string_at("$.chunk"),
                     sfn.JsonPath.string_at("$.abandonError.Error"))),
                 ":running": tasks.DynamoAttributeValue.from_string(c.STATUS_RUNNING),
             },
@@ -290,7 +331,7 @@ class FanOutWorkflow(Construct):
         ended = (sfn.Choice(self, "FanOutFailed?")
                  .when(sfn.Condition.boolean_equals("$.fanOutFailed", True),
                        sfn.Fail(self, FAN_OUT_FAILED, error=FAN_OUT_FAILED,
-                                cause="a fan-out batch was lost: the request's summary says which cases and why"))
+                                cause="a fan-out chunk was lost: the request's summary says which cases and why"))
                  .otherwise(sfn.Succeed(self, "RequestClosed")))
         missing = sfn.Fail(self, "CounterRowMissing", error="CounterRowMissing",
                            cause="the request's counter row is gone at its deadline")

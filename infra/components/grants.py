@@ -15,7 +15,7 @@ from lambda_fns import constants as c
 # among them: with this condition a compute role can neither write nor test them
 # (docs.aws.amazon.com/amazondynamodb/latest/developerguide/specifying-conditions.html: the
 # listed attributes "can be read, written, or evaluated in a conditional write").
-RESULT_ATTRIBUTES = (c.ATTR_REQUEST_ID, c.ATTR_CASE_ID, c.ATTR_STATE, c.ATTR_ERROR, c.ATTR_STARTED_AT,
+RESULT_ATTRIBUTES = (c.ATTR_REQUEST_SHARD, c.ATTR_CASE_ID, c.ATTR_STATE, c.ATTR_ERROR, c.ATTR_STARTED_AT,
                      c.ATTR_FINISHED_AT, c.ATTR_DURATION_MS, c.ATTR_COMPUTED_BY)
 
 

@@ -1,5 +1,6 @@
 """Where request state lives: the counter table (one row per request), the results
-table (one row per case) and the artifacts bucket (manifests and summaries)."""
+table (one row per case, keyed by the request's shard and the caseId) and the artifacts
+bucket (stored requests, their chunks and manifests, and summaries)."""
 
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ class RequestStore(Construct):
             partition_key=dynamodb.Attribute(name=c.ATTR_REQUEST_ID, type=dynamodb.AttributeType.STRING),
             **common,  # type: ignore[arg-type]
         )
+        # Write sharding: a request's rows spread over its shards' partitions (lambda_fns/keys.py).
         self.results_table = dynamodb.Table(
             self, "ResultsTable",
-            partition_key=dynamodb.Attribute(name=c.ATTR_REQUEST_ID, type=dynamodb.AttributeType.STRING),
+            partition_key=dynamodb.Attribute(name=c.ATTR_REQUEST_SHARD, type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=c.ATTR_CASE_ID, type=dynamodb.AttributeType.STRING),
             **common,  # type: ignore[arg-type]
         )

@@ -20,8 +20,8 @@ from infra.components.functions import lambda_task
 from infra.components.grants import put_events_statement
 from lambda_fns import constants as c
 
-MANIFESTS = "manifests/*"
-SUMMARIES = "summaries/*"
+MANIFESTS = f"{c.MANIFESTS_PREFIX}*"
+SUMMARIES = f"{c.SUMMARIES_PREFIX}*"
 
 
 def summary_task(scope: Construct, construct_id: str, function: lambda_.IFunction, reason: str,

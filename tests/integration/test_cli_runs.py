@@ -39,7 +39,7 @@ def test_request_id_replaces_the_file_s_and_may_be_any_text(capsys: pytest.Captu
 
 
 FAULTS = ("--cases", "40", "--seed", "7", "--duplicate-rate", "0.5", "--failure-rate", "0.3", "--drop-rate", "0.1",
-          "--deadline", "2")
+          "--deadline", "4")
 
 
 def test_the_same_seed_repeats_a_fault_run_and_the_deadline_closes_it_on_time(
@@ -57,4 +57,19 @@ def test_the_same_seed_repeats_a_fault_run_and_the_deadline_closes_it_on_time(
         row = result["counterRow"]
         assert result["status"] == c.STATUS_TIMED_OUT
         assert row[c.ATTR_DEADLINE] <= row[c.ATTR_COMPLETED_AT] < row[c.ATTR_DEADLINE] + 1.5
-        assert row[c.ATTR_DEADLINE] - row[c.ATTR_CREATED_AT] >= 2
+        assert row[c.ATTR_DEADLINE] - row[c.ATTR_CREATED_AT] >= 4
+
+
+def test_a_deadline_the_stack_refuses_is_an_invalid_request_with_prepare_s_reason(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a deadline within a year (the client's bound) but beyond the stack's retention less
+    # the close margin (7 days less 3 hours: 594,000 s)
+    bound = c.max_deadline_seconds(c.DEFAULT_RETENTION_DAYS * 86_400)
+    # WHEN it runs  THEN Prepare refuses it, and the run says why as an invalid request: exit 2,
+    # one line, no Lambda error record or stack trace
+    code = main(["run", "--cases", "1", "--deadline", str(bound + 1)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert (f"fanflow: invalid request: PreProcess refused it: deadlineSeconds must be a number of seconds "
+            f"between 1 and {bound}") in err
+    assert "stackTrace" not in err and "errorMessage" not in err

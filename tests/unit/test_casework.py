@@ -17,7 +17,7 @@ from moto import mock_aws
 from lambda_fns import casework
 from lambda_fns import constants as c
 from lambda_fns.support import plain_item
-from tests.tables import create_results_table
+from tests.tables import create_results_table, results_key
 
 REGION = "us-east-1"
 RESULTS = "results"
@@ -46,10 +46,13 @@ def test_a_case_with_unusable_compute_seconds_fails_on_every_target() -> None:
 
 
 def test_the_completion_detail_is_the_fan_out_detail_plus_the_outcome() -> None:
-    detail = {"requestId": "r", "request": {"caseId": "1", "computeType": "queue"}, "extra": "dropped"}
+    detail = {"requestId": "r", "request": {"caseId": "1", "computeType": "queue"}, "extra": "dropped",
+              c.DETAIL_SHARDS: 4}
     assert casework.completion_detail(detail, c.CASE_SUCCEEDED, None) == {
         "requestId": "r", "request": {"caseId": "1", "computeType": "queue"}, "state": c.CASE_SUCCEEDED,
-        "error": ""}
+        "error": "", c.DETAIL_SHARDS: 4}  # the shard count travels on: it finds the case's results row
+    # A fan-out event without a shard count is a request of one shard.
+    assert casework.completion_detail({**detail, c.DETAIL_SHARDS: None}, c.CASE_SUCCEEDED, None)[c.DETAIL_SHARDS] == 1
     failed = casework.completion_detail(detail, c.CASE_FAILED, "E: x")
     assert (failed["state"], failed["error"]) == (c.CASE_FAILED, "E: x")
     assert "countAs" not in failed  # the fan-in counts by the state, never by what an event names
@@ -69,26 +72,24 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 def row(dynamodb: Any, request_id: str, case_id: str) -> dict[str, Any]:
-    return plain_item(dynamodb.get_item(TableName=RESULTS, Key={c.ATTR_REQUEST_ID: {"S": request_id},
-                                                                c.ATTR_CASE_ID: {"S": case_id}})["Item"])
+    return plain_item(dynamodb.get_item(TableName=RESULTS, Key={**results_key(request_id, case_id)})["Item"])
 
 
 def pending(dynamodb: Any, request_id: str, case_id: str) -> None:
     """A case registered by Emit: its pending row."""
-    dynamodb.put_item(TableName=RESULTS, Item={c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_CASE_ID: {"S": case_id},
+    dynamodb.put_item(TableName=RESULTS, Item={**results_key(request_id, case_id),
                                                c.ATTR_STATE: {"S": c.CASE_PENDING}, c.ATTR_EXPIRES_AT: {"N": "99"}})
 
 
 def count(dynamodb: Any, request_id: str, case_id: str, outcome: str) -> None:
     """What Increment does to a counted case's row."""
-    dynamodb.update_item(TableName=RESULTS, Key={c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_CASE_ID: {"S": case_id}},
+    dynamodb.update_item(TableName=RESULTS, Key={**results_key(request_id, case_id)},
                          UpdateExpression="SET #o = :o", ExpressionAttributeNames={"#o": c.ATTR_OUTCOME},
                          ExpressionAttributeValues={":o": {"S": outcome}})
 
 
 def exists(dynamodb: Any, request_id: str, case_id: str) -> bool:
-    return "Item" in dynamodb.get_item(TableName=RESULTS, Key={c.ATTR_REQUEST_ID: {"S": request_id},
-                                                               c.ATTR_CASE_ID: {"S": case_id}})
+    return "Item" in dynamodb.get_item(TableName=RESULTS, Key={**results_key(request_id, case_id)})
 
 
 REPORTING = casework.Reporting(results_table=RESULTS, bus_name="bus", computed_by=c.COMPUTE_TYPE_LAMBDA)
@@ -111,14 +112,14 @@ def test_record_result_writes_only_a_pending_row(aws: Any) -> None:
     # GIVEN a case Emit registered
     pending(aws, "r", "1")
     # WHEN the workflow target records its result  THEN the pending row takes it, with who computed it
-    assert casework.record_result(aws, RESULTS, "r", "1", state=c.CASE_SUCCEEDED, started=1.0, finished=1.5,
+    assert casework.record_result(aws, RESULTS, "r", "1", 1, state=c.CASE_SUCCEEDED, started=1.0, finished=1.5,
                                   error=None, computed_by=c.COMPUTE_TYPE_WORKFLOW)
     stored = row(aws, "r", "1")
     assert (stored[c.ATTR_STATE], stored[c.ATTR_COMPUTED_BY], stored[c.ATTR_DURATION_MS]) == (
         c.CASE_SUCCEEDED, c.COMPUTE_TYPE_WORKFLOW, 500)
     assert stored[c.ATTR_EXPIRES_AT] == 99, "the row keeps the expiry Emit gave it"
     # WHEN a duplicate run records another result  THEN the stored result stands, and the caller is told
-    assert casework.record_result(aws, RESULTS, "r", "1", state=c.CASE_FAILED, started=2.0, finished=3.0,
+    assert casework.record_result(aws, RESULTS, "r", "1", 1, state=c.CASE_FAILED, started=2.0, finished=3.0,
                                   error="late", computed_by=c.COMPUTE_TYPE_QUEUE) is False
     assert (row(aws, "r", "1")[c.ATTR_STATE], row(aws, "r", "1")[c.ATTR_COMPUTED_BY]) == (
         c.CASE_SUCCEEDED, c.COMPUTE_TYPE_WORKFLOW)
@@ -127,7 +128,7 @@ def test_record_result_writes_only_a_pending_row(aws: Any) -> None:
 def test_record_result_creates_no_row_for_a_case_not_in_the_request(aws: Any) -> None:
     # GIVEN no row for the case (a forged or stray completion's case)
     # WHEN a result is recorded  THEN nothing is written
-    assert casework.record_result(aws, RESULTS, "r", "ghost", state=c.CASE_SUCCEEDED, started=1.0, finished=1.5,
+    assert casework.record_result(aws, RESULTS, "r", "ghost", 1, state=c.CASE_SUCCEEDED, started=1.0, finished=1.5,
                                   error=None, computed_by=c.COMPUTE_TYPE_LAMBDA) is False
     assert not exists(aws, "r", "ghost")
 
@@ -144,7 +145,7 @@ def test_a_pending_case_is_computed_and_recorded(aws: Any) -> None:
 def test_a_retried_case_reports_its_stored_result_without_computing_again(aws: Any) -> None:
     # GIVEN a case whose first run stored a failure (and whose completion may have been lost)
     pending(aws, "r", "1")
-    casework.record_result(aws, RESULTS, "r", "1", state=c.CASE_FAILED, started=1.0, finished=2.0, error="E: first",
+    casework.record_result(aws, RESULTS, "r", "1", 1, state=c.CASE_FAILED, started=1.0, finished=2.0, error="E: first",
                            computed_by=c.COMPUTE_TYPE_LAMBDA)
     # WHEN it is delivered again
     work = Recorder()
@@ -194,7 +195,7 @@ def test_a_run_that_loses_the_race_reports_the_winner_s_result(aws: Any) -> None
     pending(aws, "r", "1")
 
     def slow(request: dict[str, Any], seconds: float) -> None:
-        casework.record_result(aws, RESULTS, "r", "1", state=c.CASE_FAILED, started=0.0, finished=1.0,
+        casework.record_result(aws, RESULTS, "r", "1", 1, state=c.CASE_FAILED, started=0.0, finished=1.0,
                                error="E: other", computed_by=c.COMPUTE_TYPE_QUEUE)
 
     settled = casework.settle_case(aws, {"requestId": "r", "request": {"caseId": "1"}}, REPORTING, seconds=0.0,

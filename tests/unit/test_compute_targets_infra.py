@@ -197,17 +197,20 @@ def test_the_workflow_computes_in_steps_and_puts_the_completion_event(
     # GIVEN the compute workflow's definition
     definition = workflow_definition(resources, ids[c.COMPUTE_TYPE_WORKFLOW])
     states = definition["States"]
-    # WHEN it starts with the whole fan-out event THEN it keeps the case reference
+    # WHEN it starts with the whole fan-out event THEN it keeps the case reference (with the
+    # request's shard count, which finds the case's results row)
     assert definition["StartAt"] == "ReadCase"
     assert states["ReadCase"]["Parameters"] == {"requestId.$": "$.detail.requestId", "request.$": "$.detail.request",
-                                                c.DETAIL_DEADLINE + ".$": f"$.detail.{c.DETAIL_DEADLINE}"}
+                                                c.DETAIL_DEADLINE + ".$": f"$.detail.{c.DETAIL_DEADLINE}",
+                                                c.DETAIL_SHARDS + ".$": f"$.detail.{c.DETAIL_SHARDS}"}
     # AND runs the computing step, a Lambda task with the case's deadline, retried when Lambda
     # throttles it or fails to run it, and when it fails
     compute = states[states["ReadCase"]["Next"]]
     assert compute["Resource"].endswith(":states:::lambda:invoke")
     assert compute["Parameters"]["FunctionName"] == "${GetAtt:" + ids["step"] + ".Arn}"
     assert compute["Parameters"]["Payload"] == {"requestId.$": "$.requestId", "request.$": "$.request",
-                                                c.DETAIL_DEADLINE + ".$": f"$.{c.DETAIL_DEADLINE}"}
+                                                c.DETAIL_DEADLINE + ".$": f"$.{c.DETAIL_DEADLINE}",
+                                                c.DETAIL_SHARDS + ".$": f"$.{c.DETAIL_SHARDS}"}
     retried = [error for retry in compute["Retry"] for error in retry["ErrorEquals"]]
     assert {"Lambda.TooManyRequestsException", "Lambda.ServiceException", "States.TaskFailed"} <= set(retried)
     # AND ends without a completion when the step did not compute the case (after its deadline, say)
@@ -217,7 +220,7 @@ def test_the_workflow_computes_in_steps_and_puts_the_completion_event(
     assert states["CaseNotComputed"]["Type"] == "Succeed"
     # AND otherwise branches on the step's outcome to one optimized PutEvents each, with the completion contract
     assert failed_rule["Variable"] == "$.step.result.state" and failed_rule["StringEquals"] == c.CASE_FAILED
-    detail = {"requestId.$": "$.requestId", "request.$": "$.request"}
+    detail = {"requestId.$": "$.requestId", "request.$": "$.request", c.DETAIL_SHARDS + ".$": f"$.{c.DETAIL_SHARDS}"}
     succeeded = {**detail, "state": c.CASE_SUCCEEDED, "error": ""}
     failed = {**detail, "state": c.CASE_FAILED, "error.$": "$.step.result.error"}
     for state_name, expected in ((choice["Default"], succeeded), (failed_rule["Next"], failed)):
@@ -313,7 +316,7 @@ def test_the_worker_policy_is_what_a_worker_needs_and_no_more(resources: dict[st
     queue = json.dumps({"Fn::GetAtt": [ids[c.COMPUTE_TYPE_QUEUE], "Arn"]})
     results = json.dumps({"Fn::GetAtt": [ids["results"], "Arn"]})
     result_attributes = {"ForAllValues:StringEquals": {"dynamodb:Attributes": [
-        c.ATTR_REQUEST_ID, c.ATTR_CASE_ID, c.ATTR_STATE, c.ATTR_ERROR, c.ATTR_STARTED_AT, c.ATTR_FINISHED_AT,
+        c.ATTR_REQUEST_SHARD, c.ATTR_CASE_ID, c.ATTR_STATE, c.ATTR_ERROR, c.ATTR_STARTED_AT, c.ATTR_FINISHED_AT,
         c.ATTR_DURATION_MS, c.ATTR_COMPUTED_BY]},
         "StringEqualsIfExists": {"dynamodb:ReturnValues": ["NONE", "UPDATED_OLD", "UPDATED_NEW"]}}
     completions = {"ForAllValues:StringEquals": {"events:source": [c.COMPUTE_SOURCE],

@@ -42,16 +42,25 @@ def test_case_outcomes_are_final_statuses() -> None:
     assert {c.CASE_SUCCEEDED, c.CASE_FAILED} <= c.FINAL_STATUSES
 
 
-def test_fanout_batch_is_a_whole_number_of_put_events_calls() -> None:
-    # GIVEN the fan-out batch size  THEN it fills whole PutEvents calls of at most 10 entries
+def test_a_fan_out_chunk_is_a_whole_number_of_put_events_calls() -> None:
+    # GIVEN the fan-out chunk size  THEN it fills whole PutEvents calls of at most 10 entries
     assert c.PUT_EVENTS_MAX_ENTRIES == 10
-    assert c.FANOUT_BATCH_SIZE > 0
-    assert c.FANOUT_BATCH_SIZE % c.PUT_EVENTS_MAX_ENTRIES == 0
-    # so a request of N cases costs ceil(N / 10) calls whichever batch a case lands in
-    for n in (1, 10, 11, 250, c.MAX_CASES):
-        batches = [min(c.FANOUT_BATCH_SIZE, n - start) for start in range(0, n, c.FANOUT_BATCH_SIZE)]
-        calls = sum(math.ceil(size / c.PUT_EVENTS_MAX_ENTRIES) for size in batches)
+    assert c.FANOUT_CHUNK_CASES > 0
+    assert c.FANOUT_CHUNK_CASES % c.PUT_EVENTS_MAX_ENTRIES == 0
+    # so a request of N cases costs ceil(N / 10) calls whichever chunk a case lands in
+    for n in (1, 10, 11, 250, 2_500, c.MAX_CASES):
+        chunks = [min(c.FANOUT_CHUNK_CASES, n - start) for start in range(0, n, c.FANOUT_CHUNK_CASES)]
+        calls = sum(math.ceil(size / c.PUT_EVENTS_MAX_ENTRIES) for size in chunks)
         assert calls == math.ceil(n / c.PUT_EVENTS_MAX_ENTRIES)
+    # AND a million cases make 1,000 chunks: a Distributed Map's items, far from its history
+    assert math.ceil(c.MAX_CASES / c.FANOUT_CHUNK_CASES) == 1000
+
+
+def test_ten_of_the_largest_cases_fit_in_a_put_events_call_and_a_million_in_a_stored_request() -> None:
+    # GIVEN the largest case  THEN ten of them fit in one PutEvents call (256 KB with envelopes)
+    assert c.PUT_EVENTS_MAX_ENTRIES * c.MAX_CASE_BYTES < c.SFN_MAX_INPUT_BYTES
+    # AND a stored request of a million cases of 256 bytes each fits the referenced limit
+    assert c.MAX_CASES * 256 < c.MAX_REFERENCED_REQUEST_BYTES
 
 
 def test_limits_are_coherent() -> None:

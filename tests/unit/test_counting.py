@@ -25,7 +25,7 @@ from lambda_fns.counting import (
     parse_completion,
 )
 from tests.documented import as_body, completion_event, failure_record
-from tests.tables import create_counter_table, create_results_table
+from tests.tables import create_counter_table, create_results_table, results_key
 
 TABLES = Tables(counter="counter", results="results")
 
@@ -97,8 +97,7 @@ def open_request(ddb: Any, request_id: str, cases: int, *, status: str = c.STATU
         c.ATTR_FAILED: {"N": "0"}, c.ATTR_TARGET: {"N": str(cases)}, c.ATTR_STATUS: {"S": status},
         c.ATTR_COUNTER_WRITES: {"N": "1"}})
     for case in range(cases):
-        ddb.put_item(TableName=TABLES.results, Item={c.ATTR_REQUEST_ID: {"S": request_id},
-                                                     c.ATTR_CASE_ID: {"S": str(case)}})
+        ddb.put_item(TableName=TABLES.results, Item={**results_key(request_id, str(case))})
 
 
 def counter(ddb: Any, request_id: str) -> dict[str, Any]:
@@ -107,8 +106,7 @@ def counter(ddb: Any, request_id: str) -> dict[str, Any]:
 
 
 def outcome(ddb: Any, request_id: str, case_id: str) -> str | None:
-    item = ddb.get_item(TableName=TABLES.results, Key={c.ATTR_REQUEST_ID: {"S": request_id},
-                                                        c.ATTR_CASE_ID: {"S": case_id}}).get("Item", {})
+    item = ddb.get_item(TableName=TABLES.results, Key={**results_key(request_id, case_id)}).get("Item", {})
     return item.get(c.ATTR_OUTCOME, {}).get("S")
 
 
@@ -171,8 +169,7 @@ def test_strangers_closed_and_unknown_requests_are_dropped_without_a_write(ddb: 
     assert counter(ddb, "r")[c.ATTR_COUNTER] == 0 and counter(ddb, "closed")[c.ATTR_COUNTER] == 0
     assert counter(ddb, "r")[c.ATTR_COUNTER_WRITES] == 1
     assert (result.dropped, result.failed, result.transactions) == (3, [], 0)
-    assert "Item" not in ddb.get_item(TableName=TABLES.results, Key={c.ATTR_REQUEST_ID: {"S": "r"},
-                                                                     c.ATTR_CASE_ID: {"S": "5"}})
+    assert "Item" not in ddb.get_item(TableName=TABLES.results, Key={**results_key("r", "5")})
 
 
 def test_a_batch_spanning_requests_and_more_than_99_cases_splits_its_transactions(ddb: Any) -> None:

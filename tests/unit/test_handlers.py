@@ -19,7 +19,7 @@ from moto import mock_aws
 
 from lambda_fns import constants as c
 from lambda_fns.request_model import RequestError
-from tests.tables import create_counter_table, create_results_table
+from tests.tables import create_counter_table, create_results_table, results_key
 
 REGION = "us-east-1"
 BUCKET = "fanflow-artifacts"
@@ -121,22 +121,37 @@ def prepare(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Module
     monkeypatch.setenv(c.ENV_ARTIFACTS_BUCKET, BUCKET)
     monkeypatch.setenv(c.ENV_RETENTION_SECONDS, str(RETENTION))
     monkeypatch.setenv(c.ENV_COMPUTE_CONCURRENCY, "2")
-    monkeypatch.setenv(c.ENV_BATCH_SIZE, "2")
+    monkeypatch.setenv(c.ENV_CHUNK_CASES, "2")
+    monkeypatch.setenv(c.ENV_FANOUT_CONCURRENCY, "10")
     s3 = make_bucket()
     yield fresh("lambda_fns.prepare"), s3
 
 
-def test_prepare_plans_batches_deadline_and_writes_the_manifest(prepare: tuple[ModuleType, Any]) -> None:
-    # GIVEN the seed's 5-case request and FANOUT_BATCH_SIZE=2
+def chunks_of(s3: Any, state: dict[str, Any]) -> list[list[str]]:
+    """The caseIds of each chunk Prepare stored, in chunk order."""
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=state["chunkPrefix"]).get("Contents", [])
+    return [[case["caseId"] for case in json.loads(s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read())]
+            for obj in sorted(listed, key=lambda o: o["Key"])]
+
+
+def test_prepare_stores_the_cases_in_chunks_plans_the_deadline_and_writes_the_manifest(
+        prepare: tuple[ModuleType, Any]) -> None:
+    # GIVEN the seed's 5-case request and chunks of 2 cases
     module, s3 = prepare
     before = time.time()
     # WHEN Prepare runs
     state = module.handler(json.loads(json.dumps(SEED)), context())
     after = time.time()
-    # THEN the target is the string "5" and the cases are in 3 batches of 2, 2, 1, in order
+    # THEN the target is the string "5"; the state carries chunk numbers, never cases ...
     assert state["requestId"] == "123456"
     assert state["target"] == "5"
-    assert [[case["caseId"] for case in batch] for batch in state["batches"]] == [["0", "1"], ["2", "3"], ["4"]]
+    assert state["chunks"] == [0, 1, 2] and state["chunkCount"] == "3"
+    assert "batches" not in state and "cases" not in state
+    # ... and the cases are in S3 in 3 chunks of 2, 2, 1, in order, under chunks/<requestId>/<token>/
+    assert state["chunkPrefix"] == "chunks/123456/ctx-0001/"
+    assert chunks_of(s3, state) == [["0", "1"], ["2", "3"], ["4"]]
+    # AND the results shards follow the rule: min(cases, 4 x min(chunks, fan-out concurrency))
+    assert state["shards"] == "5"
     # AND createdAt has milliseconds (as completedAt has); the deadline is the whole second at or
     # after createdAt + the default deadline for 5 cases at a compute concurrency of 2 (3 waves of
     # three compute timeouts, plus slack); numbers are strings for DynamoDB
@@ -147,12 +162,51 @@ def test_prepare_plans_batches_deadline_and_writes_the_manifest(prepare: tuple[M
     assert int(state["deadline"]) == math.ceil(created + default)
     assert state["deadlineIso"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(state["deadline"])))
     assert int(state["expiresAt"]) == int(state["deadline"]) + RETENTION
-    assert all(isinstance(state[k], str) for k in ("target", "createdAt", "deadline", "expiresAt"))
+    assert all(isinstance(state[k], str) for k in ("target", "createdAt", "deadline", "expiresAt", "shards"))
     # AND the manifest lists the caseIds in order, under manifests/<requestId>/
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="manifests/123456/").get("Contents", [])
     assert [obj["Key"] for obj in listed] == [state["manifestKey"]]
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=state["manifestKey"])["Body"].read())
     assert manifest == {"requestId": "123456", "caseIds": ["0", "1", "2", "3", "4"]}
+
+
+def test_prepare_reads_a_request_by_reference(prepare: tuple[ModuleType, Any]) -> None:
+    # GIVEN the seed's request stored in S3 (as `fanflow run` stores a large one)
+    module, s3 = prepare
+    s3.put_object(Bucket=BUCKET, Key="requests/123456/r1.json", Body=json.dumps(SEED).encode())
+    # WHEN Prepare gets the documented by-reference input, with and without the requestId
+    for event in ({"requestRef": f"s3://{BUCKET}/requests/123456/r1.json"},
+                  {"requestId": "123456", "requestRef": f"s3://{BUCKET}/requests/123456/r1.json"}):
+        state = module.handler(event, context())
+        # THEN it plans the stored request as it would the same request inline
+        assert (state["requestId"], state["target"], state["chunks"]) == ("123456", "5", [0, 1, 2])
+        assert chunks_of(s3, state) == [["0", "1"], ["2", "3"], ["4"]]
+
+
+@pytest.mark.parametrize(("event", "message"), [
+    ({"requestRef": f"s3://{BUCKET}/requests/none.json"},
+     f"cannot read the request at s3://{BUCKET}/requests/none.json: NoSuchKey"),
+    ({"requestRef": "s3://no-such-bucket-here/x.json"},
+     "cannot read the request at s3://no-such-bucket-here/x.json: NoSuchBucket"),
+    ({"requestId": "other", "requestRef": f"s3://{BUCKET}/stored.json"},
+     f"the input names requestId 'other' but the request at s3://{BUCKET}/stored.json is '123456'"),
+    ({"requestRef": f"s3://{BUCKET}/stored.json", "requests": []},
+     "a request by reference (requestRef) holds only requestId besides it; this input also has 'requests'"),
+    ({"requestRef": "https://example.com/x.json"}, "requestRef must be an S3 URI, s3://bucket/key"),
+    ({"requestRef": f"s3://{BUCKET}/bad.json"}, "length says 6"),
+])
+def test_prepare_refuses_a_reference_it_cannot_use_and_writes_nothing(
+        prepare: tuple[ModuleType, Any], event: dict[str, Any], message: str) -> None:
+    # GIVEN a stored valid request and a stored invalid one
+    module, s3 = prepare
+    s3.put_object(Bucket=BUCKET, Key="stored.json", Body=json.dumps(SEED).encode())
+    s3.put_object(Bucket=BUCKET, Key="bad.json", Body=json.dumps({**SEED, "length": "6"}).encode())
+    # WHEN Prepare gets a reference it cannot use  THEN RequestError naming why
+    with pytest.raises(RequestError) as info:
+        module.handler(event, context())
+    assert message in str(info.value)
+    # AND no chunk or manifest was written
+    assert {obj["Key"] for obj in s3.list_objects_v2(Bucket=BUCKET)["Contents"]} == {"stored.json", "bad.json"}
 
 
 def test_prepare_uses_the_request_deadline(prepare: tuple[ModuleType, Any]) -> None:
@@ -197,13 +251,13 @@ def test_prepare_rejects_a_bad_request_and_writes_nothing(prepare: tuple[ModuleT
 
 
 def test_prepare_without_configuration_fails_at_import(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN no FANOUT_BATCH_SIZE in the environment  WHEN the module is imported  THEN it names it
+    # GIVEN no FANOUT_CHUNK_CASES in the environment  WHEN the module is imported  THEN it names it
     from lambda_fns.support import ConfigurationError
 
-    for name in (c.ENV_ARTIFACTS_BUCKET, c.ENV_RETENTION_SECONDS, c.ENV_COMPUTE_CONCURRENCY):
+    for name in (c.ENV_ARTIFACTS_BUCKET, c.ENV_RETENTION_SECONDS, c.ENV_COMPUTE_CONCURRENCY, c.ENV_FANOUT_CONCURRENCY):
         monkeypatch.setenv(name, "x")
-    monkeypatch.delenv(c.ENV_BATCH_SIZE, raising=False)
-    with pytest.raises(ConfigurationError, match=c.ENV_BATCH_SIZE):
+    monkeypatch.delenv(c.ENV_CHUNK_CASES, raising=False)
+    with pytest.raises(ConfigurationError, match=c.ENV_CHUNK_CASES):
         fresh("lambda_fns.prepare")
 
 
@@ -213,12 +267,13 @@ def test_prepare_without_configuration_fails_at_import(aws: None, monkeypatch: p
 @pytest.fixture
 def emit(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType, Any, BusTap]]:
     for name, value in {c.ENV_EVENTBUS_NAME: BUS, c.ENV_RESULTS_TABLE: RESULTS_TABLE,
-                        c.ENV_COUNTER_TABLE: COUNTER_TABLE, c.ENV_FANOUT_ATTEMPTS: "3",
-                        c.ENV_FANOUT_BACKOFF_BASE_SECONDS: "2",
+                        c.ENV_COUNTER_TABLE: COUNTER_TABLE, c.ENV_ARTIFACTS_BUCKET: BUCKET,
+                        c.ENV_FANOUT_ATTEMPTS: "3", c.ENV_FANOUT_BACKOFF_BASE_SECONDS: "2",
                         c.ENV_FANOUT_BACKOFF_MAX_SECONDS: "60"}.items():
         monkeypatch.setenv(name, value)
     ddb = make_counter_table()
     make_results_table()
+    make_bucket()
     tap = BusTap(c.PREPROCESS_SOURCE)
     yield fresh("lambda_fns.emit"), ddb, tap
 
@@ -254,42 +309,70 @@ def open_counter(ddb: Any, request_id: str, target: int) -> None:
                                                 c.ATTR_COUNTER: {"N": "0"}, c.ATTR_STATUS: {"S": c.STATUS_RUNNING}})
 
 
-def batch_event(request_id: str, cases: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    return {"requestId": request_id, "cases": cases, "batch": 0, "deadline": "2000000000", "expiresAt": "2000086400",
-            "attempt": 0, "registered": False, "retryCount": 0, **extra}
+def chunk_event(request_id: str, cases: list[dict[str, Any]], *, chunk: int = 0, shards: int = 1,
+                **extra: Any) -> dict[str, Any]:
+    """Store a chunk as Prepare does; the Emit input PreProcess gives it (the first attempt)."""
+    prefix = f"chunks/{request_id}/t/"
+    boto3.client("s3", region_name=REGION).put_object(
+        Bucket=BUCKET, Key=f"{prefix}{chunk:06d}.json", Body=json.dumps(cases).encode())
+    return {"requestId": request_id, "chunk": chunk, "chunkPrefix": prefix, c.DETAIL_SHARDS: str(shards),
+            "deadline": "2000000000", "expiresAt": "2000086400", "attempt": 0, "registered": False,
+            "retryCount": 0, **extra}
 
 
 def rows(ddb: Any, request_id: str) -> dict[str, dict[str, Any]]:
+    """Every results row of a request, whatever its shard (each row names its requestId)."""
     from lambda_fns.support import plain_item
 
-    items = ddb.query(TableName=RESULTS_TABLE, KeyConditionExpression="#r = :r",
-                      ExpressionAttributeNames={"#r": c.ATTR_REQUEST_ID},
-                      ExpressionAttributeValues={":r": {"S": request_id}})["Items"]
+    items = ddb.scan(TableName=RESULTS_TABLE, FilterExpression="#r = :r",
+                     ExpressionAttributeNames={"#r": c.ATTR_REQUEST_ID},
+                     ExpressionAttributeValues={":r": {"S": request_id}})["Items"]
     return {row[c.ATTR_CASE_ID]: row for row in map(plain_item, items)}
 
 
 def test_emit_registers_each_case_then_puts_one_event_per_case_in_calls_of_ten(
         emit: tuple[ModuleType, Any, BusTap]) -> None:
-    # GIVEN a bus tapped for the fan-out source, and a batch of 25 cases
+    # GIVEN a bus tapped for the fan-out source, and a chunk of 25 cases in S3
     module, ddb, tap = emit
     cases = [{"caseId": f"case-{i}"} for i in range(25)]
     # WHEN Emit runs
-    result = module.handler(batch_event("req-25", cases), context())
+    result = module.handler(chunk_event("req-25", cases), context())
     # THEN every case has a pending results row (its membership of the request), expiring with the request
     registered = rows(ddb, "req-25")
     assert set(registered) == {case["caseId"] for case in cases}
     assert {(row[c.ATTR_STATE], row[c.ATTR_EXPIRES_AT]) for row in registered.values()} == {
         (c.CASE_PENDING, 2000086400)}
-    # AND it made ceil(25/10) calls, and the batch is done
-    assert (result["pending"], result["putEventsCalls"], result["lost"], result["claimed"]) == (0, 3, 0, False)
-    assert result["cases"] == []
-    # AND 25 events arrived with the contract's source and detail, the deadline with them
+    # AND it made ceil(25/10) calls, and the chunk is done
+    assert (result["remaining"], result["putEventsCalls"], result["lost"], result["claimed"]) == (0, 3, 0, False)
+    assert result["pending"] == [] and result["emitted"] == 25
+    # AND 25 events arrived with the contract's source and detail, the deadline and shards with them
     received = tap.received()
     assert len(received) == 25
     assert {event["source"] for event in received} == {c.PREPROCESS_SOURCE}
     assert {event["detail-type"] for event in received} == {c.CASE_DETAIL_TYPE}
     details = sorted((event["detail"] for event in received), key=lambda d: int(d["request"]["caseId"][5:]))
-    assert details == [{"requestId": "req-25", "request": case, c.DETAIL_DEADLINE: 2000000000} for case in cases]
+    assert details == [{"requestId": "req-25", "request": case, c.DETAIL_DEADLINE: 2000000000, c.DETAIL_SHARDS: 1}
+                       for case in cases]
+
+
+def test_emit_writes_each_row_in_its_shard_and_names_the_shards_in_each_event(
+        emit: tuple[ModuleType, Any, BusTap]) -> None:
+    # GIVEN a chunk of 40 cases of a request with 4 results shards
+    module, ddb, tap = emit
+    cases = [{"caseId": f"c{i}"} for i in range(40)]
+    module.handler(chunk_event("req-s", cases, chunk=3, shards=4), context())
+    # THEN each case's row is in the partition of its shard, crc32(caseId) % 4: "req-s#<shard>"
+    from lambda_fns import keys
+
+    by_partition: dict[str, set[str]] = {}
+    for item in ddb.scan(TableName=RESULTS_TABLE)["Items"]:
+        by_partition.setdefault(item[c.ATTR_REQUEST_SHARD]["S"], set()).add(item[c.ATTR_CASE_ID]["S"])
+    expected: dict[str, set[str]] = {}
+    for case in cases:
+        expected.setdefault(f"req-s#{keys.shard_of(case['caseId'], 4)}", set()).add(case["caseId"])
+    assert by_partition == expected and len(expected) == 4  # 40 cases reach every shard
+    # AND every event carries the shard count, so a compute target finds the row from the event alone
+    assert {event["detail"][c.DETAIL_SHARDS] for event in tap.received()} == {4}
 
 
 def test_emit_returns_the_cases_not_accepted_with_a_jittered_backoff_and_resumes_from_them(
@@ -300,49 +383,49 @@ def test_emit_returns_the_cases_not_accepted_with_a_jittered_backoff_and_resumes
     module._EVENTS = bus
     cases = [{"caseId": str(i)} for i in range(12)]
     # WHEN Emit runs
-    first = module.handler(batch_event("req-r", cases), context())
-    # THEN it does not fail: it returns the two not accepted, the next attempt and a wait of seconds
-    assert [case["caseId"] for case in first["cases"]] == ["3", "11"]
-    assert (first["pending"], first["attempt"], first["registered"], first["lost"]) == (2, 1, True, 0)
+    first = module.handler(chunk_event("req-r", cases), context())
+    # THEN it does not fail: it returns the positions of the two not accepted, the next attempt and a wait
+    assert first["pending"] == [3, 11]
+    assert (first["remaining"], first["attempt"], first["registered"], first["lost"]) == (2, 1, True, 0)
     assert 1 <= first["waitSeconds"] <= c.FANOUT_BACKOFF_BASE_SECONDS
     # WHEN PreProcess calls it again with its output (after the wait)
     second = module.handler(first, context())
-    # THEN only those two are put again, and the batch is done: nothing accepted was re-emitted
-    assert second["pending"] == 0 and second["cases"] == []
+    # THEN only those two are put again, and the chunk is done: nothing accepted was re-emitted
+    assert second["remaining"] == 0 and second["pending"] == []
     assert sorted(bus.sent, key=int) == [str(i) for i in range(12)]
     assert len(tap.received()) == 12
 
 
-def test_emit_gives_up_a_batch_after_its_last_attempt_and_lowers_the_target(
+def test_emit_gives_up_a_chunk_after_its_last_attempt_and_lowers_the_target(
         emit: tuple[ModuleType, Any, BusTap]) -> None:
     # GIVEN a request of 4 cases, 2 of which EventBridge refuses for good
     module, ddb, _ = emit
     open_counter(ddb, "req-l", 4)
     module._EVENTS = RefusingBus(module._EVENTS, {"1", "2"})
-    state = batch_event("req-l", [{"caseId": str(i)} for i in range(4)])
+    state = chunk_event("req-l", [{"caseId": str(i)} for i in range(4)])
     # WHEN Emit runs its three attempts
     for attempt in range(3):
         state = module.handler(state, context())
         assert state["attempt"] == attempt + 1
     # THEN the last gives the two up: no rows for them (nothing can record or count them) ...
-    assert (state["pending"], state["lost"], state["cases"]) == (0, 2, [])
-    assert "ThrottlingException" in state["error"] and "batch 0" in state["error"]
+    assert (state["remaining"], state["lost"], state["pending"]) == (0, 2, [])
+    assert "ThrottlingException" in state["error"] and "chunk 0" in state["error"]
     assert set(rows(ddb, "req-l")) == {"0", "3"}
-    # ... and the counter row's target drops by two, with the reason
+    # ... and the counter row's target drops by two, with the reason, and the chunk is recorded
     row = counter_row(ddb, "req-l")
     assert (row[c.ATTR_TARGET], row[c.ATTR_NOT_EMITTED]) == ({"N": "2"}, {"N": "2"})
+    assert row[c.ATTR_LOST_CHUNKS] == {"NS": ["0"]}
     assert "not accepted by EventBridge after 3 attempts" in row[c.ATTR_FAN_OUT_ERROR]["S"]
     # AND (no case counted yet) the request is not claimed
     assert state["claimed"] is False and row[c.ATTR_STATUS] == {"S": c.STATUS_RUNNING}
 
     # WHEN the same abandonment runs again (Step Functions retrying a crashed invocation)
-    module.handler({**state, "cases": [{"caseId": "1"}, {"caseId": "2"}], "abandon": True, "error": "again"},
-                   context())
+    module.handler({**state, "attempt": 3, "pending": [1, 2], "abandon": True, "error": "again"}, context())
     # THEN the target is lowered once only
     assert counter_row(ddb, "req-l")[c.ATTR_TARGET] == {"N": "2"}
 
 
-def test_a_given_up_batch_claims_the_request_when_every_emitted_case_is_counted(
+def test_a_given_up_chunk_claims_the_request_when_every_emitted_case_is_counted(
         emit: tuple[ModuleType, Any, BusTap]) -> None:
     # GIVEN a request of 3 cases whose 2 emitted cases were counted already
     module, ddb, _ = emit
@@ -350,30 +433,30 @@ def test_a_given_up_batch_claims_the_request_when_every_emitted_case_is_counted(
     ddb.update_item(TableName=COUNTER_TABLE, Key={c.ATTR_REQUEST_ID: {"S": "req-k"}},
                     UpdateExpression="SET #n = :two", ExpressionAttributeNames={"#n": c.ATTR_COUNTER},
                     ExpressionAttributeValues={":two": {"N": "2"}})
-    # WHEN the third case's batch is given up (Emit itself failed for good)
+    # WHEN the third case's chunk is given up (Emit itself failed for good on its first attempt)
     before = time.time()
-    out = module.handler({"requestId": "req-k", "cases": [{"caseId": "2"}], "batch": 1, "abandon": True,
-                          "error": "Lambda.Unknown"}, context())
+    out = module.handler(chunk_event("req-k", [{"caseId": "2"}], chunk=1, abandon=True, error="Lambda.Unknown"),
+                         context())
     # THEN the request is claimed for Summary at once (no deadline to wait for), with its claim time
     assert out["claimed"] is True and out["lost"] == 1
     row = counter_row(ddb, "req-k")
     assert row[c.ATTR_STATUS] == {"S": c.STATUS_SUMMARIZING}
     assert before - 1 <= float(row[c.ATTR_CLAIMED_AT]["N"]) <= time.time() + 1
-    assert "batch 1 could not be emitted: Lambda.Unknown" in row[c.ATTR_FAN_OUT_ERROR]["S"]
+    assert "chunk 1 could not be emitted: Lambda.Unknown" in row[c.ATTR_FAN_OUT_ERROR]["S"]
 
 
 def test_emit_after_a_crash_registers_only_the_cases_without_a_row(emit: tuple[ModuleType, Any, BusTap]) -> None:
-    # GIVEN a batch whose first invocation registered it, and whose case 0 was computed since
+    # GIVEN a chunk whose first invocation registered it, and whose case 0 was computed since
     module, ddb, _ = emit
     cases = [{"caseId": str(i)} for i in range(3)]
-    module.handler(batch_event("req-x", cases), context())
-    ddb.update_item(TableName=RESULTS_TABLE, Key={c.ATTR_REQUEST_ID: {"S": "req-x"}, c.ATTR_CASE_ID: {"S": "0"}},
+    module.handler(chunk_event("req-x", cases), context())
+    ddb.update_item(TableName=RESULTS_TABLE, Key={**results_key("req-x", "0")},
                     UpdateExpression="SET #s = :s, #o = :s", ExpressionAttributeNames={"#s": c.ATTR_STATE,
                                                                                     "#o": c.ATTR_OUTCOME},
                     ExpressionAttributeValues={":s": {"S": c.CASE_SUCCEEDED}})
-    ddb.delete_item(TableName=RESULTS_TABLE, Key={c.ATTR_REQUEST_ID: {"S": "req-x"}, c.ATTR_CASE_ID: {"S": "2"}})
+    ddb.delete_item(TableName=RESULTS_TABLE, Key={**results_key("req-x", "2")})
     # WHEN Step Functions retries the invocation (same input, retryCount 1)
-    module.handler(batch_event("req-x", cases, retryCount=1), context())
+    module.handler(chunk_event("req-x", cases, retryCount=1), context())
     # THEN the computed and counted case keeps its row, and only the missing one is registered
     registered = rows(ddb, "req-x")
     assert registered["0"][c.ATTR_STATE] == c.CASE_SUCCEEDED and registered["0"][c.ATTR_OUTCOME] == c.CASE_SUCCEEDED
@@ -408,7 +491,7 @@ def register(ddb: Any, request_id: str, *case_ids: str) -> None:
     """What Emit does before putting a case's event: its pending results row."""
     for case_id in case_ids:
         ddb.put_item(TableName=RESULTS_TABLE, Item={
-            c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_CASE_ID: {"S": case_id},
+            **results_key(request_id, case_id), c.ATTR_REQUEST_ID: {"S": request_id},
             c.ATTR_STATE: {"S": c.CASE_PENDING}, c.ATTR_EXPIRES_AT: {"N": "77"}})
 
 
@@ -416,7 +499,7 @@ def results_row(ddb: Any, request_id: str, case_id: str) -> dict[str, Any]:
     from lambda_fns.support import plain_item
 
     item = ddb.get_item(
-        TableName=RESULTS_TABLE, Key={c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_CASE_ID: {"S": case_id}}
+        TableName=RESULTS_TABLE, Key={**results_key(request_id, case_id)}
     )["Item"]
     return plain_item(item)
 
@@ -439,7 +522,8 @@ def test_compute_records_the_result_and_puts_the_completion_event(
     assert c.ATTR_OUTCOME not in row  # counting is Increment's job
     assert row[c.ATTR_COMPUTED_BY] == c.COMPUTE_TYPE_LAMBDA_LARGE  # the type its configuration names
     # AND the completion event is the case reference plus its state, from the compute source
-    expected = {"requestId": "req-c", "request": {"caseId": "7"}, "state": c.CASE_SUCCEEDED, "error": ""}
+    expected = {"requestId": "req-c", "request": {"caseId": "7"}, "state": c.CASE_SUCCEEDED, "error": "",
+                c.DETAIL_SHARDS: 1}  # (an event without shards is a request of one)
     assert out == expected
     received = tap.received()
     assert len(received) == 1
@@ -469,7 +553,7 @@ def test_compute_reports_a_failing_case_instead_of_raising(
     assert c.ATTR_EXPIRES_AT in row and c.ATTR_DURATION_MS in row
     # AND the completion event carries the failure and the error
     expected = {"requestId": "req-c", "request": {"caseId": "3"}, "state": c.CASE_FAILED,
-                "error": "ValueError: input out of range"}
+                "error": "ValueError: input out of range", c.DETAIL_SHARDS: 1}
     assert out == expected
     received = tap.received()
     assert [e["detail"] for e in received] == [expected]
@@ -501,7 +585,7 @@ def test_compute_rerun_after_the_case_was_counted_reports_nothing(
     module, ddb, tap = compute
     register(ddb, "req-d", "1")
     module.handler(case_event("req-d", "1"), context())
-    ddb.update_item(TableName=RESULTS_TABLE, Key={"requestId": {"S": "req-d"}, "caseId": {"S": "1"}},
+    ddb.update_item(TableName=RESULTS_TABLE, Key={**results_key("req-d", "1")},
                     UpdateExpression="SET #o = :o", ExpressionAttributeNames={"#o": c.ATTR_OUTCOME},
                     ExpressionAttributeValues={":o": {"S": c.CASE_SUCCEEDED}})
     # WHEN a duplicate delivery comes, with a work that would fail this time
@@ -520,7 +604,7 @@ def test_compute_neither_records_nor_reports_a_case_not_in_the_request(compute: 
     module, ddb, tap = compute
     # WHEN Compute runs  THEN no row is created and no completion is put
     assert module.handler(case_event("req-f", "9"), context())["skipped"] == "NOT_IN_REQUEST"
-    assert "Item" not in ddb.get_item(TableName=RESULTS_TABLE, Key={"requestId": {"S": "req-f"}, "caseId": {"S": "9"}})
+    assert "Item" not in ddb.get_item(TableName=RESULTS_TABLE, Key={**results_key("req-f", "9")})
     assert tap.received() == []
 
 
@@ -561,10 +645,10 @@ def summary(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Module
 
 def seed_request(
     ddb: Any, s3: Any, request_id: str, *, target: int, counter: int, results: list[dict[str, Any]],
-    claimed_at: int | None = 1_700_000_000,
+    claimed_at: int | None = 1_700_000_000, shards: int = 3,
 ) -> None:
     """A counter row in SUMMARIZING (claimed at `claimed_at`), its manifest of caseIds
-    0..target-1, and results rows."""
+    0..target-1, and results rows, spread over `shards` shards (Summary reads them shard by shard)."""
     manifest_key = f"manifests/{request_id}/ctx.json"
     s3.put_object(
         Bucket=BUCKET,
@@ -580,11 +664,13 @@ def seed_request(
             c.ATTR_COUNTER: {"N": str(counter)},
             c.ATTR_CREATED_AT: {"N": str(int(time.time()) - 30)},
             c.ATTR_MANIFEST_KEY: {"S": manifest_key},
+            c.ATTR_SHARDS: {"N": str(shards)},
             **({c.ATTR_CLAIMED_AT: {"N": str(claimed_at)}} if claimed_at is not None else {}),
         },
     )
     for item in results:
-        ddb.put_item(TableName=RESULTS_TABLE, Item={c.ATTR_REQUEST_ID: {"S": request_id}, **item})
+        ddb.put_item(TableName=RESULTS_TABLE, Item={
+            **results_key(request_id, item[c.ATTR_CASE_ID]["S"], shards), c.ATTR_REQUEST_ID: {"S": request_id}, **item})
 
 
 def counter_row(ddb: Any, request_id: str) -> dict[str, Any]:
@@ -670,6 +756,49 @@ def test_summary_all_counted_succeeds(summary: tuple[ModuleType, Any, Any, BusTa
     assert counter_row(ddb, "req-ok")[c.ATTR_STATUS] == {"S": c.STATUS_SUCCEEDED}
 
 
+def test_summary_stores_every_case_s_line_in_parts_beside_it(summary: tuple[ModuleType, Any, Any, BusTap],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN 5 cases over 3 shards: 3 succeeded, 1 failed, 1 never completed; parts of 2 lines (100,000 deployed)
+    module, ddb, s3, tap = summary
+    monkeypatch.setattr(c, "RESULTS_PART_LINES", 2)
+    outcomes = [c.CASE_SUCCEEDED, c.CASE_FAILED, c.CASE_SUCCEEDED, c.CASE_SUCCEEDED]
+    seed_request(ddb, s3, "req-parts", target=5, counter=4, results=[
+        {c.ATTR_CASE_ID: {"S": str(i)}, c.ATTR_OUTCOME: {"S": outcome}, c.ATTR_STATE: {"S": outcome},
+         c.ATTR_DURATION_MS: {"N": str(10 * i)},
+         **({c.ATTR_ERROR: {"S": "E: boom"}} if outcome == c.CASE_FAILED else {})}
+        for i, outcome in enumerate(outcomes)])
+    # WHEN Summary runs at the deadline
+    module.handler({"requestId": "req-parts", "reason": c.REASON_TIMED_OUT}, context())
+    stored = json.loads(s3.get_object(Bucket=BUCKET, Key="summaries/req-parts.json")["Body"].read())
+    # THEN the summary names its per-case parts, under its run's prefix: 5 lines in 3 parts of at most 2,
+    # and the 2 cases that did not succeed in a part of their own
+    results = stored["results"]
+    assert results["format"] == "jsonl" and results["lines"] == 5
+    assert len(results["cases"]) == 3 and len(results["notSucceeded"]) == 1
+    assert all(key.startswith("summaries/req-parts/ctx-0001/") for key in results["cases"] + results["notSucceeded"])
+
+    def lines(keys_: list[str]) -> list[dict[str, Any]]:
+        return [json.loads(line) for key in keys_
+                for line in s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()]
+
+    every = sorted(lines(results["cases"]), key=lambda line: line["caseId"])
+    assert every == [
+        {"caseId": "0", "state": c.CASE_SUCCEEDED, "durationMs": 0},
+        {"caseId": "1", "state": c.CASE_FAILED, "durationMs": 10, "error": "E: boom"},
+        {"caseId": "2", "state": c.CASE_SUCCEEDED, "durationMs": 20},
+        {"caseId": "3", "state": c.CASE_SUCCEEDED, "durationMs": 30},
+        {"caseId": "4", "state": c.STATUS_TIMED_OUT}]
+    assert sorted(line["caseId"] for line in lines(results["notSucceeded"])) == ["1", "4"]
+    # AND the summary itself holds the same cases in request order, the counts and the percentiles
+    assert stored["cases"] == every
+    assert (stored["status"], stored["succeeded"], stored["failed"], stored["timedOut"]) == (
+        c.STATUS_TIMED_OUT, 3, 1, ["4"])
+    assert stored["computeMs"]["p50"] == 10 and stored["computeMs"]["p99"] == 30
+    # AND the published event carries the summary's key and counts, not its per-case list
+    [event] = tap.received()
+    assert "cases" not in event["detail"] and event["detail"]["summaryKey"] == "summaries/req-parts.json"
+
+
 def test_summary_without_a_counter_row_raises(summary: tuple[ModuleType, Any, Any, BusTap]) -> None:
     # GIVEN no counter row  WHEN Summary runs  THEN it names the request, and writes no summary
     module, _, s3, _ = summary
@@ -685,7 +814,7 @@ def test_a_summary_that_loses_the_close_writes_and_publishes_nothing(
     seed_request(ddb, s3, "req-race", target=1, counter=1,
                  results=[{c.ATTR_CASE_ID: {"S": "0"}, c.ATTR_OUTCOME: {"S": c.CASE_SUCCEEDED},
                            c.ATTR_STATE: {"S": c.CASE_SUCCEEDED}}])
-    build = module.build_summary
+    build = module._summary
 
     def meanwhile_closed(*args: Any, **kwargs: Any) -> dict[str, Any]:
         ddb.update_item(TableName=COUNTER_TABLE, Key={c.ATTR_REQUEST_ID: {"S": "req-race"}},
@@ -696,11 +825,15 @@ def test_a_summary_that_loses_the_close_writes_and_publishes_nothing(
                                                    ":k": {"S": "summaries/req-race.json"}})
         return build(*args, **kwargs)
 
-    monkeypatch.setattr(module, "build_summary", meanwhile_closed)
+    monkeypatch.setattr(module, "_summary", meanwhile_closed)
     # WHEN this one tries to close  THEN it loses, stores no summary and publishes nothing
     out = module.handler({"requestId": "req-race", "reason": c.REASON_COMPLETED}, context())
     assert out["summarized"] is False
-    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="summaries/").get("KeyCount") == 0
+    stored = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="summaries/").get("Contents", [])]
+    assert "summaries/req-race.json" not in stored
+    # (the results parts it wrote while aggregating are under its own run's prefix, which no
+    # summary names; they expire with the request's records)
+    assert all(key.startswith("summaries/req-race/ctx-0001/") for key in stored)
     assert tap.received() == []
 
 
@@ -710,7 +843,7 @@ def test_a_summary_under_a_claim_taken_over_does_not_close(summary: tuple[Module
     module, ddb, s3, tap = summary
     seed_request(ddb, s3, "req-stale", target=1, counter=1, claimed_at=1_000,
                  results=[{c.ATTR_CASE_ID: {"S": "0"}, c.ATTR_OUTCOME: {"S": c.CASE_SUCCEEDED}}])
-    build = module.build_summary
+    build = module._summary
 
     def taken_over(*args: Any, **kwargs: Any) -> dict[str, Any]:
         ddb.update_item(TableName=COUNTER_TABLE, Key={c.ATTR_REQUEST_ID: {"S": "req-stale"}},
@@ -718,7 +851,7 @@ def test_a_summary_under_a_claim_taken_over_does_not_close(summary: tuple[Module
                         ExpressionAttributeValues={":c": {"N": "5000"}})
         return build(*args, **kwargs)
 
-    monkeypatch.setattr(module, "build_summary", taken_over)
+    monkeypatch.setattr(module, "_summary", taken_over)
     # WHEN it tries to close  THEN the row stays the new claim's, untouched
     assert module.handler({"requestId": "req-stale", "reason": c.REASON_TIMED_OUT}, context())["summarized"] is False
     row = counter_row(ddb, "req-stale")

@@ -190,25 +190,34 @@ def test_preprocess_prepares_then_opens_the_request_once(preprocess: dict[str, A
     assert item[c.ATTR_EXPIRES_AT] == {"N.$": "$.expiresAt"}
 
 
-def test_preprocess_fans_out_each_batch_on_its_own(preprocess: dict[str, Any], ids: dict[str, str]) -> None:
+def test_preprocess_fans_out_each_chunk_in_a_child_execution_of_a_distributed_map(
+        preprocess: dict[str, Any], ids: dict[str, str]) -> None:
     # GIVEN the rendered PreProcess definition
     states = preprocess["States"]
-    # WHEN the request is open THEN FanOut maps over the planned batches, at most N at a time, with no
-    # Catch of its own: one batch's failure does not stop the others
+    # WHEN the request is open THEN FanOut is a Distributed Map over the chunk numbers Prepare planned
+    # (the cases stay in S3: no state carries them), each chunk a Standard child execution of its own
+    # (PreProcess's history holds the Map Run's events, not the chunks'), at most N at a time (the
+    # PutEvents rate), with no Catch of its own: one chunk's failure does not stop the others
     assert states["OpenRequest"]["Next"] == "FanOut"
     fan_out = states["FanOut"]
     assert fan_out["Type"] == "Map"
-    assert fan_out["ItemsPath"] == "$.batches"
+    assert fan_out["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert fan_out["Label"] == "FanOutChunks"
+    assert fan_out["ItemsPath"] == "$.chunks"
     assert fan_out["MaxConcurrency"] == c.FANOUT_MAX_CONCURRENCY
     assert "Catch" not in fan_out
-    assert fan_out["ItemSelector"]["batch.$"] == "$$.Map.Item.Index"
-    assert (fan_out["ItemSelector"]["attempt"], fan_out["ItemSelector"]["registered"]) == (0, False)
-    # AND each iteration invokes EmitBatch with its attempt, and Step Functions' retry count (a crashed
-    # invocation may have registered part of the batch)
+    selector = fan_out["ItemSelector"]
+    assert selector["chunk.$"] == "$$.Map.Item.Value"
+    assert {key: selector[key] for key in ("chunkPrefix.$", "shards.$", "deadline.$", "expiresAt.$")} == {
+        "chunkPrefix.$": "$.chunkPrefix", "shards.$": "$.shards", "deadline.$": "$.deadline",
+        "expiresAt.$": "$.expiresAt"}
+    assert (selector["attempt"], selector["pending"], selector["registered"]) == (0, [], False)
+    # AND each child invokes EmitChunk with its attempt, and Step Functions' retry count (a crashed
+    # invocation may have registered part of the chunk)
     processor = fan_out["ItemProcessor"]
     batch = processor["States"]
-    assert processor["StartAt"] == "EmitBatch"
-    emit = batch["EmitBatch"]
+    assert processor["StartAt"] == "EmitChunk"
+    emit = batch["EmitChunk"]
     assert emit["Resource"].endswith(":states:::lambda:invoke")
     assert emit["Parameters"]["FunctionName"] == arn(ids["emit"])
     assert emit["Parameters"]["Payload"]["retryCount.$"] == "$$.State.RetryCount"
@@ -216,11 +225,11 @@ def test_preprocess_fans_out_each_batch_on_its_own(preprocess: dict[str, Any], i
     assert lambda_transients_retried(emit)
     # AND the cases not yet accepted are emitted again, alone, after the backoff Emit chose (seconds, jittered)
     pending = batch[emit["Next"]]
-    [resume] = [rule for rule in pending["Choices"] if rule.get("Variable") == "$.pending"]
+    [resume] = [rule for rule in pending["Choices"] if rule.get("Variable") == "$.remaining"]
     assert resume["NumericGreaterThan"] == 0
     backoff = batch[resume["Next"]]
-    assert (backoff["Type"], backoff["SecondsPath"], backoff["Next"]) == ("Wait", "$.waitSeconds", "EmitBatch")
-    # AND a batch ends EMITTED, or LOST when cases were given up; one whose loss closed the request
+    assert (backoff["Type"], backoff["SecondsPath"], backoff["Next"]) == ("Wait", "$.waitSeconds", "EmitChunk")
+    # AND a chunk ends EMITTED, or LOST when cases were given up; one whose loss closed the request
     # runs Summary first
     outcome = batch[pending["Default"]]
     by_variable = {rule["Variable"]: rule["Next"] for rule in outcome["Choices"]}
@@ -229,8 +238,8 @@ def test_preprocess_fans_out_each_batch_on_its_own(preprocess: dict[str, Any], i
     summarize = batch[by_variable["$.claimed"]]
     assert summarize["Parameters"]["Payload"] == {"requestId.$": "$.requestId", "reason": c.REASON_FAN_OUT_FAILED}
     assert batch[summarize["Next"]]["Result"] == "LOST"
-    # AND when Emit itself fails for good, the batch is given up by Emit in abandon mode, and if
-    # even that fails, its error is recorded on the counter row: the batch still ends (LOST)
+    # AND when Emit itself fails for good, the chunk is given up by Emit in abandon mode, and if
+    # even that fails, its error is recorded on the counter row: the chunk still ends (LOST)
     abandon = batch[caught_by(emit, "States.ALL")]
     assert abandon["Parameters"]["Payload"]["abandon"] is True
     assert abandon["Parameters"]["FunctionName"] == arn(ids["emit"])
@@ -244,14 +253,87 @@ def test_preprocess_fans_out_each_batch_on_its_own(preprocess: dict[str, Any], i
     assert fan_out["ResultPath"] == "$.fanOut"
 
 
-def test_preprocess_ends_failed_after_a_lost_batch(preprocess: dict[str, Any]) -> None:
-    # GIVEN the end of PreProcess  THEN a request whose fan-out lost a batch ends it FanOutFailed (alarmed)
+def s3_grants(template: Template, role: str) -> set[tuple[str, str]]:
+    """(action, object ARN pattern as rendered) for every S3 grant of the role."""
+    from infra.nag import _rendered
+
+    return {(action, _rendered(resource)) for s in role_statements(template, role)
+            for action in as_list(s["Action"]) if action.startswith("s3:") for resource in as_list(s["Resource"])}
+
+
+def test_prepare_and_emit_reach_only_their_prefixes_of_the_artifacts_bucket(
+        template: Template, ids: dict[str, str]) -> None:
+    bucket = f"<{ids['bucket']}.Arn>"
+    # GIVEN Prepare's role  THEN it reads requests (GetObject only: it lists nothing) and writes
+    # manifests and chunks, each under its prefix
+    prepare = s3_grants(template, role_of(template, ids["prepare"]))
+    assert ("s3:GetObject", f"{bucket}/{c.REQUESTS_PREFIX}*") in prepare
+    assert {("s3:PutObject", f"{bucket}/{c.MANIFESTS_PREFIX}*"),
+            ("s3:PutObject", f"{bucket}/{c.CHUNKS_PREFIX}*")} <= prepare
+    assert {resource for _, resource in prepare} == {f"{bucket}/{prefix}*" for prefix in (
+        c.REQUESTS_PREFIX, c.MANIFESTS_PREFIX, c.CHUNKS_PREFIX)}
+    assert not any(action.startswith(("s3:List", "s3:GetBucket", "s3:Delete")) for action, _ in prepare)
+    # AND Emit reads its chunks, and nothing else of the bucket
+    assert s3_grants(template, role_of(template, ids["emit"])) == {("s3:GetObject", f"{bucket}/{c.CHUNKS_PREFIX}*")}
+
+
+def test_the_distributed_map_may_start_and_manage_only_preprocess_s_own_children(template: Template) -> None:
+    # GIVEN PreProcess's role  THEN it may start executions of PreProcess itself (a Distributed Map's
+    # children are executions of the parent's state machine), and describe, stop or redrive only those
+    preprocess = logical_id(template, STATE_MACHINE, "PreProcess")
+    statements = role_statements(template, role_of(template, preprocess))
+    [start] = [s for s in statements if "states:StartExecution" in as_list(s["Action"])]
+    assert as_list(start["Resource"]) == [{"Ref": preprocess}]
+    managed = [s for s in statements
+               if {"states:DescribeExecution", "states:StopExecution"} & set(as_list(s["Action"]))]
+    assert managed and all(references(r, preprocess) for s in managed for r in as_list(s["Resource"]))
+
+
+@pytest.mark.parametrize(("context", "concurrency", "buckets"), [
+    ({}, c.FANOUT_MAX_CONCURRENCY, []),
+    ({"fanOutConcurrency": "25", "requestBuckets": "team-requests, other.bucket"}, 25,
+     ["team-requests", "other.bucket"]),
+])
+def test_fan_out_concurrency_and_request_buckets_come_from_the_context(
+        monkeypatch: pytest.MonkeyPatch, context: dict[str, str], concurrency: int, buckets: list[str]) -> None:
+    for name in ENV_WITHOUT_ACCOUNT:
+        monkeypatch.delenv(name, raising=False)
+    app = build_app(context=context)
+    stack = app.node.find_child(c.STACK_NAME)
+    assert isinstance(stack, Stack)
+    template = Template.from_stack(stack)
+    # THEN the Distributed Map runs that many chunks at once, and Prepare's shard rule knows it
+    fan_out = definition(template, "PreProcess")["States"]["FanOut"]
+    assert fan_out["MaxConcurrency"] == concurrency
+    prepare_id = logical_id(template, FUNCTION, "PrepareFunction")
+    env = template.to_json()["Resources"][prepare_id]["Properties"]["Environment"]["Variables"]
+    assert env[c.ENV_FANOUT_CONCURRENCY] == str(concurrency) and env[c.ENV_CHUNK_CASES] == str(c.FANOUT_CHUNK_CASES)
+    # AND Prepare may read requests (GetObject only) from each bucket named, any key
+    granted = {resource for action, resource in s3_grants(template, role_of(template, prepare_id))
+               if action == "s3:GetObject" and ":s3:::" in resource}
+    assert granted == {f"arn:<AWS::Partition>:s3:::{bucket}/*" for bucket in buckets}
+    # AND cdk-nag accepts those grants (each wildcard suppressed with its reason, nothing else)
+    errors = Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
+    assert not errors, nag_findings(errors)
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("fanOutConcurrency", "0", "-c fanOutConcurrency must be 1 to 1000, got 0"),
+    ("fanOutConcurrency", "x", "-c fanOutConcurrency must be a whole number, got 'x'"),
+])
+def test_a_bad_fan_out_context_value_is_refused_naming_it(name: str, value: str, message: str) -> None:
+    with pytest.raises(SystemExit, match=message):
+        build_app(context={name: value})
+
+
+def test_preprocess_ends_failed_after_a_lost_chunk(preprocess: dict[str, Any]) -> None:
+    # GIVEN the end of PreProcess  THEN a request whose fan-out lost a chunk ends it FanOutFailed (alarmed)
     ended = preprocess["States"]["FanOutFailed?"]
     [rule] = ended["Choices"]
     assert (rule["Variable"], rule["BooleanEquals"]) == ("$.fanOutFailed", True)
     assert preprocess["States"][rule["Next"]] == {
         "Type": "Fail", "Error": "FanOutFailed",
-        "Cause": "a fan-out batch was lost: the request's summary says which cases and why"}
+        "Cause": "a fan-out chunk was lost: the request's summary says which cases and why"}
     assert preprocess["States"][ended["Default"]]["Type"] == "Succeed"
 
 
@@ -460,7 +542,7 @@ def test_compute_role_is_least_privilege(template: Template, ids: dict[str, str]
         # replaces the row), and no access to the counted mark, not even in a condition
         [update] = [s for s in role_statements(template, role) if "dynamodb:UpdateItem" in as_list(s["Action"])]
         attributes = update["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
-        assert {c.ATTR_REQUEST_ID, c.ATTR_CASE_ID, c.ATTR_STATE} <= set(attributes)
+        assert {c.ATTR_REQUEST_SHARD, c.ATTR_CASE_ID, c.ATTR_STATE} <= set(attributes)
         assert c.ATTR_OUTCOME not in attributes and c.ATTR_OUTCOME_ERROR not in attributes
         assert update["Condition"]["StringEqualsIfExists"]["dynamodb:ReturnValues"] == [
             "NONE", "UPDATED_OLD", "UPDATED_NEW"]
@@ -577,13 +659,14 @@ def test_tables_are_encrypted_recoverable_expiring_and_on_demand(
 
 
 def test_table_keys(template: Template, ids: dict[str, str]) -> None:
-    # GIVEN both tables THEN the counter is keyed by request, results by request and case
+    # GIVEN both tables THEN the counter is keyed by request, results by the request's shard and case
+    # (write sharding: lambda_fns/keys.py)
     resources = template.to_json()["Resources"]
     assert resources[ids["counter"]]["Properties"]["KeySchema"] == [
         {"AttributeName": c.ATTR_REQUEST_ID, "KeyType": "HASH"},
     ]
     assert resources[ids["results"]]["Properties"]["KeySchema"] == [
-        {"AttributeName": c.ATTR_REQUEST_ID, "KeyType": "HASH"},
+        {"AttributeName": c.ATTR_REQUEST_SHARD, "KeyType": "HASH"},
         {"AttributeName": c.ATTR_CASE_ID, "KeyType": "RANGE"},
     ]
 

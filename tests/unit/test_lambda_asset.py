@@ -111,7 +111,8 @@ def test_handlers_import_from_the_asset_alone_and_trace_to_the_daemon(asset: Pat
         c.ENV_COMPUTE_SECONDS: "0", c.ENV_RETENTION_SECONDS: "60", c.ENV_COUNTER_TABLE: "counter",
         c.ENV_COMPUTE_TYPE: c.COMPUTE_TYPE_LAMBDA, c.ENV_FANOUT_ATTEMPTS: "3",
         c.ENV_FANOUT_BACKOFF_BASE_SECONDS: "1", c.ENV_FANOUT_BACKOFF_MAX_SECONDS: "2",
-        c.ENV_ARTIFACTS_BUCKET: "bucket", c.ENV_COMPUTE_CONCURRENCY: "100", c.ENV_BATCH_SIZE: "100",
+        c.ENV_ARTIFACTS_BUCKET: "bucket", c.ENV_COMPUTE_CONCURRENCY: "100", c.ENV_CHUNK_CASES: "1000",
+        c.ENV_FANOUT_CONCURRENCY: "10",
     })
     # WHEN the handlers and an instrumented probe are imported from the asset and the probe runs
     result = subprocess.run([sys.executable, "-c", PROBE, str(asset)], env=env, cwd=tmp_path,

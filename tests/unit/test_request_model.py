@@ -115,31 +115,46 @@ def test_exactly_max_cases_is_accepted() -> None:
     assert parse_request(data).length == c.MAX_CASES
 
 
+def test_a_request_over_the_inline_limit_is_valid_and_travels_by_reference() -> None:
+    # GIVEN 20 cases of 20 KB: 400 KB, over what travels inline as the PreProcess input
+    raw = json.dumps({"requestId": "big", "requests": [{"caseId": str(i), "pad": "p" * 20_000} for i in range(20)]})
+    parsed = parse_request(raw)
+    # THEN it is valid, and is stored in S3 (PreProcess gets a reference), unlike a small request
+    assert parsed.input_bytes() > c.MAX_REQUEST_BYTES and not parsed.fits_inline()
+    assert parse_request(SEED).fits_inline()
+
+
 @pytest.mark.parametrize("as_bytes", [False, True])
-def test_request_larger_than_max_bytes_names_the_step_functions_limit(as_bytes: bool) -> None:
-    # GIVEN a request of a few cases whose payload pushes it past MAX_REQUEST_BYTES
-    pad = "p" * (c.MAX_REQUEST_BYTES // 3)
-    raw = json.dumps({"requestId": "huge", "requests": [{"caseId": str(i), "pad": pad} for i in range(4)]})
-    assert len(raw) > c.MAX_REQUEST_BYTES
-    # WHEN parsed  THEN rejected for its size, naming the 256 KB Step Functions input limit
+def test_a_request_over_the_referenced_limit_is_rejected_naming_it(
+        as_bytes: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a referenced-request limit of 100 KB (256 MiB deployed) and a request of 200 KB
+    monkeypatch.setattr(c, "MAX_REFERENCED_REQUEST_BYTES", 100_000)
+    raw = json.dumps({"requestId": "huge", "requests": [{"caseId": str(i), "pad": "p" * 20_000} for i in range(10)]})
+    # WHEN parsed  THEN rejected for its size as it would be stored (minified), the limit named
     with pytest.raises(RequestError) as info:
         parse_request(raw.encode() if as_bytes else raw)
-    message = str(info.value)
-    # (the size named is what would be sent: the input re-encoded minified)
-    sent = len(json.dumps({**json.loads(raw), "length": "4"}, separators=(",", ":")).encode())
-    assert f"request is {sent} bytes as sent" in message
-    assert str(c.MAX_REQUEST_BYTES) in message
-    assert "Step Functions" in message and str(c.SFN_MAX_INPUT_BYTES) in message
-    assert c.SFN_MAX_INPUT_BYTES == 256 * 1024
+    sent = len(json.dumps({**json.loads(raw), "length": "10"}, separators=(",", ":")).encode())
+    assert str(info.value).startswith(f"request is {sent} bytes as sent; the limit is 100000 bytes")
+    assert "Split it" in str(info.value)
+
+
+def test_a_case_over_the_case_limit_is_rejected_naming_the_put_events_limit() -> None:
+    # GIVEN a small request whose second case is 30 KB
+    raw = json.dumps({"requestId": "r", "requests": [{"caseId": "0"}, {"caseId": "1", "pad": "p" * 30_000}]})
+    # THEN rejected, naming the case, its size and why a case is limited (ten per PutEvents call)
+    size = len(json.dumps({"caseId": "1", "pad": "p" * 30_000}, separators=(",", ":")).encode())
+    with pytest.raises(RequestError, match=rf"^requests\[1\] is {size} bytes as JSON; a case may be at most "
+                                           rf"{c.MAX_CASE_BYTES} bytes.*PutEvents"):
+        parse_request(raw)
 
 
 def test_size_is_counted_in_bytes_not_characters() -> None:
-    # GIVEN text under the limit in characters but over it in UTF-8 bytes
-    pad = "é" * (c.MAX_REQUEST_BYTES // 2)
+    # GIVEN a case under the case limit in characters but over it in UTF-8 bytes
+    pad = "é" * (c.MAX_CASE_BYTES // 2 + 100)
     raw = json.dumps({"requestId": "r", "requests": [{"caseId": "0", "pad": pad}]}, ensure_ascii=False)
-    assert len(raw) < c.MAX_REQUEST_BYTES < len(raw.encode())
+    assert len(raw) < c.MAX_CASE_BYTES < len(raw.encode())
     # WHEN parsed  THEN rejected for its size
-    with pytest.raises(RequestError, match="Step Functions"):
+    with pytest.raises(RequestError, match="a case may be at most"):
         parse_request(raw)
 
 
@@ -156,14 +171,20 @@ def test_the_size_checked_is_the_minified_input_that_is_sent() -> None:
     assert len(sent.encode()) <= c.MAX_REQUEST_BYTES
 
 
-def test_a_request_under_the_limit_as_written_but_over_it_as_sent_is_rejected() -> None:
-    # GIVEN minified text without "length", 5 bytes under the limit: the input as sent carries
-    # "length" too, and is over it
+def test_a_request_under_the_limit_as_written_but_over_it_as_sent_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN minified text without "length", 5 bytes under the limit (lowered to 50 KB here): the
+    # request as stored carries "length" too, and is over it
+    monkeypatch.setattr(c, "MAX_REFERENCED_REQUEST_BYTES", 50_000)
+
     def text(pad: int) -> str:
-        return json.dumps({"requestId": "r", "requests": [{"caseId": "0", "pad": "p" * pad}]}, separators=(",", ":"))
-    raw = text(c.MAX_REQUEST_BYTES - len(text(0)) - 5)
-    assert len(raw.encode()) == c.MAX_REQUEST_BYTES - 5
-    sent = c.MAX_REQUEST_BYTES - 5 + len(',"length":"1"')
+        return json.dumps({"requestId": "r", "requests": [{"caseId": str(i), "pad": "p" * pad} for i in range(5)]},
+                          separators=(",", ":"))
+    base = len(text(0))
+    raw = text((50_000 - 5 - base) // 5)
+    gap = 50_000 - len(raw.encode())
+    assert 5 <= gap < 10
+    sent = len(raw.encode()) + len(',"length":"5"')
+    assert sent > 50_000
     # WHEN parsed  THEN refused, for the size it would be sent at
     with pytest.raises(RequestError, match=f"is {sent} bytes as sent"):
         parse_request(raw)
@@ -342,8 +363,11 @@ def test_a_run_s_compute_seconds_goes_on_every_case_without_its_own() -> None:
     assert parse_request(with_run.to_input()).cases == with_run.cases  # and it still validates
 
 
-def test_a_run_s_compute_seconds_that_no_longer_fits_is_refused_with_the_size() -> None:
-    # GIVEN the largest generated request  WHEN every case carries computeSeconds  THEN it no longer fits
-    big = parse_request({"requestId": "big", "requests": [{"caseId": str(i)} for i in range(c.MAX_CASES)]})
-    with pytest.raises(RequestError, match=rf"request is \d+ bytes as sent; the limit is {c.MAX_REQUEST_BYTES} bytes"):
+def test_a_run_s_compute_seconds_that_no_longer_fits_is_refused_with_the_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a request just under the size limit (lowered to 1 MB here: 256 MiB deployed)
+    monkeypatch.setattr(c, "MAX_REFERENCED_REQUEST_BYTES", 1_000_000)
+    big = parse_request({"requestId": "big", "requests": [{"caseId": str(i)} for i in range(50_000)]})
+    assert big.input_bytes() < 1_000_000
+    # WHEN every case carries computeSeconds  THEN it no longer fits, and the size and limit are named
+    with pytest.raises(RequestError, match=r"request is \d+ bytes as sent; the limit is 1000000 bytes"):
         big.with_compute_seconds(0.5)

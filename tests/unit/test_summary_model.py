@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from lambda_fns import constants as c
-from lambda_fns.summary_model import build_summary, final_status
+from lambda_fns.summary_model import SummaryBuilder, build_summary, case_line, final_status, percentile
 
 COUNTER = {"requestId": "req-1", "target": 4, "counter": 4, "createdAt": 1000, "status": c.STATUS_SUMMARIZING}
 
@@ -51,7 +51,8 @@ def test_all_succeeded() -> None:
     assert (summary["succeeded"], summary["failed"], summary["timedOut"]) == (4, 0, [])
     assert summary["requestId"] == "req-1" and summary["target"] == 4
     assert summary["wallSeconds"] == 12.5
-    assert summary["computeMs"] == {"total": 100, "max": 40, "mean": 25.0}
+    # (percentiles by nearest rank: the 2nd, 4th and 4th of the 4 sorted durations)
+    assert summary["computeMs"] == {"total": 100, "max": 40, "mean": 25.0, "p50": 20, "p90": 40, "p99": 40}
     assert [case["state"] for case in summary["cases"]] == [c.CASE_SUCCEEDED] * 4
 
 
@@ -185,3 +186,73 @@ def test_a_registered_case_that_never_completed_timed_out_even_after_a_fan_out_l
     rows = [row("0", c.CASE_SUCCEEDED), {"requestId": "req-1", "caseId": "1", "state": c.CASE_PENDING}]
     summary = build_summary(counter, rows, ["0", "1", "2"], completed_at=1001)
     assert (summary["timedOut"], summary["notEmitted"], summary["status"]) == (["1"], ["2"], c.STATUS_FAILED)
+
+
+# --- a summary that scales: capped lists, percentiles, the per-case list only up to a size ---
+
+
+def test_the_lists_are_capped_and_the_counts_stay_whole() -> None:
+    # GIVEN 6 cases: 1 succeeded, 3 failed, 2 never completed, with lists capped at 2
+    builder = SummaryBuilder({**COUNTER, "target": 6}, list_cap=2)
+    rows = [row("0", c.CASE_SUCCEEDED)] + [row(str(i), c.CASE_FAILED, error=f"E{i}") for i in (1, 2, 3)]
+    for item in rows:
+        builder.add(case_line(item))
+    builder.missing(["4", "5"])
+    summary = builder.build(completed_at=1010.0, order=[str(i) for i in range(6)])
+    # THEN every count is whole, each list holds at most 2, and the summary says they are capped
+    assert (summary["succeeded"], summary["failed"], summary["timedOutCount"]) == (1, 3, 2)
+    assert summary["failures"] == [{"caseId": "1", "error": "E1"}, {"caseId": "2", "error": "E2"}]
+    assert summary["timedOut"] == ["4", "5"]
+    assert summary["listsCapped"] is True
+    assert summary["status"] == c.STATUS_TIMED_OUT
+    # AND the per-case list still holds every case, in request order
+    assert [line["caseId"] for line in summary["cases"]] == [str(i) for i in range(6)]
+
+
+def test_above_the_inline_size_the_summary_holds_no_per_case_list() -> None:
+    # GIVEN a request larger than the inline size (3 here; 10,000 deployed)
+    builder = SummaryBuilder({**COUNTER, "target": 4}, inline_cases=3)
+    for i in range(4):
+        builder.add(case_line(row(str(i), c.CASE_SUCCEEDED, duration=i)))
+    summary = builder.build(completed_at=1001.0)
+    # THEN it has the counts but no `cases` (Summary stores them beside it, in parts)
+    assert "cases" not in summary and summary["succeeded"] == 4 and summary["listsCapped"] is False
+
+
+def test_compute_time_percentiles_are_nearest_rank() -> None:
+    # GIVEN 100 succeeded cases of 1..100 ms (added in any order)
+    builder = SummaryBuilder({**COUNTER, "target": 100})
+    for ms in reversed(range(1, 101)):
+        builder.add(case_line(row(f"c{ms}", c.CASE_SUCCEEDED, duration=ms)))
+    compute = builder.build(completed_at=1001.0)["computeMs"]
+    # THEN p50, p90 and p99 are the 50th, 90th and 99th durations
+    assert compute == {"total": 5050, "max": 100, "mean": 50.5, "p50": 50, "p90": 90, "p99": 99}
+    assert percentile([], 0.5) == 0
+
+
+def test_cases_the_fan_out_gave_up_are_not_emitted_and_fail_the_request() -> None:
+    # GIVEN a request whose fan-out gave 2 cases up (their rows deleted, the target lowered)
+    counter = {**COUNTER, "target": 2, "notEmitted": 2, c.ATTR_FAN_OUT_ERROR: "fan-out: chunk 0 ..."}
+    builder = SummaryBuilder(counter)
+    for i in range(2):
+        builder.add(case_line(row(str(i), c.CASE_SUCCEEDED)))
+    builder.missing(["2", "3"])
+    summary = builder.build(completed_at=1001.0, order=["0", "1", "2", "3"])
+    # THEN the request's size is 4, the 2 are NOT_EMITTED, and the request FAILED with the reason
+    assert summary["target"] == 4 and summary["notEmitted"] == ["2", "3"] and summary["notEmittedCount"] == 2
+    assert summary["status"] == c.STATUS_FAILED and summary["fanOutError"].startswith("fan-out: chunk 0")
+
+
+def test_the_lists_are_in_request_order_whatever_order_the_shards_give_the_rows() -> None:
+    # GIVEN failed and never-completed cases arriving shard by shard, out of request order
+    order = ["b", "a", "10", "9"]
+    for known_order, expected in ((order, ["b", "a", "10", "9"]), (None, ["9", "10", "a", "b"])):
+        builder = SummaryBuilder({**COUNTER, "target": 8})
+        for case_id in ("9", "a", "10", "b"):
+            builder.add(case_line(row(case_id, c.CASE_FAILED, error="E")))
+            builder.add({"caseId": f"t{case_id}", "state": c.STATUS_TIMED_OUT})
+        summary = builder.build(completed_at=1001.0, order=known_order)
+        # THEN the lists follow the request's order when known (else caseIds, numbers first)
+        assert [failure["caseId"] for failure in summary["failures"]] == expected
+        if known_order is None:
+            assert summary["timedOut"] == ["t10", "t9", "ta", "tb"]

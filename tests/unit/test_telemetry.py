@@ -19,7 +19,7 @@ from moto import mock_aws
 
 from lambda_fns import constants as c
 from lambda_fns.telemetry import MetricUnit, Telemetry, log, request_keys
-from tests.tables import create_results_table
+from tests.tables import create_results_table, results_key
 
 REGION = "us-east-1"
 
@@ -225,8 +225,7 @@ def compute(monkeypatch: pytest.MonkeyPatch, log_file: Path) -> Iterator[ModuleT
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         create_results_table(dynamodb, "results")
         for case_id in ("1", "2"):  # registered by Emit: cases of the request
-            dynamodb.put_item(TableName="results", Item={c.ATTR_REQUEST_ID: {"S": "req-log"},
-                                                         c.ATTR_CASE_ID: {"S": case_id},
+            dynamodb.put_item(TableName="results", Item={**results_key("req-log", case_id),
                                                          c.ATTR_STATE: {"S": c.CASE_PENDING}})
         sys.modules.pop("lambda_fns.compute", None)
         yield importlib.import_module("lambda_fns.compute")

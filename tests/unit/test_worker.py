@@ -21,7 +21,7 @@ from fanflow.cli import main
 from fanflow.worker import Heartbeat, QueueWorker, Signals, WorkerPool, WorkerSettings, serve
 from lambda_fns import constants as c
 from lambda_fns.support import plain_item
-from tests.tables import create_results_table
+from tests.tables import create_results_table, results_key
 
 REGION = "us-east-1"
 BUS = "fanflow-bus"
@@ -58,7 +58,7 @@ class Aws:
         which EventBridge puts on the queue whole."""
         if registered:
             self.dynamodb.put_item(TableName=RESULTS, Item={
-                c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_CASE_ID: {"S": case["caseId"]},
+                **results_key(request_id, case["caseId"]),
                 c.ATTR_STATE: {"S": c.CASE_PENDING}, c.ATTR_EXPIRES_AT: {"N": str(int(time.time()) + 7 * 86_400)}})
         self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps({
             "version": "0", "id": "e-1", "source": c.PREPROCESS_SOURCE, "detail-type": c.CASE_DETAIL_TYPE,
@@ -80,8 +80,7 @@ class Aws:
         return out
 
     def row(self, request_id: str, case_id: str) -> dict[str, Any] | None:
-        item = self.dynamodb.get_item(TableName=RESULTS, Key={c.ATTR_REQUEST_ID: {"S": request_id},
-                                                              c.ATTR_CASE_ID: {"S": case_id}}).get("Item")
+        item = self.dynamodb.get_item(TableName=RESULTS, Key={**results_key(request_id, case_id)}).get("Item")
         return plain_item(item) if item else None
 
 
@@ -121,7 +120,7 @@ def test_a_queued_case_is_computed_reported_and_deleted(aws: Aws) -> None:
     [event] = aws.completions()
     assert (event["source"], event["detail-type"]) == (c.COMPUTE_SOURCE, c.COMPLETION_DETAIL_TYPE)
     assert event["detail"] == {"requestId": "req-w", "request": {"caseId": "4", "computeType": "queue"},
-                               "state": c.CASE_SUCCEEDED, "error": ""}
+                               "state": c.CASE_SUCCEEDED, "error": "", c.DETAIL_SHARDS: 1}
     # AND the message is gone: neither visible nor in flight
     assert aws.queue_counts() == (0, 0)
     assert (worker.stats.completed, worker.stats.failed_cases) == (1, 0)
