@@ -46,8 +46,10 @@ def status_view(row: dict[str, Any], *, now: float, summary: dict[str, Any] | No
     view["summaryKey"] = row.get(c.ATTR_SUMMARY_KEY)
     view["summary"] = None
     if summary is not None:
-        compact = {key: value for key, value in summary.items() if key != "cases"}
-        failures = [case for case in summary.get("cases", []) if case.get("state") == c.CASE_FAILED]
+        compact = {key: value for key, value in summary.items() if key not in ("cases", "failures")}
+        failures = summary.get("failures")  # at most SUMMARY_LIST_CAP, whatever the size
+        if failures is None:  # a summary written before the capped lists
+            failures = [case for case in summary.get("cases", []) if case.get("state") == c.CASE_FAILED]
         compact["failedCases"] = failures[:MAX_LISTED_FAILURES]
         view["summary"] = compact
     return view

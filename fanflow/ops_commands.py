@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from lambda_fns import constants as c
 
 from . import ops, options, render, timeline
-from .client import FanflowClient, Progress, RequestNotFound
+from .client import FanflowClient, Progress, RequestFailed, RequestNotFound
 from .options import UsageError
 from .targets import TARGETS, NoEndpoint, Target, TargetOptions, open_target
 
@@ -146,9 +146,16 @@ def show_status(client: FanflowClient, request_id: str, *, as_json: bool, out: T
     return 0
 
 
-def print_status(client: FanflowClient, row: dict[str, Any], *, now: float, as_json: bool, out: TextIO) -> None:
-    """A request's status from its counter row (and its summary, once written): JSON or tables."""
-    view = ops.status_view(row, now=now, summary=client.find_summary(row))
+def print_status(client: FanflowClient, row: dict[str, Any], *, now: float, as_json: bool, out: TextIO,
+                 wait_for_summary: bool = False) -> None:
+    """A request's status from its counter row (and its summary, once written): JSON or tables.
+    `wait_for_summary`: the row is closed, and Summary stores the summary just after it closes
+    the row, so wait the moment that takes (client.summary) rather than report none."""
+    summary = client.find_summary(row)
+    if summary is None and wait_for_summary and row.get(c.ATTR_SUMMARY_KEY):
+        with contextlib.suppress(RequestFailed):
+            summary = client.summary(row)
+    view = ops.status_view(row, now=now, summary=summary)
     if as_json:
         print(json.dumps(view), file=out)
     else:
@@ -180,7 +187,7 @@ def watch_request(client: FanflowClient, request_id: str, *, as_json: bool, time
 
     with contextlib.nullcontext() if as_json else reporter:
         row = client.wait(request_id, timeout=timeout, poll_seconds=interval, on_progress=on_progress)
-    print_status(client, row, now=time.time(), as_json=as_json, out=out)
+    print_status(client, row, now=time.time(), as_json=as_json, out=out, wait_for_summary=True)
     return 0 if row[c.ATTR_STATUS] == c.STATUS_SUCCEEDED else 3
 
 

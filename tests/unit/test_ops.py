@@ -58,6 +58,17 @@ def test_status_view_keeps_the_summary_without_its_case_list_but_with_the_failur
     json.dumps(view)  # and it is plain JSON
 
 
+def test_status_view_lists_the_failures_of_a_summary_too_large_to_hold_its_cases() -> None:
+    # GIVEN the summary of a request over SUMMARY_INLINE_CASES: no per-case list, its failures capped
+    failures = [{"caseId": str(i), "error": f"E{i}"} for i in range(c.SUMMARY_LIST_CAP)]
+    summary = {"requestId": "r", "status": c.STATUS_PARTIAL, "succeeded": 40_000, "failed": 2_000, "timedOut": [],
+               "failures": failures, "listsCapped": True, "wallSeconds": 3.0}
+    view = ops.status_view(row("r", status=c.STATUS_PARTIAL), now=NOW, summary=summary)
+    # THEN the first failures are listed from the capped list, which is not repeated whole
+    assert view["summary"]["failedCases"] == failures[:ops.MAX_LISTED_FAILURES]
+    assert "failures" not in view["summary"] and view["summary"]["listsCapped"] is True
+
+
 def test_newest_first_sorts_by_creation_and_limits() -> None:
     # GIVEN three requests created at different times
     rows = [row("old", created=NOW - 300), row("new", created=NOW - 1), row("mid", created=NOW - 60)]
