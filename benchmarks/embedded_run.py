@@ -16,7 +16,7 @@ def measure(cases: int, compute_seconds: float) -> dict[str, object]:
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "fanflow.cli", "run", "--cases", str(cases), "--json",
-         "--compute-seconds", str(compute_seconds)],
+         "--compute-seconds", str(compute_seconds), "--timeout", str(max(600, cases // 50))],
         capture_output=True, text=True, check=False,
     )
     wall = time.perf_counter() - started
@@ -32,6 +32,7 @@ def measure(cases: int, compute_seconds: float) -> dict[str, object]:
         # ru_maxrss of children is the largest child so far: report it only when it grew.
         "peakRssMb": round(peak_mb, 1) if peak_mb * 1024 > before else None,
         "summaryInvocations": result.get("summaryInvocations"),
+        "historyEvents": result.get("preProcessHistoryEvents"),
     }
 
 
@@ -40,11 +41,16 @@ def main() -> None:
     parser.add_argument("sizes", nargs="*", type=int, default=[100, 1000])
     parser.add_argument("--compute-seconds", type=float, default=0.0)
     args = parser.parse_args()
-    rows = [measure(size, args.compute_seconds) for size in sorted(args.sizes)]
-    print(f"{'cases':>7} {'status':>10} {'process s':>10} {'request s':>10} {'peak RSS MB':>12} {'Summary runs':>13}")
+    rows = []
+    for size in sorted(args.sizes):
+        rows.append(measure(size, args.compute_seconds))
+        print(f"measured {size} cases: {rows[-1]}", file=sys.stderr, flush=True)
+    print(f"{'cases':>9} {'status':>10} {'process s':>10} {'request s':>10} {'peak RSS MB':>12} {'Summary runs':>13} "
+          f"{'PreProcess events':>18}")
     for row in rows:
-        print(f"{row['cases']:>7} {row['status']:>10} {row['processSeconds']:>10} {row['requestSeconds']:>10} "
-              f"{row['peakRssMb'] if row['peakRssMb'] is not None else '-':>12} {row['summaryInvocations']:>13}")
+        print(f"{row['cases']:>9} {row['status']:>10} {row['processSeconds']:>10} {row['requestSeconds']:>10} "
+              f"{row['peakRssMb'] if row['peakRssMb'] is not None else '-':>12} {row['summaryInvocations']:>13} "
+              f"{row['historyEvents']:>18}", flush=True)
 
 
 if __name__ == "__main__":
