@@ -39,9 +39,10 @@ What moto 5.2.5 lacks, and what is done here:
 9. Speed: moto's DynamoDB parses each update and condition expression twice per call (once
    to validate the request, once to apply it). Parsed update expressions are cached by
    their text (moto copies the tree before resolving it), and parsed conditions by their
-   text, names and values. Validating an update walks its tree once per check (ten checks),
-   and each step of each walk rebuilt the check's table of node types; the table is built
-   once per check, and the walk looks it up once. Three checks read only the expression,
+   text and the names and values whose placeholders occur in it (a condition beside an update
+   whose other values change at every call is parsed once). Validating an update walks its
+   tree once per check (ten checks), and each step of each walk rebuilt the check's table of
+   node types; the table is built once per check, and the walk looks it up once. Three checks read only the expression,
    its attribute names and the table's key names (two of them rescan the tree at every
    clause): an expression that passed them passes them again without a walk. The parse
    tree each update validates is copied node by node instead of by copy.deepcopy. An
@@ -668,8 +669,12 @@ def _cache_dynamodb_expressions(patch: Callable[[Any, str, Any], None]) -> None:
     conditions: dict[tuple[Any, ...], tuple[Any, list[str], list[str]]] = {}
 
     def parse_condition(self: Any) -> Any:
-        key = (self.condition_expression, json.dumps(self.expression_attribute_names, sort_keys=True),
-               json.dumps(self.expression_attribute_values, sort_keys=True))
+        # The parser reads a name or a value only for a placeholder written in the expression: the
+        # entries whose placeholder does not occur in its text change nothing (record_result's
+        # condition names one value of six, and the other five change with every call).
+        text = self.condition_expression or ""
+        key = (self.condition_expression, _mentioned(self.expression_attribute_names, text),
+               _mentioned(self.expression_attribute_values, text))
         parsed = conditions.get(key)
         if parsed is None:
             op = original_parse(self)
@@ -706,6 +711,14 @@ def _cache_dynamodb_expressions(patch: Callable[[Any, str, Any], None]) -> None:
     patch(DepthFirstTraverser, "nodes_to_be_processed", nodes_to_be_processed)
     patch(DepthFirstTraverser, "process", process)
     _fast_update_validation(patch, DepthFirstTraverser, processing_map)
+
+
+def _mentioned(placeholders: dict[str, Any] | None, text: str) -> str:
+    """The entries of `placeholders` (names or values) whose key occurs in `text`, as sorted JSON:
+    every entry a condition's parser can read, and none it cannot."""
+    if not placeholders:
+        return json.dumps(placeholders)
+    return json.dumps({key: value for key, value in placeholders.items() if key in text}, sort_keys=True)
 
 
 def _fast_update_validation(patch: Callable[[Any, str, Any], None], traverser: Any,

@@ -1242,6 +1242,61 @@ def test_patched_expressions_are_cached_but_values_are_not(recorder: Recorder,
                                                        ":spare": {"N": "0"}})
 
 
+def conditional_updates() -> list[Any]:
+    """Conditional updates whose condition names one value and whose other values change at every
+    call (as record_result's do), in a fresh moto: each call's response or error, and the items."""
+    out: list[Any] = []
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        make_table(ddb)
+        for pk in ("a", "b", "c"):
+            ddb.put_item(TableName="t", Item={"pk": {"S": pk}, "state": {"S": "PENDING"}})
+        calls = [("a", "PENDING", "1"), ("a", "PENDING", "2"), ("b", "PENDING", "3"), ("c", "DONE", "4"),
+                 ("b", "PENDING", "5"), ("missing", "PENDING", "6")]
+        for pk, expected, at in calls:
+            for condition, names in (("#s = :p", {"#s": "state", "#at": "at"}),
+                                     ("#s = :p AND attribute_not_exists(#x)", {"#s": "state", "#at": "at", "#x": "x"})):
+                try:
+                    out.append(ddb.update_item(
+                        TableName="t", Key={"pk": {"S": pk}}, UpdateExpression="SET #s = :done, #at = :at",
+                        ConditionExpression=condition, ExpressionAttributeNames=names,
+                        ExpressionAttributeValues={":done": {"S": "DONE"}, ":at": {"N": at}, ":p": {"S": expected},
+                                                   ":pending": {"S": "PENDING"}} if pk == "c" else
+                        {":done": {"S": "DONE"}, ":at": {"N": at}, ":p": {"S": expected}},
+                        ReturnValues="ALL_NEW"))
+                except ClientError as exc:
+                    out.append(exc.response["Error"])
+                ddb.put_item(TableName="t", Item={"pk": {"S": pk}, "state": {"S": "PENDING"}})
+        # a value the condition names but the call leaves out still fails, as moto fails (KeyError)
+        try:
+            ddb.update_item(TableName="t", Key={"pk": {"S": "a"}}, UpdateExpression="SET #s = :done",
+                            ConditionExpression="#s = :p", ExpressionAttributeNames={"#s": "state"},
+                            ExpressionAttributeValues={":done": {"S": "DONE"}})
+        except Exception as exc:
+            out.append(exc.response["Error"] if isinstance(exc, ClientError) else repr(exc))
+        out.append(ddb.scan(TableName="t")["Items"])
+    for response in out:
+        if isinstance(response, dict):
+            response.pop("ResponseMetadata", None)
+    return out
+
+
+def test_patched_conditions_parsed_once_answer_as_moto(aws_env: None) -> None:
+    # GIVEN what moto answers to conditional updates whose other values change at every call
+    assert not moto_patches.installed()
+    unpatched_answers = conditional_updates()
+    # WHEN the same calls run with the patches (the condition parsed once, by its own placeholders)
+    rec = Recorder()
+    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
+    try:
+        patched_answers = conditional_updates()
+    finally:
+        moto_patches.uninstall()
+    # THEN every answer, error and item is the same
+    assert patched_answers == unpatched_answers
+    assert any("ConditionalCheckFailed" in str(answer) for answer in patched_answers)
+
+
 # -- 10. In-process dispatch ------------------------------------------------------------------
 def authorization_header(session: boto3.session.Session) -> str:
     sqs = session.client("sqs")
