@@ -358,6 +358,65 @@ def test_patched_non_matching_event_delivers_nothing(recorder: Recorder, session
     assert queue_bodies(session, url) == []
 
 
+def events_to_log_groups() -> list[Any]:
+    """A bus of four rules whose targets are CloudWatch log groups (delivered by moto, patched or
+    not), and PutEvents calls that match some, none, or are refused: each call's entries (event ids
+    as a mark), and what each log group received (per event: its rule's message, with its id and
+    times as marks)."""
+    out: list[Any] = []
+    with mock_aws():
+        events = boto3.client("events", region_name=REGION)
+        logs = boto3.client("logs", region_name=REGION)
+        patterns = {"by-source": {"source": ["fanflow.a"]}, "by-number": {"detail": {"n": [{"numeric": [">", 2]}]}},
+                    "by-both": {"source": ["fanflow.a"], "detail-type": ["T"]}, "never": {"source": ["nobody"]}}
+        for name, pattern in patterns.items():
+            logs.create_log_group(logGroupName=name)
+            events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+            events.put_targets(Rule=name, Targets=[{
+                "Id": "log", "Arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}"}])
+        calls = [
+            [{"Source": "fanflow.a", "DetailType": "T", "Detail": json.dumps({"n": 3, "m": {"k": [1, 2]}})}],
+            [{"Source": "fanflow.b", "DetailType": "T", "Detail": json.dumps({"n": 1})},
+             {"Source": "fanflow.a", "DetailType": "U", "Detail": json.dumps({"n": 5}), "Resources": ["r"]}],
+            [{"Source": "", "DetailType": "T", "Detail": "{}"},
+             {"Source": "fanflow.a", "DetailType": "", "Detail": "{}"},
+             {"Source": "fanflow.a", "DetailType": "T", "Detail": "{not json"},
+             {"Source": "fanflow.c", "DetailType": "T", "Detail": json.dumps({"n": 9})}],
+        ]
+        for entries in calls:
+            response = events.put_events(Entries=entries)
+            out.append([{k: ("<id>" if k == "EventId" else v) for k, v in entry.items()}
+                        for entry in response["Entries"]])
+            out.append(response["FailedEntryCount"])
+        with pytest.raises(ClientError) as too_many:
+            events.put_events(Entries=[{"Source": "s", "DetailType": "T", "Detail": "{}"}] * 11)
+        out.append(too_many.value.response["Error"]["Code"])
+        for name in patterns:
+            messages = [json.loads(e["message"]) for e in
+                        logs.filter_log_events(logGroupName=name)["events"]]
+            for message in messages:
+                assert isinstance(message.pop("id"), str) and isinstance(message.pop("time"), str)
+                message.pop("ingestion-time", None)
+            out.append((name, sorted(messages, key=json.dumps)))
+    return out
+
+
+def test_patched_put_events_delivers_as_moto(aws_env: None) -> None:
+    # GIVEN what moto delivers, rule by rule, for PutEvents calls that match some rules, none, or fail
+    assert not moto_patches.installed()
+    unpatched_answers = events_to_log_groups()
+    # WHEN the same calls run with the patches (one message per entry for all the rules)
+    rec = Recorder()
+    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
+    try:
+        patched_answers = events_to_log_groups()
+    finally:
+        moto_patches.uninstall()
+    # THEN the entries, the errors and every rule's messages are the same
+    assert patched_answers == unpatched_answers
+    assert ("by-source", []) not in patched_answers and ("never", []) in patched_answers
+
+
 def _event() -> dict[str, Any]:
     return {
         "version": "0", "id": "e-1", "detail-type": "Test", "source": "fanflow.test",
