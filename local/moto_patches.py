@@ -767,6 +767,14 @@ def _cache_dynamodb_expressions(patch: Callable[[Any, str, Any], None]) -> None:
     _fast_update_validation(patch, DepthFirstTraverser, processing_map)
 
 
+def _typed_value(kind: type, slot: int, parent: Any, values: list[Any]) -> Any:
+    return kind(values[slot])
+
+
+def _leaf(clone: Callable[[Any], Any], value: Any, parent: Any, values: list[Any]) -> Any:
+    return clone(value)
+
+
 def _mentioned(placeholders: dict[str, Any] | None, text: str) -> str:
     """The entries of `placeholders` (names or values) whose key occurs in `text`, as sorted JSON:
     every entry a condition's parser can read, and none it cannot."""
@@ -873,7 +881,7 @@ def _fast_update_validation(patch: Callable[[Any, str, Any], None], traverser: A
     from moto.dynamodb.models.dynamo_type import DynamoType
     from moto.dynamodb.parsing.ast_nodes import DDBTypedValue, ExpressionAttributeValue  # type: ignore[attr-defined]
 
-    templates: dict[tuple[Any, ...], tuple[Any, Any, list[str]]] = {}
+    templates: dict[tuple[Any, ...], tuple[Any, Any, list[str], Callable[[Any, list[Any]], Any] | None]] = {}
 
     def validate(self: Any) -> Any:
         expression = self._fanflow_expression
@@ -883,6 +891,8 @@ def _fast_update_validation(patch: Callable[[Any, str, Any], None], traverser: A
         if flat:
             hit = templates.get(key)
             if hit is not None and hit[0] is expression and all(name in values for name in hit[2]):
+                if hit[3] is not None:
+                    return hit[3](None, [values[name] for name in hit[2]])
                 tree = clone_validated(hit[1], None)
                 for leaf, name in zip(_nodes_of(tree, DDBTypedValue), hit[2], strict=True):
                     leaf.children[0] = DynamoType(values[name])
@@ -904,8 +914,59 @@ def _fast_update_validation(patch: Callable[[Any, str, Any], None], traverser: A
             if len(placeholders) == len(_nodes_of(node, DDBTypedValue)):
                 if len(templates) >= 4096:
                     templates.clear()
-                templates[key] = (expression, clone_validated(node, None), placeholders)
+                kept = clone_validated(node, None)
+                templates[key] = (expression, kept, placeholders, template_builder(kept, len(placeholders)))
         return node
+
+    def template_builder(template: Any, slots: int) -> Callable[[Any, list[Any]], Any] | None:
+        """A function that makes what clone_validated makes of `template`, with the value leaves
+        (depth first, left to right, as _nodes_of finds them) filled from a list of values: the
+        walk over the template's attributes is done once, here. None for a tree it cannot serve."""
+        counter = [0]
+
+        def plan(node: Any) -> Callable[[Any, list[Any]], Any]:
+            kind = type(node)
+            shared = {k: v for k, v in node.__dict__.items()
+                      if k not in ("parent", "children") and type(v) in _JSON_SCALARS}
+            copied = {k: v for k, v in node.__dict__.items()
+                      if k not in ("parent", "children") and type(v) not in _JSON_SCALARS}
+            has_parent = "parent" in node.__dict__
+            has_children = "children" in node.__dict__
+            children = node.__dict__.get("children")
+            makers: list[Callable[[Any, list[Any]], Any]] | None = None
+            if children is not None:
+                makers = []
+                for index, child in enumerate(children):
+                    if index == 0 and isinstance(node, DDBTypedValue):
+                        if isinstance(child, Node):
+                            raise _NotJson
+                        slot = counter[0]
+                        counter[0] += 1
+                        makers.append(functools.partial(_typed_value, DynamoType, slot))
+                    elif isinstance(child, Node):
+                        makers.append(plan(child))
+                    else:
+                        makers.append(functools.partial(_leaf, clone_leaf, child))
+
+            def make(parent: Any, values: list[Any]) -> Any:
+                new = object.__new__(kind)
+                attrs = new.__dict__
+                attrs.update(shared)
+                for name, value in copied.items():
+                    attrs[name] = clone_leaf(value)
+                if has_parent:
+                    attrs["parent"] = parent
+                if has_children:
+                    attrs["children"] = None if makers is None else [maker(new, values) for maker in makers]
+                return new
+
+            return make
+
+        try:
+            make = plan(template)
+        except (_NotJson, RecursionError):
+            return None
+        return make if counter[0] == slots else None
 
     def clone_leaf(value: Any) -> Any:
         if type(value) in _JSON_SCALARS:

@@ -1540,6 +1540,53 @@ def test_patched_a_flat_update_is_validated_once_per_names(
                         ExpressionAttributeValues={":a": {"S": "c"}})
 
 
+def flat_updates() -> list[Any]:
+    """Flat updates (top-level SET to values, ADD) repeated with values of every kind, in a fresh
+    moto: each call's ALL_NEW attributes, or its error, and the items at the end."""
+    out: list[Any] = []
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        make_table(ddb)
+        expression = "SET #s = :s, #m = :m, l = :l, ss = :ss ADD n :one, tags :tag"
+        for round_, pk in enumerate(("x", "y", "x", "z", "y")):
+            values = {":s": {"S": f"s{round_}"}, ":one": {"N": str(round_ + 1)}, ":tag": {"SS": [f"t{round_}"]},
+                      ":m": {"M": {"k": {"L": [{"N": str(round_)}, {"M": {"d": {"S": "deep"}}}]}}},
+                      ":l": {"L": [{"S": "a"}, {"BOOL": round_ % 2 == 0}, {"NULL": True}]},
+                      ":ss": {"SS": ["p", f"q{round_}"]}}
+            try:
+                out.append(ddb.update_item(TableName="t", Key={"pk": {"S": pk}}, UpdateExpression=expression,
+                                           ExpressionAttributeNames={"#s": "state", "#m": "map"},
+                                           ExpressionAttributeValues=values, ReturnValues="ALL_NEW")["Attributes"])
+            except ClientError as exc:
+                out.append(exc.response["Error"])
+        # the same expression with a value of another type where ADD needs a number: moto's error
+        try:
+            ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression=expression,
+                            ExpressionAttributeNames={"#s": "state", "#m": "map"},
+                            ExpressionAttributeValues={":s": {"S": "s"}, ":one": {"S": "one"}, ":tag": {"SS": ["t"]},
+                                                       ":m": {"M": {}}, ":l": {"L": []}, ":ss": {"SS": ["p"]}})
+        except ClientError as exc:
+            out.append(exc.response["Error"])
+        out.append(sorted(ddb.scan(TableName="t")["Items"], key=lambda item: item["pk"]["S"]))
+    return out
+
+
+def test_patched_flat_updates_answer_as_moto(aws_env: None) -> None:
+    # GIVEN what moto answers to flat updates repeated with values of every kind
+    assert not moto_patches.installed()
+    unpatched_answers = flat_updates()
+    # WHEN the same calls run with the patches (the validated tree kept, rebuilt with each call's values)
+    rec = Recorder()
+    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
+    try:
+        patched_answers = flat_updates()
+    finally:
+        moto_patches.uninstall()
+    # THEN every answer, error and item is the same
+    assert patched_answers == unpatched_answers
+    assert patched_answers[2]["n"] == {"N": "4"}  # x: 1 + 3
+
+
 def test_patched_jsonpath_reads_copy_only_what_can_change(recorder: Recorder) -> None:
     from moto.stepfunctions.parser.asl.eval.states import States
 
