@@ -55,7 +55,8 @@ What moto 5.2.5 lacks, and what is done here:
    its costs are dropped: the SigV4 signature (moto never checks it; requests still carry
    an Authorization header naming the access key, from which moto takes the account),
    the scan of every service's URL patterns for each request (the route is cached by
-   URL), and moto listing the handler class's methods by introspection on each call.
+   URL), and moto listing the handler class's methods by introspection, and turning the
+   action's name into its method's letter by letter, on each call.
    DynamoDB responses made only of JSON values (every item operation's) are written with
    json.dumps instead of moto's serializer, which walks the API model for every attribute
    of every item (a Summary's query of 1,000 results took about a second). Each response's
@@ -661,7 +662,9 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]], *,
     if any(code is not None for code, _, _ in errors):
         raise TransactionCanceledException(errors)
 
-    saved = [(op["TableName"], key, copy.deepcopy(self.get_item(op["TableName"], key)))
+    # what each written item was, as the attributes a rollback puts back (a copy: the writes
+    # change the item in place)
+    saved = [(op["TableName"], key, _attributes_of(self.get_item(op["TableName"], key)))
              for op_type, op, key in operations if op_type != "ConditionCheck"]
     try:
         for op_type, op, key in operations:
@@ -679,8 +682,16 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]], *,
             if before is None:
                 self.delete_item(table_name, key)
             else:
-                self.put_item(table_name, before.to_json()["Attributes"])
+                self.put_item(table_name, before)
         raise
+
+
+def _attributes_of(item: Any) -> dict[str, Any] | None:
+    """An item's attributes as DynamoDB JSON, its own copy (what `copy.deepcopy(item).to_json()`
+    gives, without copying the item's typed values first); None for no item."""
+    if item is None:
+        return None
+    return json_deepcopy(item.to_json()["Attributes"])  # type: ignore[no-any-return]
 
 
 _PARALLEL_STATE = re.compile(r'"Type"\s*:\s*"Parallel"')
@@ -1078,6 +1089,10 @@ def _fast_dispatch(patch: Callable[[Any, str, Any], None]) -> None:
     patch(botocore.auth.SigV4Auth, "add_auth", add_auth)
     patch(moto_responses, "method_names_from_class",
           functools.lru_cache(maxsize=None)(moto_responses.method_names_from_class))
+    # the action's method name, from its API name (a pure function of the name, walked letter by
+    # letter at every request)
+    patch(moto_responses, "camelcase_to_underscores",
+          functools.lru_cache(maxsize=4096)(moto_responses.camelcase_to_underscores))
 
     from moto.moto_api import recorder
 

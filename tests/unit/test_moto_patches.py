@@ -1402,6 +1402,28 @@ def test_patched_handler_methods_are_listed_once(recorder: Recorder) -> None:
     assert moto_responses.method_names_from_class(DynamoHandler) is first
 
 
+ACTION_NAMES = ("UpdateItem", "TransactWriteItems", "PutEvents", "ListTagsOfResource", "CreateDBInstance",
+                "DescribeVpcs", "GetID", "ABCTest", "", "x", "EnableMFADevice", "S3Thing", "Get Item")
+
+
+def test_unpatched_action_names_are_converted_at_every_call(unpatched: None) -> None:
+    import moto.core.responses as moto_responses
+    from moto.core.utils import camelcase_to_underscores
+
+    assert moto_responses.camelcase_to_underscores is camelcase_to_underscores
+
+
+def test_patched_action_names_convert_as_moto_converts_them(recorder: Recorder) -> None:
+    # GIVEN the patches  WHEN action names are converted, twice  THEN each is what moto's function gives
+    import moto.core.responses as moto_responses
+    from moto.core.utils import camelcase_to_underscores
+
+    assert moto_responses.camelcase_to_underscores is not camelcase_to_underscores
+    for _ in range(2):
+        assert [moto_responses.camelcase_to_underscores(name) for name in ACTION_NAMES] == [
+            camelcase_to_underscores(name) for name in ACTION_NAMES]
+
+
 def dynamodb_responses() -> list[dict[str, Any]]:
     """Responses to a tour of DynamoDB's item operations, in a fresh moto."""
     out: list[dict[str, Any]] = []
