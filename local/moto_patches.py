@@ -119,6 +119,12 @@ What moto 5.2.5 lacks, and what is done here:
    message (a JSON round trip) to match it. The message is built once per entry, as EventBridge
    has one event (one id, one time) for all its rules; each rule is matched against it, and a
    rule's native (moto-delivered) targets get their own copy, as they got one before.
+24. Speed (botocore): for every DynamoDB and EventBridge call, botocore resolves the endpoint
+   from the service's rule set: each of its parameters looked up through four kinds of context
+   and a check of its builtin against every builtin's name, then the provider's cached answer
+   rebuilt with new headers. The parameters are resolved as botocore resolves them, from a plan
+   made once per operation (its builtins still customised by the `before-endpoint-resolution`
+   handlers at every call), and the endpoint is kept per resolver and parameters.
 """
 
 from __future__ import annotations
@@ -360,6 +366,7 @@ def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver:
     _express_workflows(patch, hooks.on_execution)
     _polled_event_sources(patch, hooks.on_event_source_mapping)
     _fast_sqs(patch)
+    _kept_endpoints(patch)
 
 
 _MISSING = object()
@@ -1672,6 +1679,87 @@ def _fast_sqs(patch: Callable[[Any, str, Any], None]) -> None:
         return "".join(mock_random.choices(string.ascii_lowercase, k=185))
 
     patch(sqs_models, "generate_receipt_handle", generate_receipt_handle)
+
+
+def _kept_endpoints(patch: Callable[[Any, str, Any], None]) -> None:
+    """Adaptation 24: EndpointRulesetResolver.construct_endpoint for the direct-call services,
+    its provider parameters resolved from a plan per operation and its endpoint kept per
+    parameters. A miss (or parameters that are not hashable) resolves as botocore does."""
+    import jmespath
+    from botocore.exceptions import UnknownEndpointResolutionBuiltInName
+    from botocore.regions import EndpointResolverBuiltins, EndpointRulesetResolver
+
+    original = EndpointRulesetResolver.construct_endpoint
+    builtin_names = frozenset(member.value for member in EndpointResolverBuiltins)
+
+    def plan_of(self: Any, operation_model: Any) -> list[tuple[str, Any, list[tuple[str, Any]], Any]]:
+        """Per parameter, as _get_provider_params resolves it: (name, static value, the context
+        lookups to try in order, builtin name)."""
+        static = self._get_static_context_params(operation_model)
+        dynamic = self._get_dynamic_context_params(operation_model)
+        operation_context = operation_model.operation_context_parameters
+        client_context = self._get_client_context_params()
+        plan = []
+        for name, definition in self._param_definitions.items():
+            lookups: list[tuple[str, Any]] = []
+            if name in dynamic:
+                lookups.append(("member", dynamic[name]))
+            if name in operation_context:
+                lookups.append(("path", operation_context[name]["path"]))
+            if name in client_context:
+                lookups.append(("client", client_context[name]))
+            plan.append((name, static.get(name), lookups, definition.builtin))
+        return plan
+
+    def construct_endpoint(self: Any, operation_model: Any, call_args: Any, request_context: Any) -> Any:
+        if self._service_model.service_name not in DIRECT_CALL_SERVICES:
+            return original(self, operation_model, call_args, request_context)
+        if call_args is None:
+            call_args = {}
+        if request_context is None:
+            request_context = {}
+        plans = self.__dict__.setdefault("_fanflow_plans", {})
+        plan = plans.get(operation_model.name)
+        if plan is None or plan[0] is not operation_model:
+            plan = plans[operation_model.name] = (operation_model, plan_of(self, operation_model))
+        builtins = self._get_customized_builtins(operation_model, call_args, request_context)
+        params = []
+        for name, static, lookups, builtin in plan[1]:
+            value = static
+            if value is None:
+                for kind, where in lookups:
+                    if kind == "member":
+                        value = call_args.get(where)
+                    elif kind == "path":
+                        value = jmespath.search(where, call_args)
+                    else:
+                        value = self._client_context.get(where)
+                    if value is not None:
+                        break
+            if value is None and builtin is not None:
+                if builtin not in builtin_names:
+                    raise UnknownEndpointResolutionBuiltInName(name=builtin)
+                value = builtins.get(builtin)
+                if callable(value):
+                    value = value()
+            if value is not None:
+                params.append((name, value))
+                self._register_endpoint_feature_ids(name, value)
+        key = tuple(params)
+        kept = self.__dict__.setdefault("_fanflow_endpoints", {})
+        try:
+            endpoint = kept.get(key)
+        except TypeError:  # a list value (ResourceArnList): not kept
+            return original(self, operation_model, call_args, request_context)
+        if endpoint is None:
+            endpoint = original(self, operation_model, call_args, request_context)
+            if len(kept) >= 1024:
+                kept.clear()
+            kept[key] = endpoint
+        # a new headers dict per call, as botocore makes one
+        return endpoint._replace(headers=dict(endpoint.headers))
+
+    patch(EndpointRulesetResolver, "construct_endpoint", construct_endpoint)
 
 
 def _unix_time(dt: Any) -> float:

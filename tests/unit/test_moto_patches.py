@@ -417,6 +417,59 @@ def test_patched_put_events_delivers_as_moto(aws_env: None) -> None:
     assert ("by-source", []) not in patched_answers and ("never", []) in patched_answers
 
 
+def endpoints_resolved() -> list[Any]:
+    """What botocore's endpoint resolution gives DynamoDB and EventBridge calls, for clients of
+    several regions and settings and calls whose parameters feed the rule set; each call twice."""
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
+
+    out: list[Any] = []
+    clients = [("dynamodb", {"region_name": "us-east-1"}), ("dynamodb", {"region_name": "eu-west-3"}),
+               ("dynamodb", {"region_name": "us-east-1", "config": Config(use_fips_endpoint=True)}),
+               ("dynamodb", {"region_name": "us-west-2", "config": Config(use_dualstack_endpoint=True)}),
+               ("dynamodb", {"region_name": "us-east-1", "endpoint_url": "http://localhost:4677"}),
+               ("dynamodb", {"region_name": "cn-north-1"}),
+               ("events", {"region_name": "us-east-1"}), ("events", {"region_name": "ap-south-1"}),
+               ("events", {"region_name": "us-east-1", "config": Config(use_fips_endpoint=True)})]
+    calls = {"dynamodb": [("GetItem", {"TableName": "t", "Key": {}}),
+                          ("GetItem", {"TableName": f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/t", "Key": {}}),
+                          ("UpdateItem", {"TableName": "u", "Key": {}}), ("Query", {"TableName": "t"}),
+                          ("BatchGetItem", {"RequestItems": {"t": {}, "u": {}}}),
+                          ("TransactWriteItems", {"TransactItems": []}), ("ListTables", {})],
+             "events": [("PutEvents", {"Entries": []}), ("PutEvents", {"Entries": [], "EndpointId": "abc.xyz"}),
+                        ("PutRule", {"Name": "r"})]}
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing")
+    for service, options in clients:
+        client = session.client(service, **options)
+        resolver = client._ruleset_resolver
+        for operation, args in calls[service]:
+            model = client.meta.service_model.operation_model(operation)
+            for _ in range(2):
+                try:
+                    endpoint = resolver.construct_endpoint(model, args, {})
+                    out.append((service, operation, endpoint.url, endpoint.properties, endpoint.headers))
+                except BotoCoreError as exc:
+                    out.append((service, operation, type(exc).__name__, str(exc)))
+    return out
+
+
+def test_patched_endpoints_resolve_as_botocore_resolves_them(aws_env: None) -> None:
+    # GIVEN the endpoints botocore resolves for DynamoDB and EventBridge calls of every kind
+    assert not moto_patches.installed()
+    unpatched_endpoints = endpoints_resolved()
+    # WHEN the same resolutions run with the patches (parameters from a plan, endpoints kept)
+    rec = Recorder()
+    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
+    try:
+        patched_endpoints = endpoints_resolved()
+    finally:
+        moto_patches.uninstall()
+    # THEN each is the same, errors included
+    assert patched_endpoints == unpatched_endpoints
+    assert any("fips" in str(endpoint[2]) for endpoint in patched_endpoints)
+    assert any(endpoint[2] == "http://localhost:4677" for endpoint in patched_endpoints)
+
+
 def _event() -> dict[str, Any]:
     return {
         "version": "0", "id": "e-1", "detail-type": "Test", "source": "fanflow.test",
