@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import json
 import logging
 import os
@@ -133,6 +134,7 @@ class EmbeddedEmulator:
         self._saved_env: dict[str, str | None] = {}
         self.outputs: dict[str, str] = {}
         self.session: boto3.session.Session | None = None
+        self._froze_heap = False
 
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> EmbeddedEmulator:
@@ -187,8 +189,23 @@ class EmbeddedEmulator:
         except BaseException:
             self.stop()
             raise
+        self._freeze_deployed_heap()
+
+    def _freeze_deployed_heap(self) -> None:
+        """What is alive once the stack is deployed (moto's and botocore's models, the stack's
+        resources, the modules) lives as long as the emulator, and every full garbage collection
+        walked all of it during a request (about 0.3 s each; 0.5-0.8 s of the 4.5-5.5 s of CPU
+        of a 1,000-case request). It is collected once and frozen: later collections walk only
+        what requests make. `stop` unfreezes it."""
+        if not self._froze_heap:
+            gc.collect()
+            gc.freeze()
+            self._froze_heap = True
 
     def stop(self) -> None:
+        if self._froze_heap:
+            gc.unfreeze()
+            self._froze_heap = False
         for source in self.event_sources:
             source.stop()
         self.event_sources.clear()

@@ -1,0 +1,22 @@
+"""The embedded emulator freezes what its deployment left alive, so that garbage collections
+during requests walk only what requests make; stopping it unfreezes that heap."""
+
+from __future__ import annotations
+
+import gc
+
+from local.runtime import EmbeddedEmulator
+
+
+def test_the_deployed_heap_is_frozen_until_the_emulator_stops() -> None:
+    # GIVEN an emulator whose stack is deployed (the freeze is start's last step)
+    emulator = EmbeddedEmulator()
+    emulator._freeze_deployed_heap()
+    # THEN what was alive is frozen, once
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    emulator._freeze_deployed_heap()
+    assert gc.get_freeze_count() == frozen
+    # WHEN it stops  THEN the heap is collectable again
+    emulator.stop()
+    assert gc.get_freeze_count() == 0
