@@ -38,7 +38,8 @@ What moto 5.2.5 lacks, and what is done here:
    Reading a JSONPath deep-copies what it found, also when that is a string or a number.
 9. Speed: moto's DynamoDB parses each update and condition expression twice per call (once
    to validate the request, once to apply it). Parsed update expressions are cached by
-   their text (moto copies the tree before resolving it), and parsed conditions by their
+   their text (moto copies the tree before resolving it), and so are the clauses moto looks
+   up in such a tree at every call (its names and values); parsed conditions by their
    text and the names and values whose placeholders occur in it (a condition beside an update
    whose other values change at every call is parsed once). Validating an update walks its
    tree once per check (ten checks), and each step of each walk rebuilt the check's table of
@@ -735,7 +736,34 @@ def _cache_dynamodb_expressions(patch: Callable[[Any, str, Any], None]) -> None:
     cached_make = functools.lru_cache(maxsize=1024)(lambda expression: make(UpdateExpressionParser, expression))
 
     def make_update_expression(cls: Any, expression: str) -> Any:
-        return cached_make(expression) if cls is UpdateExpressionParser else make(cls, expression)
+        if cls is not UpdateExpressionParser:
+            return make(cls, expression)
+        tree = cached_make(expression)
+        if id(tree) not in shared_trees:
+            if len(shared_trees) >= 2048:
+                shared_trees.clear()
+                clauses.clear()
+            shared_trees[id(tree)] = tree
+        return tree
+
+    # The clauses of a shared (cached) tree, by clause types: moto's UpdateItem and
+    # TransactWriteItems look for its attribute names and values at every call, walking it.
+    from moto.dynamodb.parsing.ast_nodes import Node  # type: ignore[attr-defined]
+
+    shared_trees: dict[int, Any] = {}
+    clauses: dict[tuple[int, tuple[type, ...]], list[Any]] = {}
+    original_find_clauses = Node.find_clauses
+
+    def find_clauses(self: Any, clause_types: Any) -> Any:
+        if shared_trees.get(id(self)) is not self:
+            return original_find_clauses(self, clause_types)
+        key = (id(self), tuple(clause_types))
+        found = clauses.get(key)
+        if found is None:
+            found = clauses[key] = original_find_clauses(self, clause_types)
+        return list(found)
+
+    patch(Node, "find_clauses", find_clauses)
 
     original_parse = ConditionExpressionParser.parse
     conditions: dict[tuple[Any, ...], tuple[Any, list[str], list[str]]] = {}

@@ -1536,6 +1536,37 @@ def test_patched_dynamodb_responses_are_the_ones_moto_writes(aws_env: None) -> N
     assert "LastEvaluatedKey" in patched_responses[12] and "LastEvaluatedKey" not in patched_responses[13]
 
 
+UPDATE_EXPRESSIONS = ("SET #a = :a, b = :b ADD n :one", "SET a.b[1] = if_not_exists(c, :c) REMOVE #d",
+                      "ADD s :s DELETE t :t", "SET x = list_append(#l, :l), y = y + :one")
+
+
+def test_patched_clauses_of_a_shared_tree_are_the_walked_ones(recorder: Recorder) -> None:
+    from moto.dynamodb.parsing.ast_nodes import (  # type: ignore[attr-defined]
+        ExpressionAttributeName,
+        ExpressionAttributeValue,
+        Node,
+    )
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    original = moto_patches._MISSING
+    for owner, name, value in moto_patches._installed.originals:  # type: ignore[union-attr]
+        if owner is Node and name == "find_clauses":
+            original = value
+    assert callable(original)
+    # GIVEN shared (cached) trees  WHEN their names and values are looked up, twice
+    for text in UPDATE_EXPRESSIONS:
+        tree = UpdateExpressionParser.make(text)
+        for kinds in ([ExpressionAttributeName], [ExpressionAttributeValue],
+                      [ExpressionAttributeName, ExpressionAttributeValue]):
+            first, second = tree.find_clauses(kinds), tree.find_clauses(kinds)
+            # THEN each lookup finds what moto's walk finds, in a list of its own
+            assert first == second == original(tree, kinds)
+            assert first is not second
+    # AND a tree that is not shared is walked as before
+    fresh = UpdateExpressionParser.make.__func__(type("Other", (UpdateExpressionParser,), {}), "SET a = :a")
+    assert [c.get_value_name() for c in fresh.find_clauses([ExpressionAttributeValue])] == [":a"]
+
+
 def processing_map_builds(session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
     """(validations, processing-map builds) of one update_item with a three-action expression."""
     from moto.dynamodb.parsing import validators
