@@ -1518,6 +1518,81 @@ def dynamodb_responses() -> list[dict[str, Any]]:
     return out
 
 
+def query_pages() -> list[Any]:
+    """Every page of queries and scans over tables whose keys are strings or numbers (hash and
+    range, hash only, a global index), several hash keys each, in a fresh moto."""
+    out: list[Any] = []
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        for name, hash_type, range_type in (("sn", "S", "N"), ("ns", "N", "S"), ("s", "S", None), ("n", "N", None)):
+            schema = [{"AttributeName": "h", "KeyType": "HASH"}]
+            attributes = [{"AttributeName": "h", "AttributeType": hash_type},
+                          {"AttributeName": "g", "AttributeType": "S"}]
+            if range_type:
+                schema.append({"AttributeName": "r", "KeyType": "RANGE"})
+                attributes.append({"AttributeName": "r", "AttributeType": range_type})
+            index = {"IndexName": "by-g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                     "Projection": {"ProjectionType": "ALL"}}
+            ddb.create_table(TableName=name, KeySchema=schema, AttributeDefinitions=attributes,
+                             BillingMode="PAY_PER_REQUEST", GlobalSecondaryIndexes=[index])
+            hashes = ["10", "9", "1", "2"] if hash_type == "N" else ["b", "a", "c", "a1"]
+            for n in range(40):
+                item = {"h": {hash_type: hashes[n % 4]}, "g": {"S": f"g{n % 3}"}, "v": {"N": str(n)},
+                        "pad": {"S": "x" * n}}
+                if range_type:
+                    item["r"] = {range_type: str(n * 7 % 23) if range_type == "N" else f"k{n * 7 % 23}"}
+                ddb.put_item(TableName=name, Item=item)
+            gone = {"r": {range_type: "7" if range_type == "N" else "k7"}} if range_type else {}
+            ddb.delete_item(TableName=name, Key={"h": {hash_type: hashes[1]}, **gone})
+            queries: list[dict[str, Any]] = []
+            for h in [*hashes, "404" if hash_type == "N" else "none"]:
+                base = {"TableName": name, "KeyConditionExpression": "h = :h",
+                        "ExpressionAttributeValues": {":h": {hash_type: h}}}
+                queries += [base, {**base, "Limit": 3}, {**base, "Limit": 2, "ScanIndexForward": False},
+                            {**base, "Limit": 4, "FilterExpression": "v > :v",
+                             "ExpressionAttributeValues": {":h": {hash_type: h}, ":v": {"N": "12"}}},
+                            {**base, "ProjectionExpression": "h, v", "Limit": 5}, {**base, "Select": "COUNT"}]
+                if range_type == "N":
+                    between = {":h": {hash_type: h}, ":a": {"N": "3"}, ":b": {"N": "15"}}
+                    queries.append({**base, "KeyConditionExpression": "h = :h AND r BETWEEN :a AND :b", "Limit": 2,
+                                    "ExpressionAttributeValues": between})
+                if range_type == "S":
+                    queries.append({**base, "KeyConditionExpression": "h = :h AND begins_with(r, :p)",
+                                    "ExpressionAttributeValues": {":h": {hash_type: h}, ":p": {"S": "k1"}}})
+            queries.append({"TableName": name, "IndexName": "by-g", "KeyConditionExpression": "g = :g",
+                            "ExpressionAttributeValues": {":g": {"S": "g1"}}, "Limit": 4})
+            for query in queries:
+                pages, start = [], None
+                while True:
+                    page = ddb.query(**query, **({"ExclusiveStartKey": start} if start else {}))
+                    page.pop("ResponseMetadata", None)
+                    pages.append(page)
+                    start = page.get("LastEvaluatedKey")
+                    if not start:
+                        break
+                out.append((name, json.dumps(query, sort_keys=True), pages))
+            scanned = ddb.scan(TableName=name, Limit=7)
+            scanned.pop("ResponseMetadata", None)
+            out.append((name, "scan", scanned))
+    return out
+
+
+def test_patched_queries_read_only_their_hash_key_and_answer_as_moto(aws_env: None) -> None:
+    # GIVEN every page moto gives queries and scans over tables with string and number keys
+    assert not moto_patches.installed()
+    unpatched_pages = query_pages()
+    # WHEN the same calls run with the patches (a query reads the items of its hash key only)
+    rec = Recorder()
+    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
+    try:
+        patched_pages = query_pages()
+    finally:
+        moto_patches.uninstall()
+    # THEN every page is the same: items, order, counts and LastEvaluatedKey
+    assert patched_pages == unpatched_pages
+    assert sum(len(pages) > 1 for _, _, pages in patched_pages if isinstance(pages, list)) > 20
+
+
 def test_patched_dynamodb_responses_are_the_ones_moto_writes(aws_env: None) -> None:
     # GIVEN the responses moto writes itself
     assert not moto_patches.installed()
