@@ -9,7 +9,6 @@ import gc
 import json
 import logging
 import os
-import sys
 import threading
 import uuid
 import warnings
@@ -41,8 +40,6 @@ DELIVERY_ATTEMPTS = 3
 DEFAULT_KEPT_HISTORIES = 1000
 # Collections of the middle generation between two looks at a full collection (Python's is 10).
 FULL_COLLECTION_THRESHOLD = 100
-# How long a thread runs before Python hands the GIL to a waiting one (Python's is 5 ms).
-SWITCH_INTERVAL_SECONDS = 0.02
 
 
 UNMODELLED_RESOURCES = ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::Lambda::EventInvokeConfig",
@@ -141,7 +138,6 @@ class EmbeddedEmulator:
         self.session: boto3.session.Session | None = None
         self._froze_heap = False
         self._gc_thresholds: tuple[int, int, int] = gc.get_threshold()
-        self._switch_interval = sys.getswitchinterval()
 
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> EmbeddedEmulator:
@@ -196,12 +192,10 @@ class EmbeddedEmulator:
         except BaseException:
             self.stop()
             raise
-        self._tune_interpreter()
+        self._freeze_deployed_heap()
 
-    def _tune_interpreter(self) -> None:
-        """Three settings of the interpreter while the emulator runs; `stop` restores them.
-
-        What is alive once the stack is deployed (moto's and botocore's models, the stack's
+    def _freeze_deployed_heap(self) -> None:
+        """What is alive once the stack is deployed (moto's and botocore's models, the stack's
         resources, the modules) lives as long as the emulator, and every full garbage collection
         walked all of it during a request (about 0.3 s each; 0.5-0.8 s of the 4.5-5.5 s of CPU
         of a 1,000-case request). It is collected once and frozen: later collections walk only
@@ -220,18 +214,11 @@ class EmbeddedEmulator:
             self._gc_thresholds = gc.get_threshold()
             young, middle, _ = self._gc_thresholds
             gc.set_threshold(young, middle, FULL_COLLECTION_THRESHOLD)
-            # A request's threads (deliveries, pollers, executions) are CPU-bound under one GIL,
-            # which Python hands over every 5 ms; each hand-over between busy threads costs
-            # scheduling and cache. At 1,000 cases: 4.4-4.7 s of CPU at 5 ms, 3.9 s at 20 ms. A
-            # thread waking from a sleep (a case's simulated compute) waits at most 20 ms for it.
-            self._switch_interval = sys.getswitchinterval()
-            sys.setswitchinterval(max(self._switch_interval, SWITCH_INTERVAL_SECONDS))
 
     def stop(self) -> None:
         if self._froze_heap:
             gc.unfreeze()
             gc.set_threshold(*self._gc_thresholds)
-            sys.setswitchinterval(self._switch_interval)
             self._froze_heap = False
         for source in self.event_sources:
             source.stop()
