@@ -215,11 +215,15 @@ class EmbeddedEmulator:
             young, middle, _ = self._gc_thresholds
             gc.set_threshold(young, middle, FULL_COLLECTION_THRESHOLD)
 
-    def stop(self) -> None:
+    def _thaw_heap(self) -> None:
+        """Undo `_freeze_deployed_heap`."""
         if self._froze_heap:
             gc.unfreeze()
             gc.set_threshold(*self._gc_thresholds)
             self._froze_heap = False
+
+    def stop(self) -> None:
+        self._thaw_heap()
         for source in self.event_sources:
             source.stop()
         self.event_sources.clear()

@@ -21,7 +21,7 @@ def test_the_deployed_heap_is_frozen_until_the_emulator_stops() -> None:
     assert frozen > 0
     emulator._freeze_deployed_heap()
     assert gc.get_freeze_count() == frozen
-    # WHEN it stops  THEN the heap is collectable again
-    emulator.stop()
+    # WHEN it stops (stop thaws it first)  THEN the heap is collectable again
+    emulator._thaw_heap()
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == thresholds
