@@ -1,5 +1,7 @@
-"""Wall time and peak memory of `fanflow run --cases N --json` on the embedded target,
-one fresh process per size, so each peak is that run's own. Prints a table."""
+"""Wall time, CPU time and peak memory of `fanflow run --cases N --json` on the embedded
+target, one fresh process per size, so each peak is that run's own. Prints a table. The CPU
+column (the process's user + system time, deployment included) moves less than wall time on a
+busy machine: compare variants side by side on both."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import time
 
 
 def measure(cases: int, compute_seconds: float) -> dict[str, object]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, cpu_before = children.ru_maxrss, children.ru_utime + children.ru_stime
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "fanflow.cli", "run", "--cases", str(cases), "--json",
@@ -20,7 +23,9 @@ def measure(cases: int, compute_seconds: float) -> dict[str, object]:
         capture_output=True, text=True, check=False,
     )
     wall = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_mb = children.ru_maxrss / 1024
+    cpu = children.ru_utime + children.ru_stime - cpu_before
     if proc.returncode not in (0, 3):
         raise SystemExit(f"run of {cases} cases failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout)
@@ -28,6 +33,7 @@ def measure(cases: int, compute_seconds: float) -> dict[str, object]:
         "cases": cases,
         "status": result["status"],
         "processSeconds": round(wall, 2),
+        "processCpuSeconds": round(cpu, 2),
         "requestSeconds": result["clientWallSeconds"],
         # ru_maxrss of children is the largest child so far: report it only when it grew.
         "peakRssMb": round(peak_mb, 1) if peak_mb * 1024 > before else None,
@@ -45,10 +51,11 @@ def main() -> None:
     for size in sorted(args.sizes):
         rows.append(measure(size, args.compute_seconds))
         print(f"measured {size} cases: {rows[-1]}", file=sys.stderr, flush=True)
-    print(f"{'cases':>9} {'status':>10} {'process s':>10} {'request s':>10} {'peak RSS MB':>12} {'Summary runs':>13} "
-          f"{'PreProcess events':>18}")
+    print(f"{'cases':>9} {'status':>10} {'process s':>10} {'CPU s':>7} {'request s':>10} {'peak RSS MB':>12} "
+          f"{'Summary runs':>13} {'PreProcess events':>18}")
     for row in rows:
-        print(f"{row['cases']:>9} {row['status']:>10} {row['processSeconds']:>10} {row['requestSeconds']:>10} "
+        print(f"{row['cases']:>9} {row['status']:>10} {row['processSeconds']:>10} {row['processCpuSeconds']:>7} "
+              f"{row['requestSeconds']:>10} "
               f"{row['peakRssMb'] if row['peakRssMb'] is not None else '-':>12} {row['summaryInvocations']:>13} "
               f"{row['historyEvents']:>18}", flush=True)
 

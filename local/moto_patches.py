@@ -38,10 +38,12 @@ What moto 5.2.5 lacks, and what is done here:
    Reading a JSONPath deep-copies what it found, also when that is a string or a number.
 9. Speed: moto's DynamoDB parses each update and condition expression twice per call (once
    to validate the request, once to apply it). Parsed update expressions are cached by
-   their text (moto copies the tree before resolving it), and parsed conditions by their
-   text, names and values. Validating an update walks its tree once per check (ten checks),
-   and each step of each walk rebuilt the check's table of node types; the table is built
-   once per check, and the walk looks it up once. Three checks read only the expression,
+   their text (moto copies the tree before resolving it), and so are the clauses moto looks
+   up in such a tree at every call (its names and values); parsed conditions by their
+   text and the names and values whose placeholders occur in it (a condition beside an update
+   whose other values change at every call is parsed once). Validating an update walks its
+   tree once per check (ten checks), and each step of each walk rebuilt the check's table of
+   node types; the table is built once per check, and the walk looks it up once. Three checks read only the expression,
    its attribute names and the table's key names (two of them rescan the tree at every
    clause): an expression that passed them passes them again without a walk. The parse
    tree each update validates is copied node by node instead of by copy.deepcopy. An
@@ -54,7 +56,8 @@ What moto 5.2.5 lacks, and what is done here:
    its costs are dropped: the SigV4 signature (moto never checks it; requests still carry
    an Authorization header naming the access key, from which moto takes the account),
    the scan of every service's URL patterns for each request (the route is cached by
-   URL), and moto listing the handler class's methods by introspection on each call.
+   URL), and moto listing the handler class's methods by introspection, and turning the
+   action's name into its method's letter by letter, on each call.
    DynamoDB responses made only of JSON values (every item operation's) are written with
    json.dumps instead of moto's serializer, which walks the API model for every attribute
    of every item (a Summary's query of 1,000 results took about a second). Each response's
@@ -112,6 +115,22 @@ What moto 5.2.5 lacks, and what is done here:
    through naive datetimes per message, and draws each receipt handle's 185 letters one call
    at a time. The attribute is read directly, messages live in an ordered map indexed by
    receipt handle, the clock is `time.time()`, and a handle is one draw of 185 letters.
+23. Speed: PutEvents builds an event message for every rule of the bus (a dozen on fanflow's),
+   decoding the entry's Detail and reading the clock for each, and each rule flattens its own
+   message (a JSON round trip) to match it. The message is built once per entry, as EventBridge
+   has one event (one id, one time) for all its rules; each rule is matched against it, and a
+   rule's native (moto-delivered) targets get their own copy, as they got one before.
+24. Speed (botocore): for every DynamoDB and EventBridge call, botocore resolves the endpoint
+   from the service's rule set: each of its parameters looked up through four kinds of context
+   and a check of its builtin against every builtin's name, then the provider's cached answer
+   rebuilt with new headers. The parameters are resolved as botocore resolves them, from a plan
+   made once per operation (its builtins still customised by the `before-endpoint-resolution`
+   handlers at every call), and the endpoint is kept per resolver and parameters.
+25. Speed: moto's DynamoDB Query of a table (not an index) reads every item of the table, sorted
+   (`all_items`), for each page, and keeps those of the queried hash key: O(table) per page, and
+   a Summary pages through a request's results in a table that holds every request's. The query
+   reads the items of its hash key only (the same items, in the same order); the rest of moto's
+   query (sorting by range key, conditions, pages, limits, filters, projections) is unchanged.
 """
 
 from __future__ import annotations
@@ -305,9 +324,11 @@ def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver:
         if native:
             clone = copy.copy(self)
             clone.targets = native
-            original_send(clone, original_event, transform_input)  # type: ignore[arg-type]
+            # its own copy: one message serves every rule of the bus (adaptation 23)
+            original_send(clone, json_deepcopy(original_event), transform_input)  # type: ignore[arg-type]
 
     patch(Rule, "send_to_targets", send_to_targets)
+    _one_message_per_event(patch)
     if on_put_events is not None:
         from moto.events.models import EventsBackend
 
@@ -351,6 +372,8 @@ def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver:
     _express_workflows(patch, hooks.on_execution)
     _polled_event_sources(patch, hooks.on_event_source_mapping)
     _fast_sqs(patch)
+    _kept_endpoints(patch)
+    _query_by_hash_key(patch)
 
 
 _MISSING = object()
@@ -367,6 +390,53 @@ def _matches(pattern: Any, event: dict[str, Any]) -> bool:
         cached = (event, pattern._flatten_dict(json.loads(json.dumps(event))))
         _flattened.event = cached
     return bool(pattern._does_event_match(cached[1], pattern.get_pattern()))
+
+
+def _one_message_per_event(patch: Callable[[Any, str, Any], None]) -> None:
+    """EventsBackend.put_events with the event message built once per entry instead of once per
+    rule of its bus (adaptation 23). Entries moto refuses, or whose Detail is not a JSON object,
+    go to moto's own put_events, one at a time, as before."""
+    import moto.events.models as events_models
+
+    original = events_models.EventsBackend.put_events
+
+    def put_events(self: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if len(events) > 10:
+            return original(self, events)  # moto's ValidationException
+        entries: list[dict[str, Any]] = []
+        for event in events:
+            if not (event.get("Source") and event.get("DetailType") and event.get("Detail")):
+                entries.extend(original(self, [event]))  # its error entry; nothing is sent
+                continue
+            try:
+                detail = json.loads(event["Detail"])
+            except ValueError:
+                entries.extend(original(self, [event]))  # MalformedDetail
+                continue
+            if not isinstance(detail, dict):
+                entries.extend(original(self, [event]))  # moto warns, then sends it to every rule
+                continue
+            # moto's own steps, in its order: the id, then the bus (which may raise)
+            event_id = str(events_models.random.uuid4())
+            entries.append({"EventId": event_id})
+            event_bus = self.describe_event_bus(self._normalize_event_bus_arn(event.get("EventBusName")))
+            message = json_deepcopy(events_models._BASE_EVENT_MESSAGE)
+            message["id"] = event_id
+            message["detail-type"] = event["DetailType"]
+            message["source"] = event["Source"]
+            message["account"] = self.account_id
+            message["time"] = event.get("Time", events_models.unix_time())
+            message["region"] = self.region_name
+            message["resources"] = event.get("Resources", [])
+            message["detail"] = detail
+            message["ingestion-time"] = events_models.unix_time()
+            for rule in list(event_bus.rules.values()):
+                rule.send_to_targets(message)
+        return entries
+
+    if not hasattr(events_models, "_BASE_EVENT_MESSAGE") or not hasattr(events_models, "unix_time"):
+        raise MotoVersionError("moto.events.models no longer builds messages as adaptation 23 expects")
+    patch(events_models.EventsBackend, "put_events", put_events)
 
 
 # Rule targets the runtime delivers (adaptations 1 and 17); moto delivers the rest itself.
@@ -606,7 +676,9 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]], *,
     if any(code is not None for code, _, _ in errors):
         raise TransactionCanceledException(errors)
 
-    saved = [(op["TableName"], key, copy.deepcopy(self.get_item(op["TableName"], key)))
+    # what each written item was, as the attributes a rollback puts back (a copy: the writes
+    # change the item in place)
+    saved = [(op["TableName"], key, _attributes_of(self.get_item(op["TableName"], key)))
              for op_type, op, key in operations if op_type != "ConditionCheck"]
     try:
         for op_type, op, key in operations:
@@ -624,8 +696,16 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]], *,
             if before is None:
                 self.delete_item(table_name, key)
             else:
-                self.put_item(table_name, before.to_json()["Attributes"])
+                self.put_item(table_name, before)
         raise
+
+
+def _attributes_of(item: Any) -> dict[str, Any] | None:
+    """An item's attributes as DynamoDB JSON, its own copy (what `copy.deepcopy(item).to_json()`
+    gives, without copying the item's typed values first); None for no item."""
+    if item is None:
+        return None
+    return json_deepcopy(item.to_json()["Attributes"])  # type: ignore[no-any-return]
 
 
 _PARALLEL_STATE = re.compile(r'"Type"\s*:\s*"Parallel"')
@@ -662,14 +742,45 @@ def _cache_dynamodb_expressions(patch: Callable[[Any, str, Any], None]) -> None:
     cached_make = functools.lru_cache(maxsize=1024)(lambda expression: make(UpdateExpressionParser, expression))
 
     def make_update_expression(cls: Any, expression: str) -> Any:
-        return cached_make(expression) if cls is UpdateExpressionParser else make(cls, expression)
+        if cls is not UpdateExpressionParser:
+            return make(cls, expression)
+        tree = cached_make(expression)
+        if id(tree) not in shared_trees:
+            if len(shared_trees) >= 2048:
+                shared_trees.clear()
+                clauses.clear()
+            shared_trees[id(tree)] = tree
+        return tree
+
+    # The clauses of a shared (cached) tree, by clause types: moto's UpdateItem and
+    # TransactWriteItems look for its attribute names and values at every call, walking it.
+    from moto.dynamodb.parsing.ast_nodes import Node  # type: ignore[attr-defined]
+
+    shared_trees: dict[int, Any] = {}
+    clauses: dict[tuple[int, tuple[type, ...]], list[Any]] = {}
+    original_find_clauses = Node.find_clauses
+
+    def find_clauses(self: Any, clause_types: Any) -> Any:
+        if shared_trees.get(id(self)) is not self:
+            return original_find_clauses(self, clause_types)
+        key = (id(self), tuple(clause_types))
+        found = clauses.get(key)
+        if found is None:
+            found = clauses[key] = original_find_clauses(self, clause_types)
+        return list(found)
+
+    patch(Node, "find_clauses", find_clauses)
 
     original_parse = ConditionExpressionParser.parse
     conditions: dict[tuple[Any, ...], tuple[Any, list[str], list[str]]] = {}
 
     def parse_condition(self: Any) -> Any:
-        key = (self.condition_expression, json.dumps(self.expression_attribute_names, sort_keys=True),
-               json.dumps(self.expression_attribute_values, sort_keys=True))
+        # The parser reads a name or a value only for a placeholder written in the expression: the
+        # entries whose placeholder does not occur in its text change nothing (record_result's
+        # condition names one value of six, and the other five change with every call).
+        text = self.condition_expression or ""
+        key = (self.condition_expression, _mentioned(self.expression_attribute_names, text),
+               _mentioned(self.expression_attribute_values, text))
         parsed = conditions.get(key)
         if parsed is None:
             op = original_parse(self)
@@ -706,6 +817,22 @@ def _cache_dynamodb_expressions(patch: Callable[[Any, str, Any], None]) -> None:
     patch(DepthFirstTraverser, "nodes_to_be_processed", nodes_to_be_processed)
     patch(DepthFirstTraverser, "process", process)
     _fast_update_validation(patch, DepthFirstTraverser, processing_map)
+
+
+def _typed_value(kind: type, slot: int, parent: Any, values: list[Any]) -> Any:
+    return kind(values[slot])
+
+
+def _leaf(clone: Callable[[Any], Any], value: Any, parent: Any, values: list[Any]) -> Any:
+    return clone(value)
+
+
+def _mentioned(placeholders: dict[str, Any] | None, text: str) -> str:
+    """The entries of `placeholders` (names or values) whose key occurs in `text`, as sorted JSON:
+    every entry a condition's parser can read, and none it cannot."""
+    if not placeholders:
+        return json.dumps(placeholders)
+    return json.dumps({key: value for key, value in placeholders.items() if key in text}, sort_keys=True)
 
 
 def _fast_update_validation(patch: Callable[[Any, str, Any], None], traverser: Any,
@@ -806,7 +933,7 @@ def _fast_update_validation(patch: Callable[[Any, str, Any], None], traverser: A
     from moto.dynamodb.models.dynamo_type import DynamoType
     from moto.dynamodb.parsing.ast_nodes import DDBTypedValue, ExpressionAttributeValue  # type: ignore[attr-defined]
 
-    templates: dict[tuple[Any, ...], tuple[Any, Any, list[str]]] = {}
+    templates: dict[tuple[Any, ...], tuple[Any, Any, list[str], Callable[[Any, list[Any]], Any] | None]] = {}
 
     def validate(self: Any) -> Any:
         expression = self._fanflow_expression
@@ -816,6 +943,8 @@ def _fast_update_validation(patch: Callable[[Any, str, Any], None], traverser: A
         if flat:
             hit = templates.get(key)
             if hit is not None and hit[0] is expression and all(name in values for name in hit[2]):
+                if hit[3] is not None:
+                    return hit[3](None, [values[name] for name in hit[2]])
                 tree = clone_validated(hit[1], None)
                 for leaf, name in zip(_nodes_of(tree, DDBTypedValue), hit[2], strict=True):
                     leaf.children[0] = DynamoType(values[name])
@@ -837,8 +966,59 @@ def _fast_update_validation(patch: Callable[[Any, str, Any], None], traverser: A
             if len(placeholders) == len(_nodes_of(node, DDBTypedValue)):
                 if len(templates) >= 4096:
                     templates.clear()
-                templates[key] = (expression, clone_validated(node, None), placeholders)
+                kept = clone_validated(node, None)
+                templates[key] = (expression, kept, placeholders, template_builder(kept, len(placeholders)))
         return node
+
+    def template_builder(template: Any, slots: int) -> Callable[[Any, list[Any]], Any] | None:
+        """A function that makes what clone_validated makes of `template`, with the value leaves
+        (depth first, left to right, as _nodes_of finds them) filled from a list of values: the
+        walk over the template's attributes is done once, here. None for a tree it cannot serve."""
+        counter = [0]
+
+        def plan(node: Any) -> Callable[[Any, list[Any]], Any]:
+            kind = type(node)
+            shared = {k: v for k, v in node.__dict__.items()
+                      if k not in ("parent", "children") and type(v) in _JSON_SCALARS}
+            copied = {k: v for k, v in node.__dict__.items()
+                      if k not in ("parent", "children") and type(v) not in _JSON_SCALARS}
+            has_parent = "parent" in node.__dict__
+            has_children = "children" in node.__dict__
+            children = node.__dict__.get("children")
+            makers: list[Callable[[Any, list[Any]], Any]] | None = None
+            if children is not None:
+                makers = []
+                for index, child in enumerate(children):
+                    if index == 0 and isinstance(node, DDBTypedValue):
+                        if isinstance(child, Node):
+                            raise _NotJson
+                        slot = counter[0]
+                        counter[0] += 1
+                        makers.append(functools.partial(_typed_value, DynamoType, slot))
+                    elif isinstance(child, Node):
+                        makers.append(plan(child))
+                    else:
+                        makers.append(functools.partial(_leaf, clone_leaf, child))
+
+            def make(parent: Any, values: list[Any]) -> Any:
+                new = object.__new__(kind)
+                attrs = new.__dict__
+                attrs.update(shared)
+                for name, value in copied.items():
+                    attrs[name] = clone_leaf(value)
+                if has_parent:
+                    attrs["parent"] = parent
+                if has_children:
+                    attrs["children"] = None if makers is None else [maker(new, values) for maker in makers]
+                return new
+
+            return make
+
+        try:
+            make = plan(template)
+        except (_NotJson, RecursionError):
+            return None
+        return make if counter[0] == slots else None
 
     def clone_leaf(value: Any) -> Any:
         if type(value) in _JSON_SCALARS:
@@ -950,6 +1130,10 @@ def _fast_dispatch(patch: Callable[[Any, str, Any], None]) -> None:
     patch(botocore.auth.SigV4Auth, "add_auth", add_auth)
     patch(moto_responses, "method_names_from_class",
           functools.lru_cache(maxsize=None)(moto_responses.method_names_from_class))
+    # the action's method name, from its API name (a pure function of the name, walked letter by
+    # letter at every request)
+    patch(moto_responses, "camelcase_to_underscores",
+          functools.lru_cache(maxsize=4096)(moto_responses.camelcase_to_underscores))
 
     from moto.moto_api import recorder
 
@@ -1529,6 +1713,130 @@ def _fast_sqs(patch: Callable[[Any, str, Any], None]) -> None:
         return "".join(mock_random.choices(string.ascii_lowercase, k=185))
 
     patch(sqs_models, "generate_receipt_handle", generate_receipt_handle)
+
+
+def _kept_endpoints(patch: Callable[[Any, str, Any], None]) -> None:
+    """Adaptation 24: EndpointRulesetResolver.construct_endpoint for the direct-call services,
+    its provider parameters resolved from a plan per operation and its endpoint kept per
+    parameters. A miss (or parameters that are not hashable) resolves as botocore does."""
+    import jmespath
+    from botocore.exceptions import UnknownEndpointResolutionBuiltInName
+    from botocore.regions import EndpointResolverBuiltins, EndpointRulesetResolver
+
+    original = EndpointRulesetResolver.construct_endpoint
+    builtin_names = frozenset(member.value for member in EndpointResolverBuiltins)
+
+    def plan_of(self: Any, operation_model: Any) -> list[tuple[str, Any, list[tuple[str, Any]], Any]]:
+        """Per parameter, as _get_provider_params resolves it: (name, static value, the context
+        lookups to try in order, builtin name)."""
+        static = self._get_static_context_params(operation_model)
+        dynamic = self._get_dynamic_context_params(operation_model)
+        operation_context = operation_model.operation_context_parameters
+        client_context = self._get_client_context_params()
+        plan = []
+        for name, definition in self._param_definitions.items():
+            lookups: list[tuple[str, Any]] = []
+            if name in dynamic:
+                lookups.append(("member", dynamic[name]))
+            if name in operation_context:
+                lookups.append(("path", operation_context[name]["path"]))
+            if name in client_context:
+                lookups.append(("client", client_context[name]))
+            plan.append((name, static.get(name), lookups, definition.builtin))
+        return plan
+
+    def construct_endpoint(self: Any, operation_model: Any, call_args: Any, request_context: Any) -> Any:
+        if self._service_model.service_name not in DIRECT_CALL_SERVICES:
+            return original(self, operation_model, call_args, request_context)
+        if call_args is None:
+            call_args = {}
+        if request_context is None:
+            request_context = {}
+        plans = self.__dict__.setdefault("_fanflow_plans", {})
+        plan = plans.get(operation_model.name)
+        if plan is None or plan[0] is not operation_model:
+            plan = plans[operation_model.name] = (operation_model, plan_of(self, operation_model))
+        builtins = self._get_customized_builtins(operation_model, call_args, request_context)
+        params = []
+        for name, static, lookups, builtin in plan[1]:
+            value = static
+            if value is None:
+                for kind, where in lookups:
+                    if kind == "member":
+                        value = call_args.get(where)
+                    elif kind == "path":
+                        value = jmespath.search(where, call_args)
+                    else:
+                        value = self._client_context.get(where)
+                    if value is not None:
+                        break
+            if value is None and builtin is not None:
+                if builtin not in builtin_names:
+                    raise UnknownEndpointResolutionBuiltInName(name=builtin)
+                value = builtins.get(builtin)
+                if callable(value):
+                    value = value()
+            if value is not None:
+                params.append((name, value))
+                self._register_endpoint_feature_ids(name, value)
+        key = tuple(params)
+        kept = self.__dict__.setdefault("_fanflow_endpoints", {})
+        try:
+            endpoint = kept.get(key)
+        except TypeError:  # a list value (ResourceArnList): not kept
+            return original(self, operation_model, call_args, request_context)
+        if endpoint is None:
+            endpoint = original(self, operation_model, call_args, request_context)
+            if len(kept) >= 1024:
+                kept.clear()
+            kept[key] = endpoint
+        # a new headers dict per call, as botocore makes one
+        return endpoint._replace(headers=dict(endpoint.headers))
+
+    patch(EndpointRulesetResolver, "construct_endpoint", construct_endpoint)
+
+
+def _query_by_hash_key(patch: Callable[[Any, str, Any], None]) -> None:
+    """Adaptation 25. moto's Table.query of the table itself keeps, from `all_items()` (every
+    item, sorted by hash and range key), the items whose hash key equals the queried one, then
+    sorts them by range key. Inside such a query, in its thread, `all_items()` gives those items
+    only: the items under every hash key equal to the queried one, in the table's order. Not
+    sorted first: all their hash keys are equal, so both sorts by (hash, range) and by range key
+    are stable sorts on the range key, and the query's own sort gives the order moto gives
+    (equal range keys keep the table's order either way)."""
+    from moto.dynamodb.models.table import Table
+
+    original_query = Table.query
+    original_all_items = Table.all_items
+    scope = threading.local()
+
+    def all_items(self: Any) -> list[Any]:
+        only = getattr(scope, "only", None)
+        if only is None or only[0] is not self:
+            return original_all_items(self)
+        hash_key = only[1]
+        items: list[Any] = []
+        for key, bucket in list(self.items.items()):
+            if key == hash_key:
+                if self.range_key_attr:
+                    items.extend(bucket.values())
+                else:
+                    items.append(bucket)
+        return items
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name or hash_key is None:
+            return original_query(self, hash_key, *args, **kwargs)
+        previous = getattr(scope, "only", None)
+        scope.only = (self, hash_key)
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            scope.only = previous
+
+    patch(Table, "all_items", all_items)
+    patch(Table, "query", query)
 
 
 def _unix_time(dt: Any) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import json
 import logging
 import os
@@ -37,6 +38,8 @@ DELIVERY_ATTEMPTS = 3
 # A finished execution's history (and evaluation state) is two thirds of what a case costs
 # in memory; past this many succeeded executions per state machine, the oldest drop theirs.
 DEFAULT_KEPT_HISTORIES = 1000
+# Collections of the middle generation between two looks at a full collection (Python's is 10).
+FULL_COLLECTION_THRESHOLD = 100
 
 
 UNMODELLED_RESOURCES = ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::Lambda::EventInvokeConfig",
@@ -133,6 +136,8 @@ class EmbeddedEmulator:
         self._saved_env: dict[str, str | None] = {}
         self.outputs: dict[str, str] = {}
         self.session: boto3.session.Session | None = None
+        self._froze_heap = False
+        self._gc_thresholds: tuple[int, int, int] = gc.get_threshold()
 
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> EmbeddedEmulator:
@@ -187,8 +192,38 @@ class EmbeddedEmulator:
         except BaseException:
             self.stop()
             raise
+        self._freeze_deployed_heap()
+
+    def _freeze_deployed_heap(self) -> None:
+        """What is alive once the stack is deployed (moto's and botocore's models, the stack's
+        resources, the modules) lives as long as the emulator, and every full garbage collection
+        walked all of it during a request (about 0.3 s each; 0.5-0.8 s of the 4.5-5.5 s of CPU
+        of a 1,000-case request). It is collected once and frozen: later collections walk only
+        what requests make. `stop` unfreezes it.
+
+        And a full collection is considered after every 100 collections of the middle
+        generation instead of 10 (it still runs only when the objects that survived to the
+        oldest generation grew by a quarter since the last one): a request's heap grows by
+        more than a quarter many times over, and at 10,000 cases 23 full collections of it
+        cost 5.3 s of CPU; with 100, 6 cost 1.2 s, and the peak RSS stayed below 450 MB.
+        `stop` restores the thresholds it found."""
+        if not self._froze_heap:
+            gc.collect()
+            gc.freeze()
+            self._froze_heap = True
+            self._gc_thresholds = gc.get_threshold()
+            young, middle, _ = self._gc_thresholds
+            gc.set_threshold(young, middle, FULL_COLLECTION_THRESHOLD)
+
+    def _thaw_heap(self) -> None:
+        """Undo `_freeze_deployed_heap`."""
+        if self._froze_heap:
+            gc.unfreeze()
+            gc.set_threshold(*self._gc_thresholds)
+            self._froze_heap = False
 
     def stop(self) -> None:
+        self._thaw_heap()
         for source in self.event_sources:
             source.stop()
         self.event_sources.clear()

@@ -77,6 +77,13 @@ def client(emulator: EmbeddedEmulator) -> FanflowClient:
     return FanflowClient(emulator.client, emulator.outputs)
 
 
+def test_a_started_emulator_has_frozen_its_deployed_heap(emulator: EmbeddedEmulator) -> None:
+    # GIVEN a started emulator  THEN what its deployment left alive is out of the collector's walks
+    import gc
+
+    assert gc.get_freeze_count() > 0
+
+
 def wait_execution(emulator: EmbeddedEmulator, arn: str, timeout: float = 30) -> dict:
     sfn = emulator.client("stepfunctions")
     deadline = time.monotonic() + timeout

@@ -358,6 +358,118 @@ def test_patched_non_matching_event_delivers_nothing(recorder: Recorder, session
     assert queue_bodies(session, url) == []
 
 
+def events_to_log_groups() -> list[Any]:
+    """A bus of four rules whose targets are CloudWatch log groups (delivered by moto, patched or
+    not), and PutEvents calls that match some, none, or are refused: each call's entries (event ids
+    as a mark), and what each log group received (per event: its rule's message, with its id and
+    times as marks)."""
+    out: list[Any] = []
+    with mock_aws():
+        events = boto3.client("events", region_name=REGION)
+        logs = boto3.client("logs", region_name=REGION)
+        patterns = {"by-source": {"source": ["fanflow.a"]}, "by-number": {"detail": {"n": [{"numeric": [">", 2]}]}},
+                    "by-both": {"source": ["fanflow.a"], "detail-type": ["T"]}, "never": {"source": ["nobody"]}}
+        for name, pattern in patterns.items():
+            logs.create_log_group(logGroupName=name)
+            events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+            events.put_targets(Rule=name, Targets=[{
+                "Id": "log", "Arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}"}])
+        calls = [
+            [{"Source": "fanflow.a", "DetailType": "T", "Detail": json.dumps({"n": 3, "m": {"k": [1, 2]}})}],
+            [{"Source": "fanflow.b", "DetailType": "T", "Detail": json.dumps({"n": 1})},
+             {"Source": "fanflow.a", "DetailType": "U", "Detail": json.dumps({"n": 5}), "Resources": ["r"]}],
+            [{"Source": "", "DetailType": "T", "Detail": "{}"},
+             {"Source": "fanflow.a", "DetailType": "", "Detail": "{}"},
+             {"Source": "fanflow.a", "DetailType": "T", "Detail": "{not json"},
+             {"Source": "fanflow.c", "DetailType": "T", "Detail": json.dumps({"n": 9})}],
+        ]
+        for entries in calls:
+            response = events.put_events(Entries=entries)
+            out.append([{k: ("<id>" if k == "EventId" else v) for k, v in entry.items()}
+                        for entry in response["Entries"]])
+            out.append(response["FailedEntryCount"])
+        with pytest.raises(ClientError) as too_many:
+            events.put_events(Entries=[{"Source": "s", "DetailType": "T", "Detail": "{}"}] * 11)
+        out.append(too_many.value.response["Error"]["Code"])
+        for name in patterns:
+            messages = [json.loads(e["message"]) for e in
+                        logs.filter_log_events(logGroupName=name)["events"]]
+            for message in messages:
+                assert isinstance(message.pop("id"), str) and isinstance(message.pop("time"), str)
+                message.pop("ingestion-time", None)
+            out.append((name, sorted(messages, key=json.dumps)))
+    return out
+
+
+def test_patched_put_events_delivers_as_moto(aws_env: None) -> None:
+    # GIVEN what moto delivers, rule by rule, for PutEvents calls that match some rules, none, or fail
+    assert not moto_patches.installed()
+    unpatched_answers = events_to_log_groups()
+    # WHEN the same calls run with the patches (one message per entry for all the rules)
+    rec = Recorder()
+    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
+    try:
+        patched_answers = events_to_log_groups()
+    finally:
+        moto_patches.uninstall()
+    # THEN the entries, the errors and every rule's messages are the same
+    assert patched_answers == unpatched_answers
+    assert ("by-source", []) not in patched_answers and ("never", []) in patched_answers
+
+
+def endpoints_resolved() -> list[Any]:
+    """What botocore's endpoint resolution gives DynamoDB and EventBridge calls, for clients of
+    several regions and settings and calls whose parameters feed the rule set; each call twice."""
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
+
+    out: list[Any] = []
+    clients = [("dynamodb", {"region_name": "us-east-1"}), ("dynamodb", {"region_name": "eu-west-3"}),
+               ("dynamodb", {"region_name": "us-east-1", "config": Config(use_fips_endpoint=True)}),
+               ("dynamodb", {"region_name": "us-west-2", "config": Config(use_dualstack_endpoint=True)}),
+               ("dynamodb", {"region_name": "us-east-1", "endpoint_url": "http://localhost:4677"}),
+               ("dynamodb", {"region_name": "cn-north-1"}),
+               ("events", {"region_name": "us-east-1"}), ("events", {"region_name": "ap-south-1"}),
+               ("events", {"region_name": "us-east-1", "config": Config(use_fips_endpoint=True)})]
+    calls = {"dynamodb": [("GetItem", {"TableName": "t", "Key": {}}),
+                          ("GetItem", {"TableName": f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/t", "Key": {}}),
+                          ("UpdateItem", {"TableName": "u", "Key": {}}), ("Query", {"TableName": "t"}),
+                          ("BatchGetItem", {"RequestItems": {"t": {}, "u": {}}}),
+                          ("TransactWriteItems", {"TransactItems": []}), ("ListTables", {})],
+             "events": [("PutEvents", {"Entries": []}), ("PutEvents", {"Entries": [], "EndpointId": "abc.xyz"}),
+                        ("PutRule", {"Name": "r"})]}
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing")
+    for service, options in clients:
+        client = session.client(service, **options)
+        resolver = client._ruleset_resolver
+        for operation, args in calls[service]:
+            model = client.meta.service_model.operation_model(operation)
+            for _ in range(2):
+                try:
+                    endpoint = resolver.construct_endpoint(model, args, {})
+                    out.append((service, operation, endpoint.url, endpoint.properties, endpoint.headers))
+                except BotoCoreError as exc:
+                    out.append((service, operation, type(exc).__name__, str(exc)))
+    return out
+
+
+def test_patched_endpoints_resolve_as_botocore_resolves_them(aws_env: None) -> None:
+    # GIVEN the endpoints botocore resolves for DynamoDB and EventBridge calls of every kind
+    assert not moto_patches.installed()
+    unpatched_endpoints = endpoints_resolved()
+    # WHEN the same resolutions run with the patches (parameters from a plan, endpoints kept)
+    rec = Recorder()
+    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
+    try:
+        patched_endpoints = endpoints_resolved()
+    finally:
+        moto_patches.uninstall()
+    # THEN each is the same, errors included
+    assert patched_endpoints == unpatched_endpoints
+    assert any("fips" in str(endpoint[2]) for endpoint in patched_endpoints)
+    assert any(endpoint[2] == "http://localhost:4677" for endpoint in patched_endpoints)
+
+
 def _event() -> dict[str, Any]:
     return {
         "version": "0", "id": "e-1", "detail-type": "Test", "source": "fanflow.test",
@@ -1242,6 +1354,61 @@ def test_patched_expressions_are_cached_but_values_are_not(recorder: Recorder,
                                                        ":spare": {"N": "0"}})
 
 
+def conditional_updates() -> list[Any]:
+    """Conditional updates whose condition names one value and whose other values change at every
+    call (as record_result's do), in a fresh moto: each call's response or error, and the items."""
+    out: list[Any] = []
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        make_table(ddb)
+        for pk in ("a", "b", "c"):
+            ddb.put_item(TableName="t", Item={"pk": {"S": pk}, "state": {"S": "PENDING"}})
+        calls = [("a", "PENDING", "1"), ("a", "PENDING", "2"), ("b", "PENDING", "3"), ("c", "DONE", "4"),
+                 ("b", "PENDING", "5"), ("missing", "PENDING", "6")]
+        for pk, expected, at in calls:
+            for condition, names in (("#s = :p", {"#s": "state", "#at": "at"}),
+                                     ("#s = :p AND attribute_not_exists(#x)", {"#s": "state", "#at": "at", "#x": "x"})):
+                try:
+                    out.append(ddb.update_item(
+                        TableName="t", Key={"pk": {"S": pk}}, UpdateExpression="SET #s = :done, #at = :at",
+                        ConditionExpression=condition, ExpressionAttributeNames=names,
+                        ExpressionAttributeValues={":done": {"S": "DONE"}, ":at": {"N": at}, ":p": {"S": expected},
+                                                   ":pending": {"S": "PENDING"}} if pk == "c" else
+                        {":done": {"S": "DONE"}, ":at": {"N": at}, ":p": {"S": expected}},
+                        ReturnValues="ALL_NEW"))
+                except ClientError as exc:
+                    out.append(exc.response["Error"])
+                ddb.put_item(TableName="t", Item={"pk": {"S": pk}, "state": {"S": "PENDING"}})
+        # a value the condition names but the call leaves out still fails, as moto fails (KeyError)
+        try:
+            ddb.update_item(TableName="t", Key={"pk": {"S": "a"}}, UpdateExpression="SET #s = :done",
+                            ConditionExpression="#s = :p", ExpressionAttributeNames={"#s": "state"},
+                            ExpressionAttributeValues={":done": {"S": "DONE"}})
+        except Exception as exc:
+            out.append(exc.response["Error"] if isinstance(exc, ClientError) else repr(exc))
+        out.append(ddb.scan(TableName="t")["Items"])
+    for response in out:
+        if isinstance(response, dict):
+            response.pop("ResponseMetadata", None)
+    return out
+
+
+def test_patched_conditions_parsed_once_answer_as_moto(aws_env: None) -> None:
+    # GIVEN what moto answers to conditional updates whose other values change at every call
+    assert not moto_patches.installed()
+    unpatched_answers = conditional_updates()
+    # WHEN the same calls run with the patches (the condition parsed once, by its own placeholders)
+    rec = Recorder()
+    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
+    try:
+        patched_answers = conditional_updates()
+    finally:
+        moto_patches.uninstall()
+    # THEN every answer, error and item is the same
+    assert patched_answers == unpatched_answers
+    assert any("ConditionalCheckFailed" in str(answer) for answer in patched_answers)
+
+
 # -- 10. In-process dispatch ------------------------------------------------------------------
 def authorization_header(session: boto3.session.Session) -> str:
     sqs = session.client("sqs")
@@ -1288,6 +1455,28 @@ def test_patched_handler_methods_are_listed_once(recorder: Recorder) -> None:
     assert moto_responses.method_names_from_class(DynamoHandler) is first
 
 
+ACTION_NAMES = ("UpdateItem", "TransactWriteItems", "PutEvents", "ListTagsOfResource", "CreateDBInstance",
+                "DescribeVpcs", "GetID", "ABCTest", "", "x", "EnableMFADevice", "S3Thing", "Get Item")
+
+
+def test_unpatched_action_names_are_converted_at_every_call(unpatched: None) -> None:
+    import moto.core.responses as moto_responses
+    from moto.core.utils import camelcase_to_underscores
+
+    assert moto_responses.camelcase_to_underscores is camelcase_to_underscores
+
+
+def test_patched_action_names_convert_as_moto_converts_them(recorder: Recorder) -> None:
+    # GIVEN the patches  WHEN action names are converted, twice  THEN each is what moto's function gives
+    import moto.core.responses as moto_responses
+    from moto.core.utils import camelcase_to_underscores
+
+    assert moto_responses.camelcase_to_underscores is not camelcase_to_underscores
+    for _ in range(2):
+        assert [moto_responses.camelcase_to_underscores(name) for name in ACTION_NAMES] == [
+            camelcase_to_underscores(name) for name in ACTION_NAMES]
+
+
 def dynamodb_responses() -> list[dict[str, Any]]:
     """Responses to a tour of DynamoDB's item operations, in a fresh moto."""
     out: list[dict[str, Any]] = []
@@ -1329,6 +1518,81 @@ def dynamodb_responses() -> list[dict[str, Any]]:
     return out
 
 
+def query_pages() -> list[Any]:
+    """Every page of queries and scans over tables whose keys are strings or numbers (hash and
+    range, hash only, a global index), several hash keys each, in a fresh moto."""
+    out: list[Any] = []
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        for name, hash_type, range_type in (("sn", "S", "N"), ("ns", "N", "S"), ("s", "S", None), ("n", "N", None)):
+            schema = [{"AttributeName": "h", "KeyType": "HASH"}]
+            attributes = [{"AttributeName": "h", "AttributeType": hash_type},
+                          {"AttributeName": "g", "AttributeType": "S"}]
+            if range_type:
+                schema.append({"AttributeName": "r", "KeyType": "RANGE"})
+                attributes.append({"AttributeName": "r", "AttributeType": range_type})
+            index = {"IndexName": "by-g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                     "Projection": {"ProjectionType": "ALL"}}
+            ddb.create_table(TableName=name, KeySchema=schema, AttributeDefinitions=attributes,
+                             BillingMode="PAY_PER_REQUEST", GlobalSecondaryIndexes=[index])
+            hashes = ["10", "9", "1", "2"] if hash_type == "N" else ["b", "a", "c", "a1"]
+            for n in range(40):
+                item = {"h": {hash_type: hashes[n % 4]}, "g": {"S": f"g{n % 3}"}, "v": {"N": str(n)},
+                        "pad": {"S": "x" * n}}
+                if range_type:
+                    item["r"] = {range_type: str(n * 7 % 23) if range_type == "N" else f"k{n * 7 % 23}"}
+                ddb.put_item(TableName=name, Item=item)
+            gone = {"r": {range_type: "7" if range_type == "N" else "k7"}} if range_type else {}
+            ddb.delete_item(TableName=name, Key={"h": {hash_type: hashes[1]}, **gone})
+            queries: list[dict[str, Any]] = []
+            for h in [*hashes, "404" if hash_type == "N" else "none"]:
+                base = {"TableName": name, "KeyConditionExpression": "h = :h",
+                        "ExpressionAttributeValues": {":h": {hash_type: h}}}
+                queries += [base, {**base, "Limit": 3}, {**base, "Limit": 2, "ScanIndexForward": False},
+                            {**base, "Limit": 4, "FilterExpression": "v > :v",
+                             "ExpressionAttributeValues": {":h": {hash_type: h}, ":v": {"N": "12"}}},
+                            {**base, "ProjectionExpression": "h, v", "Limit": 5}, {**base, "Select": "COUNT"}]
+                if range_type == "N":
+                    between = {":h": {hash_type: h}, ":a": {"N": "3"}, ":b": {"N": "15"}}
+                    queries.append({**base, "KeyConditionExpression": "h = :h AND r BETWEEN :a AND :b", "Limit": 2,
+                                    "ExpressionAttributeValues": between})
+                if range_type == "S":
+                    queries.append({**base, "KeyConditionExpression": "h = :h AND begins_with(r, :p)",
+                                    "ExpressionAttributeValues": {":h": {hash_type: h}, ":p": {"S": "k1"}}})
+            queries.append({"TableName": name, "IndexName": "by-g", "KeyConditionExpression": "g = :g",
+                            "ExpressionAttributeValues": {":g": {"S": "g1"}}, "Limit": 4})
+            for query in queries:
+                pages, start = [], None
+                while True:
+                    page = ddb.query(**query, **({"ExclusiveStartKey": start} if start else {}))
+                    page.pop("ResponseMetadata", None)
+                    pages.append(page)
+                    start = page.get("LastEvaluatedKey")
+                    if not start:
+                        break
+                out.append((name, json.dumps(query, sort_keys=True), pages))
+            scanned = ddb.scan(TableName=name, Limit=7)
+            scanned.pop("ResponseMetadata", None)
+            out.append((name, "scan", scanned))
+    return out
+
+
+def test_patched_queries_read_only_their_hash_key_and_answer_as_moto(aws_env: None) -> None:
+    # GIVEN every page moto gives queries and scans over tables with string and number keys
+    assert not moto_patches.installed()
+    unpatched_pages = query_pages()
+    # WHEN the same calls run with the patches (a query reads the items of its hash key only)
+    rec = Recorder()
+    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
+    try:
+        patched_pages = query_pages()
+    finally:
+        moto_patches.uninstall()
+    # THEN every page is the same: items, order, counts and LastEvaluatedKey
+    assert patched_pages == unpatched_pages
+    assert sum(len(pages) > 1 for _, _, pages in patched_pages if isinstance(pages, list)) > 20
+
+
 def test_patched_dynamodb_responses_are_the_ones_moto_writes(aws_env: None) -> None:
     # GIVEN the responses moto writes itself
     assert not moto_patches.installed()
@@ -1345,6 +1609,37 @@ def test_patched_dynamodb_responses_are_the_ones_moto_writes(aws_env: None) -> N
     assert patched_responses[6]["Item"]["n"] == {"N": "2"}
     assert "Attributes" not in patched_responses[11]  # ReturnValues NONE
     assert "LastEvaluatedKey" in patched_responses[12] and "LastEvaluatedKey" not in patched_responses[13]
+
+
+UPDATE_EXPRESSIONS = ("SET #a = :a, b = :b ADD n :one", "SET a.b[1] = if_not_exists(c, :c) REMOVE #d",
+                      "ADD s :s DELETE t :t", "SET x = list_append(#l, :l), y = y + :one")
+
+
+def test_patched_clauses_of_a_shared_tree_are_the_walked_ones(recorder: Recorder) -> None:
+    from moto.dynamodb.parsing.ast_nodes import (  # type: ignore[attr-defined]
+        ExpressionAttributeName,
+        ExpressionAttributeValue,
+        Node,
+    )
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    original = moto_patches._MISSING
+    for owner, name, value in moto_patches._installed.originals:  # type: ignore[union-attr]
+        if owner is Node and name == "find_clauses":
+            original = value
+    assert callable(original)
+    # GIVEN shared (cached) trees  WHEN their names and values are looked up, twice
+    for text in UPDATE_EXPRESSIONS:
+        tree = UpdateExpressionParser.make(text)
+        for kinds in ([ExpressionAttributeName], [ExpressionAttributeValue],
+                      [ExpressionAttributeName, ExpressionAttributeValue]):
+            first, second = tree.find_clauses(kinds), tree.find_clauses(kinds)
+            # THEN each lookup finds what moto's walk finds, in a list of its own
+            assert first == second == original(tree, kinds)
+            assert first is not second
+    # AND a tree that is not shared is walked as before
+    fresh = UpdateExpressionParser.make.__func__(type("Other", (UpdateExpressionParser,), {}), "SET a = :a")
+    assert [c.get_value_name() for c in fresh.find_clauses([ExpressionAttributeValue])] == [":a"]
 
 
 def processing_map_builds(session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
@@ -1424,6 +1719,53 @@ def test_patched_a_flat_update_is_validated_once_per_names(
     with pytest.raises(ClientError, match="An expression attribute value used in expression is not defined"):
         ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression="SET a = :a ADD n :one",
                         ExpressionAttributeValues={":a": {"S": "c"}})
+
+
+def flat_updates() -> list[Any]:
+    """Flat updates (top-level SET to values, ADD) repeated with values of every kind, in a fresh
+    moto: each call's ALL_NEW attributes, or its error, and the items at the end."""
+    out: list[Any] = []
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        make_table(ddb)
+        expression = "SET #s = :s, #m = :m, l = :l, ss = :ss ADD n :one, tags :tag"
+        for round_, pk in enumerate(("x", "y", "x", "z", "y")):
+            values = {":s": {"S": f"s{round_}"}, ":one": {"N": str(round_ + 1)}, ":tag": {"SS": [f"t{round_}"]},
+                      ":m": {"M": {"k": {"L": [{"N": str(round_)}, {"M": {"d": {"S": "deep"}}}]}}},
+                      ":l": {"L": [{"S": "a"}, {"BOOL": round_ % 2 == 0}, {"NULL": True}]},
+                      ":ss": {"SS": ["p", f"q{round_}"]}}
+            try:
+                out.append(ddb.update_item(TableName="t", Key={"pk": {"S": pk}}, UpdateExpression=expression,
+                                           ExpressionAttributeNames={"#s": "state", "#m": "map"},
+                                           ExpressionAttributeValues=values, ReturnValues="ALL_NEW")["Attributes"])
+            except ClientError as exc:
+                out.append(exc.response["Error"])
+        # the same expression with a value of another type where ADD needs a number: moto's error
+        try:
+            ddb.update_item(TableName="t", Key={"pk": {"S": "x"}}, UpdateExpression=expression,
+                            ExpressionAttributeNames={"#s": "state", "#m": "map"},
+                            ExpressionAttributeValues={":s": {"S": "s"}, ":one": {"S": "one"}, ":tag": {"SS": ["t"]},
+                                                       ":m": {"M": {}}, ":l": {"L": []}, ":ss": {"SS": ["p"]}})
+        except ClientError as exc:
+            out.append(exc.response["Error"])
+        out.append(sorted(ddb.scan(TableName="t")["Items"], key=lambda item: item["pk"]["S"]))
+    return out
+
+
+def test_patched_flat_updates_answer_as_moto(aws_env: None) -> None:
+    # GIVEN what moto answers to flat updates repeated with values of every kind
+    assert not moto_patches.installed()
+    unpatched_answers = flat_updates()
+    # WHEN the same calls run with the patches (the validated tree kept, rebuilt with each call's values)
+    rec = Recorder()
+    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
+    try:
+        patched_answers = flat_updates()
+    finally:
+        moto_patches.uninstall()
+    # THEN every answer, error and item is the same
+    assert patched_answers == unpatched_answers
+    assert patched_answers[2]["n"] == {"N": "4"}  # x: 1 + 3
 
 
 def test_patched_jsonpath_reads_copy_only_what_can_change(recorder: Recorder) -> None:
