@@ -1216,9 +1216,15 @@ def threads_started_by(session: boto3.session.Session, monkeypatch: pytest.Monke
     machine = sfn.create_state_machine(name="put", definition=definition, roleArn=ROLE_ARN)["stateMachineArn"]
     started: list[str] = []
     original_start = threading.Thread.start
+    # Only the threads this execution starts, directly or through the threads it started: an
+    # execution left running by an earlier test (a PreProcess waiting for its deadline) may
+    # start threads meanwhile.
+    ours = {threading.current_thread()}
 
     def counting_start(self: threading.Thread) -> None:
-        started.append(getattr(self._target, "__qualname__", repr(self._target)))  # type: ignore[attr-defined]
+        if threading.current_thread() in ours:
+            started.append(getattr(self._target, "__qualname__", repr(self._target)))  # type: ignore[attr-defined]
+            ours.add(self)
         original_start(self)
 
     monkeypatch.setattr(threading.Thread, "start", counting_start)

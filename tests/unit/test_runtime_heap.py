@@ -20,7 +20,7 @@ def test_the_deployed_heap_is_frozen_until_the_emulator_stops() -> None:
     frozen = gc.get_freeze_count()
     assert frozen > 0
     emulator._freeze_deployed_heap()
-    assert gc.get_freeze_count() == frozen
+    assert gc.get_freeze_count() <= frozen  # not frozen again (frozen objects may be freed meanwhile)
     # WHEN it stops (stop thaws it first)  THEN the heap is collectable again
     emulator._thaw_heap()
     assert gc.get_freeze_count() == 0
