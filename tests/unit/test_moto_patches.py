@@ -18,9 +18,9 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import docker
@@ -203,6 +203,18 @@ STATE_MACHINE_TEMPLATE = {
 
 
 # -- version pin, install / uninstall -------------------------------------------------------
+T = TypeVar("T")
+
+
+def with_patches(run: Callable[[], T]) -> T:
+    """`run`'s result with the patches installed (and uninstalled after), to compare with moto's own."""
+    rec = Recorder()
+    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
+    try:
+        return run()
+    finally:
+        moto_patches.uninstall()
+
 def test_check_version_accepts_the_pinned_moto() -> None:
     # GIVEN the installed moto  WHEN checked  THEN it is the version the patches were written for
     assert moto.__version__ == moto_patches.PINNED_MOTO_VERSION
@@ -406,12 +418,7 @@ def test_patched_put_events_delivers_as_moto(aws_env: None) -> None:
     assert not moto_patches.installed()
     unpatched_answers = events_to_log_groups()
     # WHEN the same calls run with the patches (one message per entry for all the rules)
-    rec = Recorder()
-    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
-    try:
-        patched_answers = events_to_log_groups()
-    finally:
-        moto_patches.uninstall()
+    patched_answers = with_patches(lambda: events_to_log_groups())
     # THEN the entries, the errors and every rule's messages are the same
     assert patched_answers == unpatched_answers
     assert ("by-source", []) not in patched_answers and ("never", []) in patched_answers
@@ -458,12 +465,7 @@ def test_patched_endpoints_resolve_as_botocore_resolves_them(aws_env: None) -> N
     assert not moto_patches.installed()
     unpatched_endpoints = endpoints_resolved()
     # WHEN the same resolutions run with the patches (parameters from a plan, endpoints kept)
-    rec = Recorder()
-    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
-    try:
-        patched_endpoints = endpoints_resolved()
-    finally:
-        moto_patches.uninstall()
+    patched_endpoints = with_patches(lambda: endpoints_resolved())
     # THEN each is the same, errors included
     assert patched_endpoints == unpatched_endpoints
     assert any("fips" in str(endpoint[2]) for endpoint in patched_endpoints)
@@ -1404,12 +1406,7 @@ def test_patched_conditions_parsed_once_answer_as_moto(aws_env: None) -> None:
     assert not moto_patches.installed()
     unpatched_answers = conditional_updates()
     # WHEN the same calls run with the patches (the condition parsed once, by its own placeholders)
-    rec = Recorder()
-    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
-    try:
-        patched_answers = conditional_updates()
-    finally:
-        moto_patches.uninstall()
+    patched_answers = with_patches(lambda: conditional_updates())
     # THEN every answer, error and item is the same
     assert patched_answers == unpatched_answers
     assert any("ConditionalCheckFailed" in str(answer) for answer in patched_answers)
@@ -1588,12 +1585,7 @@ def test_patched_queries_read_only_their_hash_key_and_answer_as_moto(aws_env: No
     assert not moto_patches.installed()
     unpatched_pages = query_pages()
     # WHEN the same calls run with the patches (a query reads the items of its hash key only)
-    rec = Recorder()
-    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
-    try:
-        patched_pages = query_pages()
-    finally:
-        moto_patches.uninstall()
+    patched_pages = with_patches(lambda: query_pages())
     # THEN every page is the same: items, order, counts and LastEvaluatedKey
     assert patched_pages == unpatched_pages
     assert sum(len(pages) > 1 for _, _, pages in patched_pages if isinstance(pages, list)) > 20
@@ -1604,12 +1596,7 @@ def test_patched_dynamodb_responses_are_the_ones_moto_writes(aws_env: None) -> N
     assert not moto_patches.installed()
     unpatched_responses = dynamodb_responses()
     # WHEN the same operations run with the patches (plain JSON written with json.dumps)
-    rec = Recorder()
-    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
-    try:
-        patched_responses = dynamodb_responses()
-    finally:
-        moto_patches.uninstall()
+    patched_responses = with_patches(lambda: dynamodb_responses())
     # THEN botocore reads exactly the same from both, binary values and absent members included
     assert patched_responses == unpatched_responses
     assert patched_responses[6]["Item"]["n"] == {"N": "2"}
@@ -1763,12 +1750,7 @@ def test_patched_flat_updates_answer_as_moto(aws_env: None) -> None:
     assert not moto_patches.installed()
     unpatched_answers = flat_updates()
     # WHEN the same calls run with the patches (the validated tree kept, rebuilt with each call's values)
-    rec = Recorder()
-    moto_patches.install(invoke=rec.invoke, deliver=rec.deliver)
-    try:
-        patched_answers = flat_updates()
-    finally:
-        moto_patches.uninstall()
+    patched_answers = with_patches(lambda: flat_updates())
     # THEN every answer, error and item is the same
     assert patched_answers == unpatched_answers
     assert patched_answers[2]["n"] == {"N": "4"}  # x: 1 + 3
