@@ -230,19 +230,12 @@ class FanflowClient:
             raise RequestFailed(f"the {c.STACK_NAME} stack has no output {c.OUTPUT_RESULTS_TABLE}")
         row = self.counter_row(request_id)
         shards = int(row.get(c.ATTR_SHARDS, 1)) if row else 1
-        for shard in range(shards):
-            for page in self._ddb.get_paginator("query").paginate(
-                TableName=table, KeyConditionExpression="#p = :p", ConsistentRead=True,
-                ExpressionAttributeNames={"#p": c.ATTR_REQUEST_SHARD},
-                ExpressionAttributeValues={":p": {"S": keys.partition(request_id, shard)}},
-            ):
-                yield from (plain_item(item) for item in page["Items"])
+        yield from (plain_item(item) for item in keys.results_items(self._ddb, table, request_id, shards))
 
     def result_lines(self, summary: dict[str, Any], kind: str = "cases") -> Iterator[dict[str, Any]]:
         """The per-case lines a summary stored beside it: kind "cases" (every case) or
         "notSucceeded"."""
-        for key in summary.get("results", {}).get(kind, []):
-            body = self._s3.get_object(Bucket=self.outputs[c.OUTPUT_ARTIFACTS_BUCKET], Key=key)["Body"]
+        for body in self._result_parts(summary, kind):
             for line in body.iter_lines():
                 if line:
                     yield json.loads(line)
@@ -252,12 +245,16 @@ class FanflowClient:
         path.parent.mkdir(parents=True, exist_ok=True)
         count = 0
         with path.open("wb") as out:
-            for key in summary.get("results", {}).get("cases", []):
-                body = self._s3.get_object(Bucket=self.outputs[c.OUTPUT_ARTIFACTS_BUCKET], Key=key)["Body"]
+            for body in self._result_parts(summary, "cases"):
                 while block := body.read(1 << 20):
                     count += block.count(b"\n")
                     out.write(block)
         return count
+
+    def _result_parts(self, summary: dict[str, Any], kind: str) -> Iterator[Any]:
+        """The bodies (streams) of a summary's per-case parts of one kind, in order."""
+        for key in summary.get("results", {}).get(kind, []):
+            yield self._s3.get_object(Bucket=self.outputs[c.OUTPUT_ARTIFACTS_BUCKET], Key=key)["Body"]
 
     def results_uris(self, summary: dict[str, Any], kind: str = "cases") -> list[str]:
         bucket = self.outputs[c.OUTPUT_ARTIFACTS_BUCKET]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import constants as c
@@ -104,3 +105,27 @@ def results_prefix(request_id: str, token: str) -> str:
     """Where a Summary run writes the per-case results parts: its own prefix (a short token of
     the run), so that a competing run's parts never mix with the parts its summary names."""
     return f"{c.SUMMARIES_PREFIX}{request_id}/{token[:12]}/"
+
+
+def results_items(dynamodb: Any, table: str, request_id: str, shards: int, *,
+                  attributes: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+    """Every results row of a request, as DynamoDB returns it, shard by shard (each in caseId
+    order), read consistently a page at a time: a million rows never sit in memory at once.
+    `attributes`: a projection (all attributes when empty)."""
+    names = {f"#a{i}": name for i, name in enumerate(attributes)}
+    for shard in range(shards):
+        kwargs: dict[str, Any] = {
+            "TableName": table,
+            "KeyConditionExpression": "#p = :p",
+            "ExpressionAttributeNames": {**names, "#p": c.ATTR_REQUEST_SHARD},
+            "ExpressionAttributeValues": {":p": {"S": partition(request_id, shard)}},
+            "ConsistentRead": True,
+        }
+        if names:
+            kwargs["ProjectionExpression"] = ", ".join(names)
+        while True:
+            page = dynamodb.query(**kwargs)
+            yield from page["Items"]
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

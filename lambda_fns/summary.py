@@ -47,10 +47,6 @@ EVENT_LIST_CAP = 100
 EVENT_ERROR_CHARS = 200
 
 
-def summary_key(request_id: str) -> str:
-    return keys.summary_key(request_id)
-
-
 def _counter_row(request_id: str) -> dict[str, Any]:
     item = _DDB.get_item(
         TableName=_ENV[c.ENV_COUNTER_TABLE], Key=keys.counter_key(request_id), ConsistentRead=True
@@ -61,26 +57,9 @@ def _counter_row(request_id: str) -> dict[str, Any]:
 
 
 def results_rows(dynamodb: Any, table: str, request_id: str, shards: int) -> Any:
-    """Every results row of a request, plain, shard by shard (each in caseId order), read
-    consistently a page at a time: a million rows never sit in memory at once."""
-    names = {f"#a{i}": name for i, name in enumerate(_ROW_ATTRIBUTES)}
-    names["#p"] = c.ATTR_REQUEST_SHARD
-    for shard in range(shards):
-        kwargs: dict[str, Any] = {
-            "TableName": table,
-            "KeyConditionExpression": "#p = :p",
-            "ProjectionExpression": ", ".join(name for name in names if name != "#p"),
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": {":p": {"S": keys.partition(request_id, shard)}},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = dynamodb.query(**kwargs)
-            for item in page["Items"]:
-                yield plain_item(item)
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    """Every results row of a request, plain, with what a case's line needs (keys.results_items)."""
+    return (plain_item(item) for item in keys.results_items(dynamodb, table, request_id, shards,
+                                                            attributes=_ROW_ATTRIBUTES))
 
 
 class PartWriter:
@@ -228,7 +207,7 @@ def compact_summary(summary: dict[str, Any], key: str) -> dict[str, Any]:
 @_TELEMETRY.instrument
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request_id = event["requestId"]
-    key = summary_key(request_id)
+    key = keys.summary_key(request_id)
     row = _counter_row(request_id)
     status = row[c.ATTR_STATUS]
     if status == c.STATUS_RUNNING:
