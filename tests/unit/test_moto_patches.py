@@ -418,7 +418,7 @@ def test_patched_put_events_delivers_as_moto(aws_env: None) -> None:
     assert not moto_patches.installed()
     unpatched_answers = events_to_log_groups()
     # WHEN the same calls run with the patches (one message per entry for all the rules)
-    patched_answers = with_patches(lambda: events_to_log_groups())
+    patched_answers = with_patches(events_to_log_groups)
     # THEN the entries, the errors and every rule's messages are the same
     assert patched_answers == unpatched_answers
     assert ("by-source", []) not in patched_answers and ("never", []) in patched_answers
@@ -465,7 +465,7 @@ def test_patched_endpoints_resolve_as_botocore_resolves_them(aws_env: None) -> N
     assert not moto_patches.installed()
     unpatched_endpoints = endpoints_resolved()
     # WHEN the same resolutions run with the patches (parameters from a plan, endpoints kept)
-    patched_endpoints = with_patches(lambda: endpoints_resolved())
+    patched_endpoints = with_patches(endpoints_resolved)
     # THEN each is the same, errors included
     assert patched_endpoints == unpatched_endpoints
     assert any("fips" in str(endpoint[2]) for endpoint in patched_endpoints)
@@ -1406,7 +1406,7 @@ def test_patched_conditions_parsed_once_answer_as_moto(aws_env: None) -> None:
     assert not moto_patches.installed()
     unpatched_answers = conditional_updates()
     # WHEN the same calls run with the patches (the condition parsed once, by its own placeholders)
-    patched_answers = with_patches(lambda: conditional_updates())
+    patched_answers = with_patches(conditional_updates)
     # THEN every answer, error and item is the same
     assert patched_answers == unpatched_answers
     assert any("ConditionalCheckFailed" in str(answer) for answer in patched_answers)
@@ -1585,7 +1585,7 @@ def test_patched_queries_read_only_their_hash_key_and_answer_as_moto(aws_env: No
     assert not moto_patches.installed()
     unpatched_pages = query_pages()
     # WHEN the same calls run with the patches (a query reads the items of its hash key only)
-    patched_pages = with_patches(lambda: query_pages())
+    patched_pages = with_patches(query_pages)
     # THEN every page is the same: items, order, counts and LastEvaluatedKey
     assert patched_pages == unpatched_pages
     assert sum(len(pages) > 1 for _, _, pages in patched_pages if isinstance(pages, list)) > 20
@@ -1596,7 +1596,7 @@ def test_patched_dynamodb_responses_are_the_ones_moto_writes(aws_env: None) -> N
     assert not moto_patches.installed()
     unpatched_responses = dynamodb_responses()
     # WHEN the same operations run with the patches (plain JSON written with json.dumps)
-    patched_responses = with_patches(lambda: dynamodb_responses())
+    patched_responses = with_patches(dynamodb_responses)
     # THEN botocore reads exactly the same from both, binary values and absent members included
     assert patched_responses == unpatched_responses
     assert patched_responses[6]["Item"]["n"] == {"N": "2"}
@@ -1750,7 +1750,7 @@ def test_patched_flat_updates_answer_as_moto(aws_env: None) -> None:
     assert not moto_patches.installed()
     unpatched_answers = flat_updates()
     # WHEN the same calls run with the patches (the validated tree kept, rebuilt with each call's values)
-    patched_answers = with_patches(lambda: flat_updates())
+    patched_answers = with_patches(flat_updates)
     # THEN every answer, error and item is the same
     assert patched_answers == unpatched_answers
     assert patched_answers[2]["n"] == {"N": "4"}  # x: 1 + 3
