@@ -27,6 +27,8 @@ from lambda_fns.request_model import (
 )
 from lambda_fns.support import plain_item
 
+from .options import UsageError
+
 # Another execution name for a request whose earlier PreProcess execution ended before opening it.
 EXECUTION_NAME_RETRIES = 3
 SUMMARY_STORE_WAIT_SECONDS = 10.0
@@ -40,6 +42,19 @@ class RequestNotFound(RequestFailed):
     """No counter row and no PreProcess execution has this requestId."""
 
 
+# How often the client polls a lifecycle execution (Cancel, or a redrive's start).
+LIFECYCLE_POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class Redrive:
+    """A redrive started: the attempt it makes and the PreProcess execution that runs it."""
+
+    request_id: str
+    attempt: int
+    execution_arn: str
+
+
 @dataclass(frozen=True)
 class Progress:
     request_id: str
@@ -48,6 +63,8 @@ class Progress:
     target: int
     succeeded: int
     failed: int
+    attempt: int = 1
+    redriving: bool = False  # a redrive has taken the attempt but not opened it yet
 
 
 class FanflowClient:
@@ -120,6 +137,78 @@ class FanflowClient:
         raise RequestFailed(f"request {request.request_id!r} could not be started: its PreProcess executions "
                             f"ended {EXECUTION_NAME_RETRIES} times before the request was opened. Use a new requestId.")
 
+    def cancel(self, request_id: str, *, timeout: float = 900.0) -> dict[str, Any]:
+        """Cancel a running request through the Cancel workflow and wait for its close; the
+        closed counter row. RequestNotFound for an unknown request, UsageError for one that is
+        not running (with its status)."""
+        arn = self.outputs.get(c.OUTPUT_CANCEL_ARN)
+        if not arn:
+            raise RequestFailed(f"the {c.STACK_NAME} stack on {self.where} has no Cancel workflow (output "
+                                f"{c.OUTPUT_CANCEL_ARN}): it was deployed by an earlier fanflow; deploy it again")
+        row = self.counter_row(request_id)
+        if row is None:
+            raise RequestNotFound(f"no request {request_id!r} on {self.where}; `fanflow list` shows the requests "
+                                  "there are")
+        if row[c.ATTR_STATUS] in c.FINAL_STATUSES:
+            raise UsageError(f"request {request_id!r} has finished ({row[c.ATTR_STATUS]}); only a running request "
+                             "can be cancelled")
+        execution = self._sfn.start_execution(stateMachineArn=arn, name=f"cancel-{uuid.uuid4().hex}",
+                                              input=json.dumps({"requestId": request_id}))["executionArn"]
+        ended = self._await_execution(execution, timeout, f"the cancel of request {request_id!r}")
+        if ended["status"] != "SUCCEEDED":
+            error, cause = ended.get("error", ""), _error_message(ended.get("cause", ""))
+            if error == "RequestNotFound":
+                raise RequestNotFound(f"no request {request_id!r} on {self.where}")
+            if error == "RequestNotRunning":
+                raise UsageError(cause)
+            raise RequestFailed(f"the cancel of request {request_id!r} ended {ended['status']}: {error}: {cause}")
+        final = self.counter_row(request_id)
+        assert final is not None
+        return final
+
+    def redrive(self, request_id: str, *, failed: bool = True, timed_out: bool = True,
+                deadline_seconds: int | None = None) -> Redrive:
+        """Start the next attempt of a closed request: only its failed and/or never-completed
+        cases are emitted again, under the same requestId. The request's state is checked here
+        first (nothing is started for a request that cannot be redriven) and again, authoritatively,
+        by the redrive itself."""
+        row = self.counter_row(request_id)
+        if row is None:
+            raise RequestNotFound(f"no request {request_id!r} on {self.where}; `fanflow list` shows the requests "
+                                  "there are")
+        status, attempt = row[c.ATTR_STATUS], int(row.get(c.ATTR_ATTEMPT) or 1)
+        if status not in c.REDRIVABLE_STATUSES:
+            what = ("is still running: wait for it (`fanflow watch`), or cancel it first"
+                    if status not in c.FINAL_STATUSES else "succeeded: there is nothing to redrive")
+            raise UsageError(f"request {request_id!r} {what} (status {status})")
+        if attempt - 1 >= c.MAX_REDRIVES:
+            raise UsageError(f"request {request_id!r} has been redriven {attempt - 1} times, the limit "
+                             f"({c.MAX_REDRIVES}); start a new request for what is left")
+        redrive: dict[str, Any] = {"requestId": request_id, "failed": failed, "timedOut": timed_out}
+        if deadline_seconds is not None:
+            redrive["deadlineSeconds"] = deadline_seconds
+        name = execution_name(request_id, attempt=attempt + 1)
+        try:
+            response = self._sfn.start_execution(stateMachineArn=self.outputs[c.OUTPUT_PREPROCESS_ARN], name=name,
+                                                  input=json.dumps({"redrive": redrive}))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
+                raise
+            raise UsageError(f"attempt {attempt + 1} of request {request_id!r} has been started already (execution "
+                             f"{name!r})") from None
+        self._started[request_id] = str(response["executionArn"])
+        return Redrive(request_id, attempt + 1, self._started[request_id])
+
+    def _await_execution(self, execution_arn: str, timeout: float, what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            execution = dict(self._sfn.describe_execution(executionArn=execution_arn))
+            if execution["status"] != "RUNNING":
+                return execution
+            if time.monotonic() > deadline:
+                raise RequestFailed(f"{what} did not end within {timeout:.0f} s (execution {execution_arn})")
+            time.sleep(LIFECYCLE_POLL_SECONDS)
+
     def store_request(self, request: FanRequest) -> str:
         """Store a request in the artifacts bucket (under a fresh key: a re-submission never
         overwrites the request in flight); its S3 URI."""
@@ -153,16 +242,19 @@ class FanflowClient:
         if row is None:
             return None
         return Progress(request_id, row[c.ATTR_STATUS], int(row.get(c.ATTR_COUNTER, 0)), int(row[c.ATTR_TARGET]),
-                        int(row.get(c.ATTR_SUCCEEDED, 0)), int(row.get(c.ATTR_FAILED, 0)))
+                        int(row.get(c.ATTR_SUCCEEDED, 0)), int(row.get(c.ATTR_FAILED, 0)),
+                        int(row.get(c.ATTR_ATTEMPT) or 1), _redriving(row))
 
     def wait(self, request_id: str, *, execution_arn: str | None = None, timeout: float = 3600.0,
-             poll_seconds: float = 0.1, on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
-        """Wait until the request is closed; return its final counter row."""
+             poll_seconds: float = 0.1, on_progress: Callable[[Progress], None] | None = None,
+             attempt: int = 1) -> dict[str, Any]:
+        """Wait until the request is closed (in `attempt`, for a redrive); return its final counter row."""
         deadline = time.monotonic() + timeout
         execution_arn = execution_arn or self.execution_arn(request_id)
         while True:
             progress = self.progress(request_id)
-            if progress is None:
+            row_attempt = progress.attempt if progress is not None else 0
+            if progress is None or (row_attempt < attempt or (progress.redriving and row_attempt == attempt)):
                 self._raise_if_preprocess_failed(execution_arn)
             else:
                 if on_progress:
@@ -184,6 +276,8 @@ class FanflowClient:
         if execution["status"] == "FAILED" and execution.get("error") == "InvalidRequest":
             # Prepare refused the request (before writing anything): its message, not Lambda's error record.
             raise RequestError(f"PreProcess refused it: {_error_message(execution.get('cause', ''))}")
+        if execution["status"] == "FAILED" and execution.get("error") == "RedriveRefused":
+            raise UsageError(f"redrive refused: {_error_message(execution.get('cause', ''))}")
         if execution["status"] in ("FAILED", "TIMED_OUT", "ABORTED"):
             raise RequestFailed(f"PreProcess {execution['status']}: {execution.get('error', '')}: "
                                 f"{execution.get('cause', '')}")
@@ -211,7 +305,8 @@ class FanflowClient:
         retention period), without order."""
         names = {f"#{name}": name for name in (c.ATTR_REQUEST_ID, c.ATTR_STATUS, c.ATTR_COUNTER, c.ATTR_TARGET,
                                                c.ATTR_SUCCEEDED, c.ATTR_FAILED, c.ATTR_CREATED_AT,
-                                               c.ATTR_DEADLINE, c.ATTR_COMPLETED_AT, c.ATTR_SUMMARY_KEY)}
+                                               c.ATTR_DEADLINE, c.ATTR_COMPLETED_AT, c.ATTR_SUMMARY_KEY,
+                                               c.ATTR_ATTEMPT, c.ATTR_CANCELLED_AT, c.ATTR_REDRIVEN)}
         kwargs: dict[str, Any] = {"TableName": self.outputs[c.OUTPUT_COUNTER_TABLE],
                                   "ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
         rows: list[dict[str, Any]] = []
@@ -305,6 +400,14 @@ class FanflowClient:
                 return None
             raise
         return dict(json.loads(body))
+
+
+def _redriving(row: dict[str, Any]) -> bool:
+    """A redrive has taken the row's attempt (step 1) but not reopened it (step 3): the row is
+    still closed with the previous attempt's status and summary."""
+    attempt = int(row.get(c.ATTR_ATTEMPT) or 1)
+    return (attempt > 1 and row.get(c.ATTR_STATUS) in c.FINAL_STATUSES
+            and row.get(c.ATTR_SUMMARY_KEY) != keys.summary_key(row[c.ATTR_REQUEST_ID], attempt))
 
 
 def _error_message(cause: str) -> str:

@@ -166,7 +166,8 @@ def print_status(client: FanflowClient, row: dict[str, Any], *, now: float, as_j
 
 def watch_request(client: FanflowClient, request_id: str, *, as_json: bool, timeout: float = 3600.0,
                   interval: float = 0.5, out: TextIO | None = None,
-                  clock: Callable[[], float] = time.monotonic) -> int:
+                  clock: Callable[[], float] = time.monotonic, attempt: int = 1,
+                  execution_arn: str | None = None) -> int:
     """Follow a request until it is closed; 0 if every case succeeded, 3 if it ended otherwise."""
     out = out or sys.stdout
     client.existing_row(request_id)  # an unknown request fails now, not at the timeout
@@ -186,7 +187,8 @@ def watch_request(client: FanflowClient, request_id: str, *, as_json: bool, time
         last = (progress.completed, progress.status)
 
     with contextlib.nullcontext() if as_json else reporter:
-        row = client.wait(request_id, timeout=timeout, poll_seconds=interval, on_progress=on_progress)
+        row = client.wait(request_id, timeout=timeout, poll_seconds=interval, on_progress=on_progress,
+                          attempt=attempt, execution_arn=execution_arn)
     print_status(client, row, now=time.time(), as_json=as_json, out=out, wait_for_summary=True)
     return 0 if row[c.ATTR_STATUS] == c.STATUS_SUCCEEDED else 3
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from .client import Progress as RequestProgress
 from .options import UsageError
 
-STATUS_STYLE = {"SUCCEEDED": "green", "PARTIAL": "yellow", "FAILED": "red", "TIMED_OUT": "red"}
+STATUS_STYLE = {"SUCCEEDED": "green", "PARTIAL": "yellow", "FAILED": "red", "TIMED_OUT": "red", "CANCELLED": "magenta"}
 # What a summary's computeMs measures: each case's wall time from the start to the end of its
 # work, in its compute target. On the embedded target that includes the time a case that has
 # finished sleeping waits for the one CPU-bound interpreter (its GIL), not only the work.
@@ -139,6 +139,8 @@ def status_tables(view: dict[str, Any]) -> list[Table]:
     head.add_column("field", style="bold")
     head.add_column("value")
     head.add_row("state", styled_status(view["status"]))
+    if view.get("attempt", 1) > 1:
+        head.add_row("attempt", f"{view['attempt']} (redrove {view.get('redriven') or 0} cases)")
     head.add_row("counted / target", f"{view['counter']} / {view['target']}")
     head.add_row("succeeded", str(view["succeeded"]))
     head.add_row("failed", str(view["failed"]))
@@ -156,8 +158,10 @@ def status_tables(view: dict[str, Any]) -> list[Table]:
     body.add_column("field", style="bold")
     body.add_column("value")
     body.add_row("status", styled_status(summary["status"]))
-    body.add_row("succeeded / failed / timed out",
-                 f"{summary['succeeded']} / {summary['failed']} / {len(summary['timedOut'])}")
+    timed_out = summary.get("timedOutCount", len(summary["timedOut"]))
+    body.add_row("succeeded / failed / timed out", f"{summary['succeeded']} / {summary['failed']} / {timed_out}")
+    if "cancelledCount" in summary:
+        body.add_row("cancelled (had not completed)", str(summary["cancelledCount"]))
     body.add_row("wall time", duration(summary["wallSeconds"]))
     compute = summary["computeMs"]
     body.add_row(CASE_TIME_LABEL, f"mean {compute['mean']} ms, max {compute['max']} ms")
@@ -183,10 +187,11 @@ def requests_table(views: list[dict[str, Any]], *, total: int) -> Table:
     shown = f"{len(views)} of {total}" if len(views) < total else str(total)
     table = Table(title=f"Requests ({shown}, newest first)")
     table.add_column("request", overflow="fold")  # ids are copied into `fanflow status`: never cut
-    for column in ("state", "done", "ok", "failed", "age", "took"):
+    for column in ("state", "attempt", "done", "ok", "failed", "age", "took"):
         table.add_column(column, justify="left" if column == "state" else "right", no_wrap=True)
     for view in views:
-        table.add_row(view["requestId"], styled_status(view["status"]), f"{view['counter']}/{view['target']}",
+        table.add_row(view["requestId"], styled_status(view["status"]), str(view.get("attempt") or 1),
+                      f"{view['counter']}/{view['target']}",
                       str(view["succeeded"]), str(view["failed"]), duration(view["ageSeconds"]),
                       duration(view["durationSeconds"]))
     return table

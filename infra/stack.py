@@ -15,6 +15,7 @@ from infra.components.compute_workflow import ComputeWorkflow
 from infra.components.concurrency import ConcurrencyPlan
 from infra.components.fan_in import FanInWorkflow
 from infra.components.fan_out import FanOutWorkflow
+from infra.components.lifecycle import CancelWorkflow
 from infra.components.monitoring import DeadLetterFeed, FunctionRole, PipelineMonitoring, alarm_topic
 from infra.components.routing import EventRouting
 from infra.components.storage import RequestStore
@@ -49,6 +50,8 @@ class FanflowStack(Stack):
                                  retention_seconds=retention_seconds, compute_concurrency=concurrency.compute_ceiling,
                                  fan_out_concurrency=fan_out_concurrency, request_buckets=request_buckets)
         routing.route_completions_to(fan_in.queue)
+        cancel = CancelWorkflow(self, "Cancel", lifecycle_function=fan_out.lifecycle_function,
+                                summary_function=fan_in.summary_function, preprocess=fan_out.state_machine)
 
         # Compute targets: each case goes to the one its computeType names, else to Compute.
         results, seconds = store.results_table, compute_seconds
@@ -76,6 +79,7 @@ class FanflowStack(Stack):
         for function in compute_functions:
             concurrency.cap_compute(function)
         concurrency.reserve_orchestration(fan_out.prepare_function)
+        concurrency.reserve_orchestration(fan_out.lifecycle_function)
         concurrency.reserve_orchestration(fan_out.emit_function, at_least=fan_out_concurrency)
         concurrency.reserve_orchestration(fan_in.summary_function)
         # As many batches as the event source mapping runs at once, each one consumer and one CountBatch.
@@ -92,6 +96,7 @@ class FanflowStack(Stack):
         for label, function, role in (
                 ("Prepare", fan_out.prepare_function, FunctionRole.ORCHESTRATION_NO_ERRORS),
                 ("Emit", fan_out.emit_function, FunctionRole.ORCHESTRATION),
+                ("Lifecycle", fan_out.lifecycle_function, FunctionRole.ORCHESTRATION_NO_ERRORS),
                 ("Summary", fan_in.summary_function, FunctionRole.ORCHESTRATION),
                 ("FanInConsumer", fan_in.consumer_function, FunctionRole.ORCHESTRATION),
                 ("CountBatch", fan_in.count_function, FunctionRole.ORCHESTRATION),
@@ -114,12 +119,14 @@ class FanflowStack(Stack):
                 monitoring.add_rule(rule.node.id, rule, routing.bus)
 
         self.store, self.routing, self.compute, self.fan_in, self.fan_out = store, routing, compute, fan_in, fan_out
+        self.cancel = cancel
         self.compute_targets, self.compute_large = compute_targets, compute_large
         self.workflow, self.queue = workflow, queue
         self.monitoring = monitoring
         for name, value in {
             c.OUTPUT_PREPROCESS_ARN: fan_out.state_machine.state_machine_arn,
             c.OUTPUT_INCREMENT_ARN: fan_in.state_machine.state_machine_arn,
+            c.OUTPUT_CANCEL_ARN: cancel.state_machine.state_machine_arn,
             c.OUTPUT_COMPLETION_QUEUE_URL: fan_in.queue.queue_url,
             c.OUTPUT_COMPLETION_DLQ_URL: fan_in.dead_letter_queue.queue_url,
             c.OUTPUT_RULE_DLQ_URL: routing.dead_letter_queue.queue_url,

@@ -69,9 +69,12 @@ def run_case(request: dict[str, Any], seconds: float, *, work: Work = work,
 
 def completion_detail(detail: dict[str, Any], state: str, error: str | None) -> dict[str, Any]:
     """The completion event's detail: the case's reference plus its outcome, and the request's
-    shard count from the fan-out event (which finds the case's results row)."""
-    return {"requestId": detail["requestId"], "request": detail["request"], "state": state,
-            "error": error or "", c.DETAIL_SHARDS: shards_in(detail)}
+    shard count (which finds the case's results row) and attempt from the fan-out event."""
+    out = {"requestId": detail["requestId"], "request": detail["request"], "state": state,
+           "error": error or "", c.DETAIL_SHARDS: shards_in(detail)}
+    if c.DETAIL_ATTEMPT in detail:
+        out[c.DETAIL_ATTEMPT] = detail[c.DETAIL_ATTEMPT]
+    return out
 
 
 def shards_in(detail: dict[str, Any]) -> int:
@@ -83,12 +86,20 @@ def read_result(dynamodb: Any, table: str, request_id: str, case_id: str, shards
     """The case's results row (state, error, outcome), None when the case has none."""
     item = dynamodb.get_item(
         TableName=table, Key=keys.results_key(request_id, case_id, shards), ConsistentRead=True,
-        ProjectionExpression="#s, #e, #o",
-        ExpressionAttributeNames={"#s": c.ATTR_STATE, "#e": c.ATTR_ERROR, "#o": c.ATTR_OUTCOME},
+        ProjectionExpression="#s, #e, #o, #a",
+        ExpressionAttributeNames={"#s": c.ATTR_STATE, "#e": c.ATTR_ERROR, "#o": c.ATTR_OUTCOME, "#a": c.ATTR_ATTEMPT},
     ).get("Item")
     if item is None:
         return None
-    return {name: value["S"] for name, value in item.items() if "S" in value}
+    return {name: value.get("S", value.get("N")) for name, value in item.items() if "S" in value or "N" in value}
+
+
+def attempt_in(detail: dict[str, Any]) -> int:
+    """The request's attempt a fan-out event belongs to (1 when it names none)."""
+    try:
+        return max(1, int(detail.get(c.DETAIL_ATTEMPT) or 1))
+    except (TypeError, ValueError):
+        return 1
 
 
 def record_result(dynamodb: Any, table: str, request_id: str, case_id: str, shards: int, *, state: str,
@@ -167,7 +178,11 @@ def settle_case(dynamodb: Any, detail: dict[str, Any], reporting: Reporting, *, 
     table = reporting.results_table
     deadline = detail.get(c.DETAIL_DEADLINE)
     if deadline is not None and now() > float(deadline):
-        mark_expired(dynamodb, table, request_id, case_id, shards)
+        # Only a row that still waits for this event's attempt: after a redrive, a late event of
+        # an earlier attempt (with its earlier deadline) must not mark the redriven case expired.
+        stored = read_result(dynamodb, table, request_id, case_id, shards)
+        if stored is not None and int(stored.get(c.ATTR_ATTEMPT) or 1) == attempt_in(detail):
+            mark_expired(dynamodb, table, request_id, case_id, shards)
         return Settled(skipped=SKIP_EXPIRED)
     stored = read_result(dynamodb, table, request_id, case_id, shards)
     settled = _from_stored(stored)

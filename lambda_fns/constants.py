@@ -48,11 +48,18 @@ CASE_EXPIRED = "EXPIRED"
 CASE_RESULT_STATES = frozenset({CASE_SUCCEEDED, CASE_FAILED})
 # A case's state in a summary when its fan-out batch was given up before it was emitted.
 CASE_NOT_EMITTED = "NOT_EMITTED"
+# A case's state in the summary of a cancelled request when it had not completed (or its
+# completion was not counted) when the request was cancelled.
+CASE_CANCELLED = "CANCELLED"
 # The fan-out event's request deadline (epoch seconds): a compute target skips a case received after it.
 DETAIL_DEADLINE = "deadline"
 # The request's number of results shards, in the fan-out event and echoed in the completion: it
 # finds the case's results row (lambda_fns/keys.py).
 DETAIL_SHARDS = "shards"
+# The request's attempt a fan-out event belongs to (1, then 2, 3, ... for each redrive), echoed
+# in the completion: a completion counts only for the attempt its case's row is waiting for, so a
+# late one from an earlier attempt is never counted twice (lambda_fns/counting.py). Absent means 1.
+DETAIL_ATTEMPT = "attempt"
 
 # Request lifecycle on the counter row.
 STATUS_RUNNING = "RUNNING"
@@ -61,12 +68,18 @@ STATUS_SUCCEEDED = "SUCCEEDED"
 STATUS_PARTIAL = "PARTIAL"
 STATUS_FAILED = "FAILED"
 STATUS_TIMED_OUT = "TIMED_OUT"
-FINAL_STATUSES = frozenset({STATUS_SUCCEEDED, STATUS_PARTIAL, STATUS_FAILED, STATUS_TIMED_OUT})
+STATUS_CANCELLED = "CANCELLED"  # closed by `fanflow cancel` (the Cancel workflow) before its cases completed
+FINAL_STATUSES = frozenset({STATUS_SUCCEEDED, STATUS_PARTIAL, STATUS_FAILED, STATUS_TIMED_OUT, STATUS_CANCELLED})
+# What a redrive may take up again: a request that ended with cases that failed or never completed.
+REDRIVABLE_STATUSES = frozenset({STATUS_PARTIAL, STATUS_FAILED, STATUS_TIMED_OUT, STATUS_CANCELLED})
+# Redrives a request may have (attempts 2 to 1 + MAX_REDRIVES).
+MAX_REDRIVES = 3
 
 # Why Summary was started.
 REASON_COMPLETED = "COMPLETED"
 REASON_TIMED_OUT = "TIMED_OUT"
 REASON_FAN_OUT_FAILED = "FAN_OUT_FAILED"  # a fan-out batch was lost: closed once the emitted cases are counted
+REASON_CANCELLED = "CANCELLED"  # the Cancel workflow claimed the request
 
 # Counter row attributes (table keyed by requestId).
 ATTR_REQUEST_ID = "requestId"
@@ -95,6 +108,16 @@ ATTR_NOT_EMITTED = "notEmitted"
 ATTR_LOST_CHUNKS = "lostChunks"  # the fan-out chunks whose loss is recorded (a number set): recorded once each
 ATTR_SHARDS = "shards"  # the request's results shards (lambda_fns/keys.py), fixed at Prepare
 ATTR_CHUNKS = "chunks"  # the request's fan-out chunks
+ATTR_CHUNK_PREFIX = "chunkPrefix"  # where Prepare stored its cases in chunks (a redrive reads them)
+ATTR_CHUNK_CASES = "chunkCases"  # cases per chunk there
+# The request's lifecycle: its attempt (1, then one more per redrive), the PreProcess execution
+# running the attempt (the one a cancel stops), when it was cancelled, and how many cases the
+# current attempt re-emitted (0 for attempt 1).
+ATTR_ATTEMPT = "attempt"
+ATTR_EXECUTION_ARN = "executionArn"
+ATTR_CANCELLED_AT = "cancelledAt"
+ATTR_REDRIVEN = "redriven"
+ATTR_CASES = "cases"  # the request's size (its target may be lower: cases given up, or not redriven)
 # Results table attributes: keyed by requestShard ("<requestId>#<shard>", write sharding: see
 # lambda_fns/keys.py) and caseId; every row also holds its plain requestId.
 ATTR_REQUEST_SHARD = "requestShard"
@@ -131,6 +154,7 @@ ENV_EVENTBUS_DETAILTYPE = "EVENTBUS_DETAILTYPE"
 # Stack outputs through which every client finds the deployed resources.
 OUTPUT_PREPROCESS_ARN = "PreProcessStateMachineArn"
 OUTPUT_INCREMENT_ARN = "IncrementStateMachineArn"
+OUTPUT_CANCEL_ARN = "CancelStateMachineArn"  # cancels a request: {"requestId": ...}
 OUTPUT_COMPLETION_QUEUE_URL = "CompletionQueueUrl"  # the fan-in buffer
 OUTPUT_COMPLETION_DLQ_URL = "CompletionDeadLetterQueueUrl"  # completions that could not be counted
 OUTPUT_RULE_DLQ_URL = "RuleTargetDeadLetterQueueUrl"  # events EventBridge could not deliver

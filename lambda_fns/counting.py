@@ -55,23 +55,37 @@ class Completion:
     state: str  # constants.CASE_SUCCEEDED or CASE_FAILED
     error: str
     shards: int | None = None  # the request's results shards, as the event carried them (else read)
+    attempt: int = 1  # the request's attempt the case was emitted in (constants.DETAIL_ATTEMPT)
 
     def to_input(self) -> dict[str, Any]:
         out: dict[str, Any] = {"messageId": self.message_id, "requestId": self.request_id, "caseId": self.case_id,
                                "state": self.state, "error": self.error}
         if self.shards is not None:
             out[c.DETAIL_SHARDS] = self.shards
+        if self.attempt != 1:
+            out[c.DETAIL_ATTEMPT] = self.attempt
         return out
 
     @classmethod
     def from_input(cls, item: Mapping[str, Any]) -> Completion:
         try:
             completion = cls(str(item["messageId"]), item["requestId"], item["caseId"], item["state"],
-                             str(item.get("error") or ""), keys.shards_of(dict(item)))
+                             str(item.get("error") or ""), keys.shards_of(dict(item)), attempt_of(dict(item)))
         except (KeyError, TypeError) as exc:
             raise MalformedCompletion(f"a completion lacks {exc}") from None
         _check(completion)
         return completion
+
+
+def attempt_of(detail: Any) -> int:
+    """The attempt an event's detail names: a whole number of 1 or more; 1 when it names none
+    (attempt 1's events may come from compute targets that echo nothing more than the seed's)."""
+    value = detail.get(c.DETAIL_ATTEMPT) if isinstance(detail, dict) else None
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit() or int(value) < 1:
+        raise MalformedCompletion(f"attempt must be a whole number of 1 or more, got {value!r}")
+    return int(value)
 
 
 def _check(completion: Completion) -> None:
@@ -95,17 +109,19 @@ def parse_completion(message_id: str, body: str) -> Completion:
         if source == c.COMPUTE_SOURCE:
             request_id, case_id = detail["requestId"], detail["request"][c.ATTR_CASE_ID]
             state, error, shards = detail["state"], detail.get("error") or "", keys.shards_of(detail)
+            attempt = attempt_of(detail)
         elif source == c.LAMBDA_DESTINATION_SOURCE and event.get("detail-type") == c.LAMBDA_FAILURE_DETAIL_TYPE:
             case_event = detail["requestPayload"]["detail"]
             request_id, case_id = case_event["requestId"], case_event["request"][c.ATTR_CASE_ID]
             state, error, shards = c.CASE_FAILED, failure_error(detail), keys.shards_of(case_event)
+            attempt = attempt_of(case_event)
         else:
             raise MalformedCompletion(f"not a completion: source {source!r}")
     except (ValueError, KeyError, TypeError) as exc:
         if isinstance(exc, MalformedCompletion):
             raise
         raise MalformedCompletion(f"not a completion event ({type(exc).__name__}: {exc})") from None
-    completion = Completion(message_id, request_id, case_id, state, str(error)[:MAX_ERROR_CHARS], shards)
+    completion = Completion(message_id, request_id, case_id, state, str(error)[:MAX_ERROR_CHARS], shards, attempt)
     _check(completion)
     return completion
 
@@ -134,6 +150,7 @@ class BatchResult:
     counted: int = 0
     duplicates: int = 0  # counted before, or twice in this batch
     dropped: int = 0  # not in the request, or the request is closed or unknown
+    stale: int = 0  # from an earlier attempt of the request than the one its case waits for
     transactions: int = 0  # committed
     attempts: int = 0  # transactions tried, committed or not
     conflict_retries: int = 0
@@ -142,6 +159,7 @@ class BatchResult:
         return {"failed": self.failed, "claims": [{"requestId": rid, "claimedAt": f"{claimed_at:.3f}"}
                                                   for rid in self.claims],
                 "stats": {"counted": self.counted, "duplicates": self.duplicates, "dropped": self.dropped,
+                          "stale": self.stale,
                           "transactions": self.transactions, "attempts": self.attempts,
                           "conflictRetries": self.conflict_retries}}
 
@@ -182,10 +200,18 @@ def count_batch(dynamodb: Any, tables: Tables, completions: Iterable[Completion]
     by_request: dict[str, dict[str, Completion]] = {}
     for completion in completions:
         cases = by_request.setdefault(completion.request_id, {})
-        if completion.case_id in cases:
+        first = cases.get(completion.case_id)
+        if first is None:
+            cases[completion.case_id] = completion
+        elif completion.attempt > first.attempt:
+            # A case's completions from two attempts: the earlier attempt's is stale (a redrive
+            # moved its row on), whichever came first in the batch.
+            result.stale += 1
+            cases[completion.case_id] = completion
+        elif completion.attempt < first.attempt:
+            result.stale += 1
+        else:
             result.duplicates += 1  # the first one stands for it, counted or delivered again
-            continue
-        cases[completion.case_id] = completion
     for request_id, cases in by_request.items():
         reached = False
         shards = _shards(dynamodb, tables, request_id, cases.values(), backoff)
@@ -286,6 +312,10 @@ def _count_chunk(dynamodb: Any, tables: Tables, request_id: str, shards: int, ch
             result.dropped += 1
         elif c.ATTR_OUTCOME in row:
             result.duplicates += 1
+        elif int(row.get(c.ATTR_ATTEMPT, {}).get("N", "1")) != completion.attempt:
+            log("completion from another attempt of the request dropped", requestId=request_id,
+                caseId=completion.case_id, attempt=completion.attempt)
+            result.stale += 1
         else:
             pending.append(completion)
     if not pending:
@@ -339,11 +369,15 @@ def _transaction(tables: Tables, request_id: str, shards: int, pending: list[Com
         "TableName": tables.results,
         "Key": _results_key(request_id, x, shards),
         "UpdateExpression": "SET #outcome = :state, #outcomeError = :error",
-        # The row exists: Emit registered the case, so it belongs to the request.
-        "ConditionExpression": "attribute_exists(#caseId) AND attribute_not_exists(#outcome)",
+        # The row exists: Emit registered the case, so it belongs to the request; and it waits for
+        # this completion's attempt (a redrive moved it on, or not).
+        "ConditionExpression": "attribute_exists(#caseId) AND attribute_not_exists(#outcome) AND "
+                               + ("(attribute_not_exists(#attempt) OR #attempt = :attempt)" if x.attempt == 1
+                                  else "#attempt = :attempt"),
         "ExpressionAttributeNames": {"#outcome": c.ATTR_OUTCOME, "#outcomeError": c.ATTR_OUTCOME_ERROR,
-                                     "#caseId": c.ATTR_CASE_ID},
-        "ExpressionAttributeValues": {":state": {"S": x.state}, ":error": {"S": x.error}},
+                                     "#caseId": c.ATTR_CASE_ID, "#attempt": c.ATTR_ATTEMPT},
+        "ExpressionAttributeValues": {":state": {"S": x.state}, ":error": {"S": x.error},
+                                      ":attempt": {"N": str(x.attempt)}},
     }} for x in pending]
     succeeded = sum(1 for x in pending if x.state == c.CASE_SUCCEEDED)
     # Fixed expressions: which counter a case adds to follows from its state, never from the event.

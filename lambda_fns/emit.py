@@ -9,7 +9,12 @@ those (so a retry never re-emits what was accepted). On the last attempt the cas
 accepted are given up: their pending rows are deleted (so that a late event for one of them is
 neither recorded nor counted), and the counter row's target is lowered by their number, with
 the reason, so the request closes as soon as the emitted cases are counted and its summary
-says why."""
+says why.
+
+A request that stops running (cancelled, or closed) stops its fan-out: Emit reads the counter
+row before each CANCEL_CHECK_CASES cases it puts (and before it starts), and stops when the
+request is no longer RUNNING in the attempt the chunk belongs to. The cases it did not put keep
+their pending rows, which the request's summary lists as cancelled."""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from . import constants as c
 from . import keys
-from .support import batch_write, client, full_jitter, put_events_tracked, require_env
+from .support import PutOutcome, batch_write, client, full_jitter, put_events_tracked, require_env
 from .telemetry import MetricUnit, Telemetry, log
 
 _ENV = require_env([c.ENV_EVENTBUS_NAME, c.ENV_RESULTS_TABLE, c.ENV_COUNTER_TABLE, c.ENV_ARTIFACTS_BUCKET,
@@ -33,22 +38,35 @@ _DDB = client("dynamodb")
 _S3 = client("s3")
 _TELEMETRY = Telemetry("emit")
 _LOG = _TELEMETRY.logger
+# Cases put between two reads of the counter row: ten PutEvents calls, about a quarter of a
+# second of one Emit (constants.EMIT_PUT_EVENTS_PER_SECOND), so a cancel stops the fan-out that fast.
+CANCEL_CHECK_CASES = 100
 
 
 def case_entries(request_id: str, cases: list[dict[str, Any]], bus_name: str, deadline: int,
-                 shards: int) -> list[dict[str, Any]]:
+                 shards: int, attempt: int = 1) -> list[dict[str, Any]]:
     """One fan-out event per case; the deadline travels with it, so a compute target can skip
-    a case whose request has closed, and the request's shard count, which finds its results row."""
+    a case whose request has closed, the request's shard count, which finds its results row,
+    and the request's attempt, which its completion echoes (lambda_fns/counting.py)."""
     return [
         {
             "Source": c.PREPROCESS_SOURCE,
             "DetailType": c.CASE_DETAIL_TYPE,
             "EventBusName": bus_name,
             "Detail": json.dumps({"requestId": request_id, "request": case, c.DETAIL_DEADLINE: deadline,
-                                  c.DETAIL_SHARDS: shards}),
+                                  c.DETAIL_SHARDS: shards, c.DETAIL_ATTEMPT: attempt}),
         }
         for case in cases
     ]
+
+
+def still_running(request_id: str, attempt: int) -> bool:
+    """Whether the request still runs in this attempt (not cancelled, closed or redriven since)."""
+    item = _DDB.get_item(TableName=_ENV[c.ENV_COUNTER_TABLE], Key=keys.counter_key(request_id), ConsistentRead=True,
+                         ProjectionExpression="#s, #a",
+                         ExpressionAttributeNames={"#s": c.ATTR_STATUS, "#a": c.ATTR_ATTEMPT}).get("Item") or {}
+    return (item.get(c.ATTR_STATUS, {}).get("S") == c.STATUS_RUNNING
+            and int(item.get(c.ATTR_ATTEMPT, {}).get("N", "1")) == attempt)
 
 
 def read_chunk(prefix: str, chunk: int) -> list[dict[str, Any]]:
@@ -58,7 +76,7 @@ def read_chunk(prefix: str, chunk: int) -> list[dict[str, Any]]:
 
 
 def register(request_id: str, cases: list[dict[str, Any]], expires_at: int, shards: int, *,
-             only_missing: bool) -> int:
+             only_missing: bool, attempt: int = 1) -> int:
     """Write a pending results row per case (BatchWriteItem, 25 per call). `only_missing`, for a
     chunk Step Functions retries after a crash: a row that exists may already hold a result or a
     count, and a put would erase it, so only the cases without a row are registered."""
@@ -71,6 +89,7 @@ def register(request_id: str, cases: list[dict[str, Any]], expires_at: int, shar
         **keys.results_key(request_id, case_id, shards),
         c.ATTR_REQUEST_ID: {"S": request_id},
         c.ATTR_STATE: {"S": c.CASE_PENDING},
+        c.ATTR_ATTEMPT: {"N": str(attempt)},
         c.ATTR_EXPIRES_AT: {"N": str(expires_at)},
     }}} for case_id in case_ids])
     return len(case_ids)
@@ -179,11 +198,30 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         lost, claimed = abandon(request_id, chunk, [cases[i] for i in selected], shards, error)
         return {**_done(event), "lost": lost, "claimed": claimed, "error": error}
     attempt, attempts = int(event.get("attempt", 0)), int(_ENV[c.ENV_FANOUT_ATTEMPTS])
+    request_attempt = int(event.get("requestAttempt") or 1)
+    if not still_running(request_id, request_attempt):
+        log(_LOG, logging.WARNING, "request no longer running: chunk not emitted", chunk=chunk)
+        return {**_done(event), "lost": 0, "claimed": False, "stopped": True, "emitted": 0}
     if not event.get("registered"):
         # A crashed invocation may have registered and emitted some cases: then register only the rest.
-        register(request_id, cases, int(event["expiresAt"]), shards, only_missing=bool(event.get("retryCount")))
-    outcome = put_events_tracked(_EVENTS, case_entries(request_id, [cases[i] for i in selected],
-                                                       _ENV[c.ENV_EVENTBUS_NAME], int(event["deadline"]), shards))
+        register(request_id, cases, int(event["expiresAt"]), shards, only_missing=bool(event.get("retryCount")),
+                 attempt=request_attempt)
+    entries = case_entries(request_id, [cases[i] for i in selected], _ENV[c.ENV_EVENTBUS_NAME],
+                           int(event["deadline"]), shards, request_attempt)
+    not_accepted: list[int] = []
+    calls, errors, put = 0, set(), 0
+    for start in range(0, len(entries), CANCEL_CHECK_CASES):
+        if start and not still_running(request_id, request_attempt):
+            log(_LOG, logging.WARNING, "request no longer running: chunk's emission stopped", chunk=chunk,
+                emitted=put, notEmitted=len(entries) - start)
+            return {**_done(event), "lost": 0, "claimed": False, "stopped": True, "emitted": put,
+                    "putEventsCalls": calls}
+        part = put_events_tracked(_EVENTS, entries[start:start + CANCEL_CHECK_CASES])
+        calls += part.calls
+        errors |= part.errors
+        not_accepted.extend(start + i for i in part.not_accepted)
+        put += min(CANCEL_CHECK_CASES, len(entries) - start) - len(part.not_accepted)
+    outcome = PutOutcome(calls=calls, not_accepted=not_accepted, errors=errors)
     pending = [selected[i] for i in outcome.not_accepted]
     out = {**event, "pending": pending, "remaining": len(pending), "attempt": attempt + 1, "registered": True,
            "lost": 0, "claimed": False, "emitted": len(selected) - len(pending), "putEventsCalls": outcome.calls}

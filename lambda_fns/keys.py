@@ -97,8 +97,15 @@ def manifest_key(request_id: str, token: str) -> str:
     return f"{c.MANIFESTS_PREFIX}{request_id}/{token}.json"
 
 
-def summary_key(request_id: str) -> str:
-    return f"{c.SUMMARIES_PREFIX}{request_id}.json"
+def summary_key(request_id: str, attempt: int = 1) -> str:
+    """Where an attempt's summary is stored: one document per attempt (each is written once)."""
+    suffix = f".attempt-{attempt}" if attempt > 1 else ""
+    return f"{c.SUMMARIES_PREFIX}{request_id}{suffix}.json"
+
+
+def redrive_chunk_prefix(request_id: str, attempt: int, token: str) -> str:
+    """Where a redrive writes the chunks of the cases it re-emits."""
+    return f"{c.CHUNKS_PREFIX}{request_id}/attempt-{attempt}-{token}/"
 
 
 def results_prefix(request_id: str, token: str) -> str:

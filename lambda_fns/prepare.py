@@ -113,6 +113,9 @@ def plan(request: FanRequest, *, now: float, chunk_cases: int, fan_out_concurren
         "shards": str(keys.shard_count(request.length, chunk_cases=chunk_cases,
                                        fan_out_concurrency=fan_out_concurrency)),
         "claimSlots": claim_slots(deadline),
+        "chunkCases": str(chunk_cases),
+        "requestAttempt": "1",
+        "registered": False,  # Emit registers each chunk's cases (a redrive's are registered already)
     }
 
 

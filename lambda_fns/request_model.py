@@ -27,14 +27,14 @@ class RequestError(ValueError):
     """A request that fanflow will not start; the message names the problem."""
 
 
-def execution_name(request_id: str, restart: int = 0) -> str:
+def execution_name(request_id: str, restart: int = 0, *, attempt: int = 1) -> str:
     """The PreProcess execution name of a request: a readable prefix of the requestId's
     letters, digits, '-' and '_', then a digest of the whole requestId; always a valid
     StartExecution name (1-80 characters). The same requestId always gives the same name,
     which is what makes a second start of a request fail (ExecutionAlreadyExists). A restart
     (the request's earlier execution ended before it opened the request) adds `.N`, which no
-    first name has."""
-    suffix = f".{restart}" if restart else ""
+    first name has; a redrive's attempt adds `.rN` (so two redrives of one attempt cannot both start)."""
+    suffix = (f".r{attempt}" if attempt > 1 else "") + (f".{restart}" if restart else "")
     digest = hashlib.sha256(request_id.encode("utf-8")).hexdigest()[:_NAME_DIGEST_CHARS]
     room = c.SFN_MAX_NAME_LENGTH - _NAME_DIGEST_CHARS - 1 - len(suffix)
     readable = _NAME_UNSAFE.sub("-", request_id).strip("-")[:room]

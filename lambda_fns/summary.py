@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from . import constants as c
 from . import keys
-from .summary_model import SummaryBuilder, case_line
+from .summary_model import SummaryBuilder
 from .support import client, plain_item, put_events, require_env
 from .telemetry import MetricUnit, Telemetry, log
 
@@ -41,7 +41,7 @@ _TELEMETRY = Telemetry("summary")
 _LOG = _TELEMETRY.logger
 # What a case's line needs of its results row.
 _ROW_ATTRIBUTES = (c.ATTR_CASE_ID, c.ATTR_STATE, c.ATTR_ERROR, c.ATTR_DURATION_MS, c.ATTR_OUTCOME,
-                   c.ATTR_OUTCOME_ERROR)
+                   c.ATTR_OUTCOME_ERROR, c.ATTR_ATTEMPT)
 # The completion event's lists: far below EventBridge's 256 KB per event.
 EVENT_LIST_CAP = 100
 EVENT_ERROR_CHARS = 200
@@ -104,7 +104,7 @@ def _summary(row: dict[str, Any], completed_at: float, token: str) -> dict[str, 
 
     seen: set[str] = set()
     for result in results_rows(_DDB, _ENV[c.ENV_RESULTS_TABLE], request_id, int(row.get(c.ATTR_SHARDS, 1))):
-        line = case_line(result)
+        line = builder.line(result)
         seen.add(line["caseId"])
         builder.add(line)
         add(line)
@@ -198,6 +198,8 @@ def compact_summary(summary: dict[str, Any], key: str) -> dict[str, Any]:
     compact = {k: v for k, v in summary.items() if k != "cases"}
     compact["timedOut"] = summary["timedOut"][:EVENT_LIST_CAP]
     compact["notEmitted"] = summary["notEmitted"][:EVENT_LIST_CAP]
+    if "cancelled" in summary:
+        compact["cancelled"] = summary["cancelled"][:EVENT_LIST_CAP]
     compact["failures"] = [{"caseId": failure["caseId"], "error": str(failure.get("error", ""))[:EVENT_ERROR_CHARS]}
                            for failure in summary.get("failures", [])[:EVENT_LIST_CAP]]
     compact["summaryKey"] = key
@@ -207,8 +209,8 @@ def compact_summary(summary: dict[str, Any], key: str) -> dict[str, Any]:
 @_TELEMETRY.instrument
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request_id = event["requestId"]
-    key = keys.summary_key(request_id)
     row = _counter_row(request_id)
+    key = keys.summary_key(request_id, int(row.get(c.ATTR_ATTEMPT) or 1))  # one summary per attempt
     status = row[c.ATTR_STATUS]
     if status == c.STATUS_RUNNING:
         log(_LOG, logging.ERROR, "request not claimed for Summary; nothing done", reason=event.get("reason"))

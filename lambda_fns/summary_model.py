@@ -9,7 +9,11 @@ A case's line (in the summary's `cases`, and in the per-case results Summary sto
 outcome (SUCCEEDED or FAILED); TIMED_OUT for a case that never completed (registered, never
 counted); NOT_EMITTED for a case its fan-out gave up (the counter row names why). A row whose
 own result disagrees with the counted outcome (a late or duplicated run) gives neither its
-error nor its duration."""
+error nor its duration.
+
+A cancelled request's cases that had not completed (or whose completion was not counted) when
+it was cancelled are CANCELLED; the others finished before the cancel. After a redrive, every
+line says the attempt its case ended on (`attempt`), and the counts are the whole request's."""
 
 from __future__ import annotations
 
@@ -21,9 +25,11 @@ from typing import Any
 from . import constants as c
 
 
-def final_status(*, succeeded: int, failed: int, missing: int, not_emitted: int = 0) -> str:
-    """A request whose fan-out lost cases FAILED (it could not run as asked); else one with
-    cases that never completed TIMED_OUT; else the failures decide."""
+def final_status(*, succeeded: int, failed: int, missing: int, not_emitted: int = 0, cancelled: bool = False) -> str:
+    """A cancelled request CANCELLED; else one whose fan-out lost cases FAILED (it could not run
+    as asked); else one with cases that never completed TIMED_OUT; else the failures decide."""
+    if cancelled:
+        return c.STATUS_CANCELLED
     if not_emitted:
         return c.STATUS_FAILED
     if missing:
@@ -66,14 +72,19 @@ class SummaryBuilder:
         self.counter_row = counter_row
         self.list_cap = list_cap
         self.fan_out_error = counter_row.get(c.ATTR_FAN_OUT_ERROR)
-        # The request's size: its target, plus what the fan-out gave up (which lowered it).
-        self.target = int(counter_row.get(c.ATTR_TARGET, 0)) + int(counter_row.get(c.ATTR_NOT_EMITTED, 0))
+        self.cancelled = counter_row.get(c.ATTR_CANCELLED_AT) is not None
+        self.attempt = int(counter_row.get(c.ATTR_ATTEMPT) or 1)
+        # The request's size: as recorded, else its target plus what the fan-out gave up (which lowered it).
+        self.target = int(counter_row[c.ATTR_CASES]) if counter_row.get(c.ATTR_CASES) is not None else (
+            int(counter_row.get(c.ATTR_TARGET, 0)) + int(counter_row.get(c.ATTR_NOT_EMITTED, 0)))
         self.keep_cases = self.target <= inline_cases
         self.lines: dict[str, dict[str, Any]] = {}  # caseId -> line, while keep_cases
-        self.counts = {c.CASE_SUCCEEDED: 0, c.CASE_FAILED: 0, c.STATUS_TIMED_OUT: 0, c.CASE_NOT_EMITTED: 0}
+        self.counts = {c.CASE_SUCCEEDED: 0, c.CASE_FAILED: 0, c.STATUS_TIMED_OUT: 0, c.CASE_NOT_EMITTED: 0,
+                       c.CASE_CANCELLED: 0}
         self.failures: list[dict[str, Any]] = []
         self.timed_out: list[str] = []
         self.not_emitted: list[str] = []
+        self.cancelled_cases: list[str] = []
         self.durations = array("q")
         self.rows = 0
 
@@ -89,14 +100,31 @@ class SummaryBuilder:
             self.timed_out.append(line["caseId"])
         elif state == c.CASE_NOT_EMITTED and len(self.not_emitted) < self.list_cap:
             self.not_emitted.append(line["caseId"])
+        elif state == c.CASE_CANCELLED and len(self.cancelled_cases) < self.list_cap:
+            self.cancelled_cases.append(line["caseId"])
         if self.keep_cases:
             self.lines[line["caseId"]] = line
 
+    def line(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A results row's line in this request: case_line, with CANCELLED for a case that had
+        not completed when its request was cancelled, and its attempt once the request has more."""
+        line = case_line(row)
+        if self.cancelled and line["state"] == c.STATUS_TIMED_OUT:
+            line["state"] = c.CASE_CANCELLED
+        if self.attempt > 1:
+            line["attempt"] = int(row.get(c.ATTR_ATTEMPT) or 1)
+        return line
+
     def missing(self, case_ids: Iterable[str]) -> list[dict[str, Any]]:
         """Lines for manifest cases without a row: never emitted when the fan-out gave cases up
-        (their rows are deleted), else never registered, so never completed."""
-        state = c.CASE_NOT_EMITTED if self.fan_out_error else c.STATUS_TIMED_OUT
-        lines = [{"caseId": case_id, "state": state} for case_id in case_ids]
+        (their rows are deleted), or when the request was cancelled before their chunk was put;
+        else never registered, so never completed."""
+        state = (c.CASE_NOT_EMITTED if self.fan_out_error else c.CASE_CANCELLED if self.cancelled
+                 else c.STATUS_TIMED_OUT)
+        lines: list[dict[str, Any]] = [{"caseId": case_id, "state": state} for case_id in case_ids]
+        if self.attempt > 1:
+            for line in lines:
+                line["attempt"] = self.attempt
         for line in lines:
             self.add(line)
         return lines
@@ -114,12 +142,14 @@ class SummaryBuilder:
 
         self.timed_out.sort(key=rank)
         self.not_emitted.sort(key=rank)
+        self.cancelled_cases.sort(key=rank)
         self.failures.sort(key=lambda failure: rank(failure["caseId"]))
         created = float(self.counter_row.get(c.ATTR_CREATED_AT, completed_at))
         durations = sorted(self.durations)
         summary: dict[str, Any] = {
             "requestId": self.counter_row[c.ATTR_REQUEST_ID],
-            "status": final_status(succeeded=succeeded, failed=failed, missing=timed_out, not_emitted=not_emitted),
+            "status": final_status(succeeded=succeeded, failed=failed, missing=timed_out, not_emitted=not_emitted,
+                                   cancelled=self.cancelled),
             "target": max(self.target, self.rows),
             "succeeded": succeeded,
             "failed": failed,
@@ -128,7 +158,8 @@ class SummaryBuilder:
             "timedOutCount": timed_out,
             "notEmittedCount": not_emitted,
             "failures": self.failures,  # {"caseId", "error"}, at most SUMMARY_LIST_CAP like the two lists above
-            "listsCapped": max(failed, timed_out, not_emitted) > self.list_cap,
+            "listsCapped": max(failed, timed_out, not_emitted, self.counts[c.CASE_CANCELLED]) > self.list_cap,
+            "attempt": self.attempt,
             "createdAt": created,
             "completedAt": round(completed_at, 3),
             "wallSeconds": round(max(0.0, completed_at - created), 3),
@@ -149,6 +180,14 @@ class SummaryBuilder:
                 line for case_id, line in sorted(known.items(), key=lambda kv: _natural(kv[0])) if case_id not in seen]
         if self.fan_out_error:
             summary["fanOutError"] = self.fan_out_error
+        if self.cancelled:
+            # Cancelled: the cases that had not completed (never ran, or not counted); the others
+            # (succeeded + failed) finished before the cancel.
+            summary["cancelled"] = self.cancelled_cases
+            summary["cancelledCount"] = self.counts[c.CASE_CANCELLED]
+            summary["cancelledAt"] = float(self.counter_row[c.ATTR_CANCELLED_AT])
+        if self.attempt > 1:
+            summary["redriven"] = int(self.counter_row.get(c.ATTR_REDRIVEN) or 0)
         return summary
 
 
@@ -160,7 +199,7 @@ def build_summary(counter_row: dict[str, Any], rows: Iterable[dict[str, Any]], c
     seen: set[str] = set()
     for row in rows:
         seen.add(row[c.ATTR_CASE_ID])
-        builder.add(case_line(row))
+        builder.add(builder.line(row))
     if case_ids is not None:
         builder.missing(case_id for case_id in case_ids if case_id not in seen)
     return builder.build(completed_at=completed_at, order=case_ids)

@@ -65,6 +65,7 @@ class ComputeWorkflow(Construct):
             "request": sfn.JsonPath.object_at("$.detail.request"),
             c.DETAIL_DEADLINE: sfn.JsonPath.number_at(f"$.detail.{c.DETAIL_DEADLINE}"),
             c.DETAIL_SHARDS: sfn.JsonPath.number_at(f"$.detail.{c.DETAIL_SHARDS}"),
+            c.DETAIL_ATTEMPT: sfn.JsonPath.number_at(f"$.detail.{c.DETAIL_ATTEMPT}"),
         })
         compute = lambda_task(
             self, "ComputeCase",
@@ -72,7 +73,8 @@ class ComputeWorkflow(Construct):
             payload=sfn.TaskInput.from_object({"requestId": sfn.JsonPath.string_at("$.requestId"),
                                                "request": sfn.JsonPath.object_at("$.request"),
                                                c.DETAIL_DEADLINE: sfn.JsonPath.number_at(f"$.{c.DETAIL_DEADLINE}"),
-                                               c.DETAIL_SHARDS: sfn.JsonPath.number_at(f"$.{c.DETAIL_SHARDS}")}),
+                                               c.DETAIL_SHARDS: sfn.JsonPath.number_at(f"$.{c.DETAIL_SHARDS}"),
+                                               c.DETAIL_ATTEMPT: sfn.JsonPath.number_at(f"$.{c.DETAIL_ATTEMPT}")}),
             output_path=None,
             result_selector={"result": sfn.JsonPath.object_at("$.Payload")},  # {"state", "error"?} or {"skipped"}
             result_path="$.step",
@@ -83,7 +85,8 @@ class ComputeWorkflow(Construct):
             detail: dict[str, object] = {"requestId": sfn.JsonPath.string_at("$.requestId"),
                                          "request": sfn.JsonPath.object_at("$.request"), "state": state,
                                          "error": error,
-                                         c.DETAIL_SHARDS: sfn.JsonPath.number_at(f"$.{c.DETAIL_SHARDS}")}
+                                         c.DETAIL_SHARDS: sfn.JsonPath.number_at(f"$.{c.DETAIL_SHARDS}"),
+                                         c.DETAIL_ATTEMPT: sfn.JsonPath.number_at(f"$.{c.DETAIL_ATTEMPT}")}
             task = tasks.EventBridgePutEvents(self, construct_id, entries=[tasks.EventBridgePutEventsEntry(
                 event_bus=bus, source=c.COMPUTE_SOURCE, detail_type=c.COMPLETION_DETAIL_TYPE,
                 detail=sfn.TaskInput.from_object(detail),
@@ -110,6 +113,7 @@ class ComputeWorkflow(Construct):
             "request": sfn.JsonPath.object_at("$.request"),
             c.DETAIL_DEADLINE: sfn.JsonPath.number_at(f"$.{c.DETAIL_DEADLINE}"),
             c.DETAIL_SHARDS: sfn.JsonPath.number_at(f"$.{c.DETAIL_SHARDS}"),
+            c.DETAIL_ATTEMPT: sfn.JsonPath.number_at(f"$.{c.DETAIL_ATTEMPT}"),
             "step": {"result": {
                 "state": c.CASE_FAILED,
                 "error": sfn.JsonPath.format("{}: {}", sfn.JsonPath.string_at("$.stepError.Error"),

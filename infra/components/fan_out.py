@@ -16,7 +16,13 @@ it does on the CasesNotEmitted metric Emit writes at once.
 At the deadline, PreProcess claims the request (RUNNING, or SUMMARIZING under a stale claim:
 a Summary that ran its retries out) and runs Summary. A fresh claim means a Summary is running:
 PreProcess waits and tries again, at the times Prepare planned (claimSlots), so that it knows a
-lower bound of the time without a clock of its own."""
+lower bound of the time without a clock of its own.
+
+A redrive (`{"redrive": {"requestId", "failed", "timedOut", "deadlineSeconds"}}` as the input)
+runs the same fan-out and close for the next attempt of a closed request: the Lifecycle function
+resets the cases it takes up and writes them in chunks (lambda_fns/lifecycle.py) instead of
+Prepare and OpenRequest. The Cancel workflow (infra/components/lifecycle.py) stops the
+execution that runs a request's current attempt: the counter row names it."""
 
 from __future__ import annotations
 
@@ -52,6 +58,9 @@ CHUNK_LOST = "LOST"
 # (about ten times their JSON in Python): the memory it gets, and the CPU that comes with it.
 PREPARE_MEMORY_MB = 3008
 PREPARE_TIMEOUT_SECONDS = 300
+# A redrive reads every results row of its request (a million at most) and resets those it takes up.
+LIFECYCLE_MEMORY_MB = 1769
+LIFECYCLE_TIMEOUT_SECONDS = 900
 
 
 class FanOutWorkflow(Construct):
@@ -89,6 +98,29 @@ class FanOutWorkflow(Construct):
                 resources=[f"arn:{partition}:s3:::{bucket}/*" for bucket in request_buckets]))
         artifacts_bucket.grant_put(self.prepare_function, f"{c.MANIFESTS_PREFIX}*")
         artifacts_bucket.grant_put(self.prepare_function, f"{c.CHUNKS_PREFIX}*")
+        self.lifecycle_function = python_function(
+            self, "LifecycleFunction",
+            module="lifecycle",
+            description="fanflow: cancels a running request, or resets and re-chunks the cases a redrive takes up",
+            timeout_seconds=LIFECYCLE_TIMEOUT_SECONDS,
+            memory_mb=LIFECYCLE_MEMORY_MB,
+            environment={
+                c.ENV_COUNTER_TABLE: counter_table.table_name,
+                c.ENV_RESULTS_TABLE: results_table.table_name,
+                c.ENV_ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
+                c.ENV_RETENTION_SECONDS: str(retention_seconds),
+                c.ENV_COMPUTE_CONCURRENCY: str(compute_concurrency),
+                c.ENV_CHUNK_CASES: str(chunk_cases),
+            },
+        )
+        # The counter row (claim, attempt, reopen); the results rows it resets or creates; the
+        # manifest and the request's chunks it reads; the redrive's chunks it writes.
+        counter_table.grant(self.lifecycle_function, "dynamodb:GetItem", "dynamodb:UpdateItem")
+        results_table.grant(self.lifecycle_function, "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:PutItem")
+        self.lifecycle_function.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"], resources=[artifacts_bucket.arn_for_objects(f"{c.MANIFESTS_PREFIX}*"),
+                                                 artifacts_bucket.arn_for_objects(f"{c.CHUNKS_PREFIX}*")]))
+        artifacts_bucket.grant_put(self.lifecycle_function, f"{c.CHUNKS_PREFIX}*")
         self.emit_function = python_function(
             self, "EmitFunction",
             module="emit",
@@ -110,8 +142,9 @@ class FanOutWorkflow(Construct):
         # Pending rows for its chunk (and, after a crash, which exist); a given-up case's row.
         results_table.grant(self.emit_function, "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem",
                             "dynamodb:DeleteItem")
-        # A given-up chunk lowers the target and may claim the request for Summary.
-        counter_table.grant(self.emit_function, "dynamodb:UpdateItem")
+        # A given-up chunk lowers the target and may claim the request for Summary; the row says
+        # whether the request still runs (a cancel stops the fan-out).
+        counter_table.grant(self.emit_function, "dynamodb:UpdateItem", "dynamodb:GetItem")
 
         self.state_machine = state_machine(
             self, "PreProcess",
@@ -145,6 +178,12 @@ class FanOutWorkflow(Construct):
                 c.ATTR_MANIFEST_KEY: tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.manifestKey")),
                 c.ATTR_SHARDS: number(sfn.JsonPath.string_at("$.shards")),
                 c.ATTR_CHUNKS: number(sfn.JsonPath.string_at("$.chunkCount")),
+                c.ATTR_CASES: number(sfn.JsonPath.string_at("$.target")),
+                c.ATTR_CHUNK_PREFIX: tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$.chunkPrefix")),
+                c.ATTR_CHUNK_CASES: number(sfn.JsonPath.string_at("$.chunkCases")),
+                c.ATTR_ATTEMPT: tasks.DynamoAttributeValue.from_number(1),
+                # The execution running the request's attempt: the one a cancel stops.
+                c.ATTR_EXECUTION_ARN: tasks.DynamoAttributeValue.from_string(sfn.JsonPath.execution_id),
             },
             # A re-submitted requestId must never reset the request in flight.
             condition_expression="attribute_not_exists(#requestId)",
@@ -171,9 +210,10 @@ class FanOutWorkflow(Construct):
                 c.DETAIL_SHARDS: sfn.JsonPath.string_at("$.shards"),
                 "deadline": sfn.JsonPath.string_at("$.deadline"),
                 "expiresAt": sfn.JsonPath.string_at("$.expiresAt"),
+                "requestAttempt": sfn.JsonPath.string_at("$.requestAttempt"),
                 "attempt": 0,
                 "pending": [],
-                "registered": False,
+                "registered": sfn.JsonPath.string_at("$.registered"),
             },
             max_concurrency=self.fan_out_concurrency,
             map_execution_type=sfn.StateMachineType.STANDARD,
@@ -189,7 +229,20 @@ class FanOutWorkflow(Construct):
             "claim": {"attempt": 0},
             "fanOutFailed": sfn.JsonPath.array_contains(sfn.JsonPath.list_at("$.fanOut"), CHUNK_LOST),
         })
-        return prepare.next(register).next(fan_out).next(keep).next(self._close(counter_table, summary_function))
+        prepare.next(register).next(fan_out).next(keep).next(self._close(counter_table, summary_function))
+        # A redrive: the Lifecycle function takes the request's next attempt and writes its chunks.
+        redrive = lambda_task(self, "Redrive", function=self.lifecycle_function, payload=sfn.TaskInput.from_object({
+            "action": "redrive",
+            "redrive": sfn.JsonPath.object_at("$.redrive"),
+            "executionArn": sfn.JsonPath.execution_id,
+        }))
+        refused = sfn.Fail(self, "RedriveRefused", error="RedriveRefused", cause_path="$.error.Cause")
+        redrive.add_catch(self._count_rejection("CountRefusedRedrive", refused), errors=["RedriveRefused"],
+                          result_path="$.error")
+        redrive.next(fan_out)
+        return (sfn.Choice(self, "Redrive?")
+                .when(sfn.Condition.is_present("$.redrive"), redrive)
+                .otherwise(prepare))
 
     def _count_rejection(self, construct_id: str, then: sfn.Fail) -> sfn.IChainable:
         """A rejected request ends PreProcess FAILED, which is an expected outcome: it counts itself
@@ -217,6 +270,7 @@ class FanOutWorkflow(Construct):
             "chunk": sfn.JsonPath.string_at("$.chunk"),
             "chunkPrefix": sfn.JsonPath.string_at("$.chunkPrefix"),
             c.DETAIL_SHARDS: sfn.JsonPath.string_at(f"$.{c.DETAIL_SHARDS}"),
+            "requestAttempt": sfn.JsonPath.string_at("$.requestAttempt"),
             "attempt": sfn.JsonPath.string_at("$.attempt"),
             "pending": sfn.JsonPath.string_at("$.pending"),
         }

@@ -198,11 +198,12 @@ def test_the_workflow_computes_in_steps_and_puts_the_completion_event(
     definition = workflow_definition(resources, ids[c.COMPUTE_TYPE_WORKFLOW])
     states = definition["States"]
     # WHEN it starts with the whole fan-out event THEN it keeps the case reference (with the
-    # request's shard count, which finds the case's results row)
+    # request's shard count, which finds the case's results row, and its attempt)
     assert definition["StartAt"] == "ReadCase"
     assert states["ReadCase"]["Parameters"] == {"requestId.$": "$.detail.requestId", "request.$": "$.detail.request",
                                                 c.DETAIL_DEADLINE + ".$": f"$.detail.{c.DETAIL_DEADLINE}",
-                                                c.DETAIL_SHARDS + ".$": f"$.detail.{c.DETAIL_SHARDS}"}
+                                                c.DETAIL_SHARDS + ".$": f"$.detail.{c.DETAIL_SHARDS}",
+                                                c.DETAIL_ATTEMPT + ".$": f"$.detail.{c.DETAIL_ATTEMPT}"}
     # AND runs the computing step, a Lambda task with the case's deadline, retried when Lambda
     # throttles it or fails to run it, and when it fails
     compute = states[states["ReadCase"]["Next"]]
@@ -210,7 +211,8 @@ def test_the_workflow_computes_in_steps_and_puts_the_completion_event(
     assert compute["Parameters"]["FunctionName"] == "${GetAtt:" + ids["step"] + ".Arn}"
     assert compute["Parameters"]["Payload"] == {"requestId.$": "$.requestId", "request.$": "$.request",
                                                 c.DETAIL_DEADLINE + ".$": f"$.{c.DETAIL_DEADLINE}",
-                                                c.DETAIL_SHARDS + ".$": f"$.{c.DETAIL_SHARDS}"}
+                                                c.DETAIL_SHARDS + ".$": f"$.{c.DETAIL_SHARDS}",
+                                                c.DETAIL_ATTEMPT + ".$": f"$.{c.DETAIL_ATTEMPT}"}
     retried = [error for retry in compute["Retry"] for error in retry["ErrorEquals"]]
     assert {"Lambda.TooManyRequestsException", "Lambda.ServiceException", "States.TaskFailed"} <= set(retried)
     # AND ends without a completion when the step did not compute the case (after its deadline, say)
@@ -220,7 +222,8 @@ def test_the_workflow_computes_in_steps_and_puts_the_completion_event(
     assert states["CaseNotComputed"]["Type"] == "Succeed"
     # AND otherwise branches on the step's outcome to one optimized PutEvents each, with the completion contract
     assert failed_rule["Variable"] == "$.step.result.state" and failed_rule["StringEquals"] == c.CASE_FAILED
-    detail = {"requestId.$": "$.requestId", "request.$": "$.request", c.DETAIL_SHARDS + ".$": f"$.{c.DETAIL_SHARDS}"}
+    detail = {"requestId.$": "$.requestId", "request.$": "$.request", c.DETAIL_SHARDS + ".$": f"$.{c.DETAIL_SHARDS}",
+              c.DETAIL_ATTEMPT + ".$": f"$.{c.DETAIL_ATTEMPT}"}  # the attempt echoed: it counts only for it
     succeeded = {**detail, "state": c.CASE_SUCCEEDED, "error": ""}
     failed = {**detail, "state": c.CASE_FAILED, "error.$": "$.step.result.error"}
     for state_name, expected in ((choice["Default"], succeeded), (failed_rule["Next"], failed)):

@@ -3,6 +3,7 @@ boto3 clients at import, so every test imports its handler fresh inside mock_aws
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -15,6 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from lambda_fns import constants as c
@@ -278,6 +280,36 @@ def emit(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleTyp
     yield fresh("lambda_fns.emit"), ddb, tap
 
 
+def test_emit_stops_a_chunk_when_its_request_is_no_longer_running(emit: tuple[ModuleType, Any, BusTap],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a chunk of 350 cases whose request is cancelled after Emit has put its first 100
+    module, ddb, tap = emit
+    cases = [{"caseId": f"case-{i}"} for i in range(350)]
+    event = chunk_event("req-c", cases)
+    checks = 0
+    real = module.still_running
+
+    def cancelled_after_the_first_check(request_id: str, attempt: int) -> bool:
+        nonlocal checks
+        checks += 1
+        if checks == 2:
+            ddb.update_item(TableName=COUNTER_TABLE, Key={c.ATTR_REQUEST_ID: {"S": "req-c"}},
+                            UpdateExpression="SET #s = :s", ExpressionAttributeNames={"#s": c.ATTR_STATUS},
+                            ExpressionAttributeValues={":s": {"S": c.STATUS_SUMMARIZING}})
+        return bool(real(request_id, attempt))
+
+    monkeypatch.setattr(module, "still_running", cancelled_after_the_first_check)
+    # WHEN Emit runs
+    result = module.handler(event, context())
+    # THEN it put the first 100 (one check before, one between each 100) and stopped, with nothing pending
+    put = tap.received()
+    assert (len(put), result["emitted"], result["stopped"], result["remaining"]) == (100, 100, True, 0)
+    assert [event["detail"]["request"]["caseId"] for event in put] == [f"case-{i}" for i in range(100)]
+    # AND a chunk of a request that is no longer running puts nothing at all
+    assert module.handler(chunk_event("req-c", cases, chunk=1), context())["emitted"] == 0
+    assert tap.received() == []
+
+
 class RefusingBus:
     """The events client, refusing the entries of the caseIds in `refuse` (ThrottlingException)
     for their first `times` puts, or for good."""
@@ -311,7 +343,13 @@ def open_counter(ddb: Any, request_id: str, target: int) -> None:
 
 def chunk_event(request_id: str, cases: list[dict[str, Any]], *, chunk: int = 0, shards: int = 1,
                 **extra: Any) -> dict[str, Any]:
-    """Store a chunk as Prepare does; the Emit input PreProcess gives it (the first attempt)."""
+    """Store a chunk as Prepare does, and open the request (a RUNNING counter row, unless the
+    test made one); the Emit input PreProcess gives it (the first attempt)."""
+    with contextlib.suppress(ClientError):
+        boto3.client("dynamodb", region_name=REGION).put_item(
+            TableName=COUNTER_TABLE, Item={c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_STATUS: {"S": c.STATUS_RUNNING},
+                                           c.ATTR_TARGET: {"N": str(len(cases))}, c.ATTR_COUNTER: {"N": "0"}},
+            ConditionExpression="attribute_not_exists(requestId)")
     prefix = f"chunks/{request_id}/t/"
     boto3.client("s3", region_name=REGION).put_object(
         Bucket=BUCKET, Key=f"{prefix}{chunk:06d}.json", Body=json.dumps(cases).encode())
@@ -351,8 +389,8 @@ def test_emit_registers_each_case_then_puts_one_event_per_case_in_calls_of_ten(
     assert {event["source"] for event in received} == {c.PREPROCESS_SOURCE}
     assert {event["detail-type"] for event in received} == {c.CASE_DETAIL_TYPE}
     details = sorted((event["detail"] for event in received), key=lambda d: int(d["request"]["caseId"][5:]))
-    assert details == [{"requestId": "req-25", "request": case, c.DETAIL_DEADLINE: 2000000000, c.DETAIL_SHARDS: 1}
-                       for case in cases]
+    assert details == [{"requestId": "req-25", "request": case, c.DETAIL_DEADLINE: 2000000000, c.DETAIL_SHARDS: 1,
+                        c.DETAIL_ATTEMPT: 1} for case in cases]
 
 
 def test_emit_writes_each_row_in_its_shard_and_names_the_shards_in_each_event(

@@ -143,6 +143,8 @@ def ids(template: Template) -> dict[str, str]:
         "emit": logical_id(template, FUNCTION, "EmitFunction"),
         "preprocess": logical_id(template, STATE_MACHINE, "PreProcess"),
         "increment": logical_id(template, STATE_MACHINE, "Increment"),
+        "cancel": logical_id(template, STATE_MACHINE, "Cancel"),
+        "lifecycle": logical_id(template, FUNCTION, "LifecycleFunction"),
         "count": logical_id(template, FUNCTION, "CountFunction"),
         "consumer": logical_id(template, FUNCTION, "ConsumerFunction"),
         "completion_queue": logical_id(template, "AWS::SQS::Queue", "CompletionQueue"),
@@ -156,8 +158,11 @@ def ids(template: Template) -> dict[str, str]:
 def test_preprocess_prepares_then_opens_the_request_once(preprocess: dict[str, Any], ids: dict[str, str]) -> None:
     # GIVEN the rendered PreProcess definition
     states = preprocess["States"]
-    # WHEN it starts THEN Prepare validates the request, and a RequestError ends it as InvalidRequest
-    assert preprocess["StartAt"] == "Prepare"
+    # WHEN it starts with a request (not a redrive) THEN Prepare validates it, and a RequestError
+    # ends it as InvalidRequest
+    start = states[preprocess["StartAt"]]
+    assert start["Type"] == "Choice" and start["Default"] == "Prepare"
+    assert [(rule["Variable"], rule["IsPresent"]) for rule in start["Choices"]] == [("$.redrive", True)]
     prepare = states["Prepare"]
     assert prepare["Resource"].endswith(":states:::lambda:invoke")
     assert prepare["Parameters"]["FunctionName"] == arn(ids["prepare"])
@@ -188,6 +193,49 @@ def test_preprocess_prepares_then_opens_the_request_once(preprocess: dict[str, A
     assert item[c.ATTR_STATUS] == {"S": c.STATUS_RUNNING}
     assert item[c.ATTR_TARGET] == {"N.$": "$.target"}
     assert item[c.ATTR_EXPIRES_AT] == {"N.$": "$.expiresAt"}
+    # AND attempt 1, with what a cancel stops (this execution) and a redrive reads (the chunks)
+    assert (item[c.ATTR_ATTEMPT], item[c.ATTR_EXECUTION_ARN]) == ({"N": "1"}, {"S.$": "$$.Execution.Id"})
+    assert (item[c.ATTR_CHUNK_PREFIX], item[c.ATTR_CHUNK_CASES]) == ({"S.$": "$.chunkPrefix"}, {"N.$": "$.chunkCases"})
+
+
+def test_a_redrive_is_a_preprocess_execution_that_fans_out_the_next_attempt(
+        preprocess: dict[str, Any], ids: dict[str, str]) -> None:
+    # GIVEN the rendered PreProcess definition
+    states = preprocess["States"]
+    start = states[preprocess["StartAt"]]
+    # WHEN its input is {"redrive": ...} THEN the Lifecycle function takes the next attempt, with
+    # this execution's ARN (a retried run resumes its own redrive), and the same fan-out follows
+    redrive = states[start["Choices"][0]["Next"]]
+    assert redrive["Resource"].endswith(":states:::lambda:invoke")
+    assert redrive["Parameters"]["FunctionName"] == arn(ids["lifecycle"])
+    assert redrive["Parameters"]["Payload"] == {"action": "redrive", "redrive.$": "$.redrive",
+                                                "executionArn.$": "$$.Execution.Id"}
+    assert lambda_transients_retried(redrive)
+    assert redrive["Next"] == states["OpenRequest"]["Next"]  # FanOut
+    # AND a redrive that cannot be done ends the execution as RedriveRefused, counted as a rejection
+    refused = states[counted_then(states, caught_by(redrive, "RedriveRefused"))]
+    assert (refused["Type"], refused["Error"]) == ("Fail", "RedriveRefused")
+
+
+def test_the_cancel_workflow_claims_stops_the_attempt_and_summarizes(template: Template) -> None:
+    # GIVEN the Cancel workflow's definition
+    cancel = definition(template, "Cancel")
+    states = cancel["States"]
+    # WHEN it starts THEN the Lifecycle function claims the request; unknown or not running ends it FAILED
+    claim = states[cancel["StartAt"]]
+    assert claim["Parameters"]["Payload"] == {"action": "cancel", "requestId.$": "$.requestId"}
+    assert {caught_by(claim, error) for error in ("RequestNotFound", "RequestNotRunning")} == {
+        "RequestNotFound", "RequestNotRunning"}
+    assert states["RequestNotRunning"]["Type"] == "Fail"
+    # AND it stops the PreProcess execution the row names (an ended one does not stop the cancel)
+    named = states[claim["Next"]]
+    stop = states[named["Default"]]
+    assert stop["Resource"].endswith(":states:::aws-sdk:sfn:stopExecution")
+    assert stop["Parameters"]["ExecutionArn.$"] == "$.cancel.executionArn"
+    # AND then Summary closes it, as cancelled
+    summarize = states[stop["Next"]]
+    assert summarize["Parameters"]["Payload"] == {"requestId.$": "$.requestId", "reason": c.REASON_CANCELLED}
+    assert caught_by(stop, "States.ALL") == stop["Next"]
 
 
 def test_preprocess_fans_out_each_chunk_in_a_child_execution_of_a_distributed_map(
@@ -211,7 +259,8 @@ def test_preprocess_fans_out_each_chunk_in_a_child_execution_of_a_distributed_ma
     assert {key: selector[key] for key in ("chunkPrefix.$", "shards.$", "deadline.$", "expiresAt.$")} == {
         "chunkPrefix.$": "$.chunkPrefix", "shards.$": "$.shards", "deadline.$": "$.deadline",
         "expiresAt.$": "$.expiresAt"}
-    assert (selector["attempt"], selector["pending"], selector["registered"]) == (0, [], False)
+    assert (selector["attempt"], selector["pending"], selector["registered.$"], selector["requestAttempt.$"]) == (
+        0, [], "$.registered", "$.requestAttempt")
     # AND each child invokes EmitChunk with its attempt, and Step Functions' retry count (a crashed
     # invocation may have registered part of the chunk)
     processor = fan_out["ItemProcessor"]
@@ -737,6 +786,7 @@ def test_outputs_name_every_resource_clients_need(template: Template, ids: dict[
     expected = {
         c.OUTPUT_PREPROCESS_ARN: ids["preprocess"],
         c.OUTPUT_INCREMENT_ARN: ids["increment"],
+        c.OUTPUT_CANCEL_ARN: ids["cancel"],
         c.OUTPUT_COUNTER_TABLE: ids["counter"],
         c.OUTPUT_RESULTS_TABLE: ids["results"],
         c.OUTPUT_BUS_NAME: ids["bus"],

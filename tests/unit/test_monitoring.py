@@ -112,7 +112,7 @@ def test_dashboard_shows_errors_and_throttles_of_every_function(template: Templa
     lines = metric_lines(widget(dashboard(template), title))
     # THEN it has one line per function, summing that metric
     functions = {fragment: logical_id(template, "AWS::Lambda::Function", f"{fragment}Function")
-                 for fragment in ("Prepare", "Emit", "Compute", "Summary", "ComputeLarge", "WorkflowStep")}
+                 for fragment in ("Prepare", "Emit", "Lifecycle", "Compute", "Summary", "ComputeLarge", "WorkflowStep")}
     functions["FanInConsumer"] = logical_id(template, "AWS::Lambda::Function", "ConsumerFunction")
     functions["CountBatch"] = logical_id(template, "AWS::Lambda::Function", "CountFunction")
     assert {options["label"]: dimensions["FunctionName"] for _, _, dimensions, options in lines} == {
