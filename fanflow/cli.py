@@ -39,7 +39,8 @@ EXAMPLES = """examples:
 """
 
 
-COMMAND_MODULES: tuple[str, ...] = ("infra_commands", "bench", "ops_commands", "dead_letters", "worker", "plan")
+COMMAND_MODULES: tuple[str, ...] = ("infra_commands", "bench", "ops_commands", "dead_letters", "worker", "plan",
+                                    "results_command")
 
 
 def kept_histories(text: str) -> int | str:

@@ -74,6 +74,9 @@ OUT_OF_RANGE = [
     (["up", "--detach", "--drop-rate", "nan"], "argument --drop-rate: must be a number from 0 to 1"),
     (["up", "--conflict-rate", "x"], "argument --conflict-rate: expected a number from 0 to 1, got 'x'"),
     (["up", "--seed", "-1"], "argument --seed: must be a whole number 0 or more"),
+    (["results", "r", "--state", "DONE"], "argument --state: expected states from SUCCEEDED, FAILED, TIMED_OUT"),
+    (["results", "r", "--state", "FAILED,,nope"], "argument --state: expected states from SUCCEEDED"),
+    (["results", "r", "--format", "xml"], "argument --format: invalid choice: 'xml'"),
     (["deploy", "--target", "aws", "--compute-seconds", "nan"], "argument --compute-seconds: must be a number"),
     (["deploy", "--target", "aws", "--retention-days", "0"], "argument --retention-days: must be a whole number"),
     (["watch", "r", "--interval", "0"], "argument --interval: must be a number greater than 0"),
@@ -115,6 +118,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
                          "the kind of fault and the caseId only"]),
     (["up", "--help"], ["--failure-rate R", "apply to a case's first attempt only", "--faults-every-attempt",
                         "still runs in-process", "fanflow up --failure-rate 0.2 --seed 7 --detach"]),
+    (["results", "--help"], ["--state STATE[,STATE...]", "repeatable or comma-separated", "--format {json,csv}",
+                             "caseId,state,attempt,durationMs,error", "fanflow watch", "-o FILE",
+                             "fanflow results req-1 --format csv -o req-1.csv"]),
 ])
 def test_help_describes_every_command_and_option(capsys: pytest.CaptureFixture[str], argv: list[str],
                                                  fragments: list[str]) -> None:
@@ -128,7 +134,7 @@ def test_help_describes_every_command_and_option(capsys: pytest.CaptureFixture[s
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run_cli(capsys, "--help")
     for command in ("run", "generate", "deploy", "destroy", "up", "down", "bench", "status", "watch", "list",
-                    "report", "worker"):
+                    "report", "worker", "results"):
         assert f"\n    {command} " in out
     assert "--version" in out
 
