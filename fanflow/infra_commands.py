@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lambda_fns import constants as c
 
@@ -29,6 +29,9 @@ from .targets import (
     open_localstack,
     target_region,
 )
+
+if TYPE_CHECKING:
+    from local.faults import FaultPlan
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA_DIR = ROOT / "infra"
@@ -146,7 +149,7 @@ def _fault_arguments(up: argparse.ArgumentParser) -> None:
                         "into its first")
 
 
-def fault_plan(args: argparse.Namespace) -> Any:
+def fault_plan(args: argparse.Namespace) -> FaultPlan:
     """The endpoint's local.faults.FaultPlan from `fanflow up`'s options."""
     from local.faults import FaultPlan
 
@@ -163,7 +166,7 @@ def fault_arguments(args: argparse.Namespace) -> list[str]:
     return given + (["--faults-every-attempt"] if args.faults_every_attempt else [])
 
 
-def describe_faults(plan: Any) -> str:
+def describe_faults(plan: FaultPlan) -> str:
     """The endpoint's fault injection in one line's words, '' when it injects none."""
     if not plan.active:
         return ""
