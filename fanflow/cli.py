@@ -39,8 +39,8 @@ EXAMPLES = """examples:
 """
 
 
-COMMAND_MODULES: tuple[str, ...] = ("infra_commands", "bench", "ops_commands", "lifecycle_commands", "dead_letters",
-                                    "worker", "plan")
+COMMAND_MODULES: tuple[str, ...] = ("infra_commands", "bench", "ops_commands", "lifecycle_commands",
+                                    "results_command", "dead_letters", "worker", "plan")
 
 
 def kept_histories(text: str) -> int | str:

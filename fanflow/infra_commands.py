@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lambda_fns import constants as c
 
@@ -30,9 +30,17 @@ from .targets import (
     target_region,
 )
 
+if TYPE_CHECKING:
+    from local.faults import FaultPlan
+
 ROOT = Path(__file__).resolve().parents[1]
 INFRA_DIR = ROOT / "infra"
 CDK_TOOLS = {"localstack": "cdklocal", "aws": "cdk"}
+UP_EXAMPLES = """examples:
+  fanflow up --detach                               serve in the background on 127.0.0.1:4599
+  fanflow up --port 4701 --compute-seconds 0.5      another port, 0.5 s of simulated work per case
+  fanflow up --failure-rate 0.2 --seed 7 --detach   every request it runs: a fifth of the cases fail
+"""
 DEPLOY_EXAMPLES = """examples:
   docker compose up -d --wait && fanflow deploy --target localstack
   fanflow deploy --target aws -c computeSeconds=0.5     (AWS_PROFILE selects the account)
@@ -79,6 +87,7 @@ def register(commands: Any) -> None:
         description="Deploy the stack into the embedded emulator and serve it over HTTP on 127.0.0.1 (any AWS "
         "client can use it as its endpoint URL) until SIGINT/SIGTERM or `fanflow down`. While it runs, "
         "`fanflow run --target embedded` uses it.",
+        epilog=UP_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     up.add_argument("--port", type=options.integer(0, 65535), default=DEFAULT_PORT,
                     help="port on 127.0.0.1, 0-65535 (default: %(default)s; LocalStack uses 4566; 0 picks a free one)")
@@ -94,6 +103,7 @@ def register(commands: Any) -> None:
                     help=f"completions counted per batch, 1-10000 (default: {c.FAN_IN_BATCH_SIZE})")
     up.add_argument("--fan-in-window", type=options.integer(0, 300), metavar="SECONDS",
                     help=f"longest wait for a fan-in batch to fill, 0-300 (default: {c.FAN_IN_BATCH_WINDOW_SECONDS})")
+    _fault_arguments(up)
     up.add_argument("--detach", action="store_true", help="start in the background and return once it serves")
     up.add_argument("--start-timeout", type=options.SECONDS, default=300.0, metavar="SECONDS",
                     help="with --detach: how long to wait for it to serve (default: %(default)s)")
@@ -107,6 +117,62 @@ def register(commands: Any) -> None:
     down.add_argument("--timeout", type=options.SECONDS, default=30.0, metavar="SECONDS",
                       help="how long to wait for it to stop (default: %(default)s)")
     down.set_defaults(handler=cmd_down)
+
+
+# `fanflow up`'s fault options: `fanflow run`'s (same names, ranges and validators), applied to
+# every request the endpoint runs, and described in its health answer.
+FAULT_OPTIONS = (("--duplicate-rate", "duplicate_rate"), ("--failure-rate", "failure_rate"),
+                 ("--drop-rate", "drop_rate"), ("--conflict-rate", "conflict_rate"))
+
+
+def _fault_arguments(up: argparse.ArgumentParser) -> None:
+    faults = up.add_argument_group(
+        "fault injection (into every request the endpoint runs)",
+        "As `fanflow run`'s: each choice is drawn from --seed, the kind of fault and the caseId only. The case "
+        "faults (duplicate, failure, drop) apply to a case's first attempt only, so that a redrive of a "
+        "request's failed cases (attempt 2, 3, ...) runs clean, unless --faults-every-attempt; conflicts apply "
+        "to every counting transaction. A `fanflow run` with fault options of its own still runs in-process.")
+    faults.add_argument("--duplicate-rate", type=options.RATE, default=0.0, metavar="R",
+                        help="deliver each event twice with probability R (0-1)")
+    faults.add_argument("--failure-rate", type=options.RATE, default=0.0, metavar="R",
+                        help="make each computation raise with probability R (0-1)")
+    faults.add_argument("--drop-rate", type=options.RATE, default=0.0, metavar="R",
+                        help="lose each completion event with probability R (0-1; the request then ends TIMED_OUT "
+                        "at its deadline)")
+    faults.add_argument("--conflict-rate", type=options.RATE, default=0.0, metavar="R",
+                        help="cancel each transaction on a counter row with TransactionConflict with probability R "
+                        "(0-1)")
+    faults.add_argument("--seed", type=options.integer(0), default=0, metavar="S",
+                        help="seed for the fault choices, 0 or more (default: %(default)s)")
+    faults.add_argument("--faults-every-attempt", action="store_true",
+                        help="inject the case faults into every attempt of a case, each drawn afresh, not only "
+                        "into its first")
+
+
+def fault_plan(args: argparse.Namespace) -> FaultPlan:
+    """The endpoint's local.faults.FaultPlan from `fanflow up`'s options."""
+    from local.faults import FaultPlan
+
+    return FaultPlan(**{name: getattr(args, name) for _, name in FAULT_OPTIONS}, seed=args.seed,
+                     every_attempt=args.faults_every_attempt)
+
+
+def fault_arguments(args: argparse.Namespace) -> list[str]:
+    """`fanflow up`'s fault options as given, for the command line of the process --detach starts."""
+    given = [arg for option, name in FAULT_OPTIONS if getattr(args, name)
+             for arg in (option, repr(getattr(args, name)))]
+    if given or args.seed:
+        given += ["--seed", str(args.seed)]
+    return given + (["--faults-every-attempt"] if args.faults_every_attempt else [])
+
+
+def describe_faults(plan: FaultPlan) -> str:
+    """The endpoint's fault injection in one line's words, '' when it injects none."""
+    if not plan.active:
+        return ""
+    rates = ", ".join(f"{option} {getattr(plan, name):g}" for option, name in FAULT_OPTIONS if getattr(plan, name))
+    attempts = "every attempt" if plan.every_attempt else "first attempts only"
+    return f"injecting faults: {rates}, --seed {plan.seed} ({attempts})"
 
 
 def _target_argument(parser: argparse.ArgumentParser) -> None:
@@ -329,12 +395,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         return _up_detached(args)
 
     stop = "fanflow down" if args.detached else "Ctrl-C or fanflow down"
+    faults = fault_plan(args)
 
     def ready(state: Any) -> None:
         print(f"fanflow endpoint serving at {state.url} (pid {state.pid}, region {state.region}, "
               f"stack {c.STACK_NAME} deployed; state in {endpoint_file()})", file=sys.stderr)
         print(f"use it: fanflow run --target embedded ...  |  aws --endpoint-url {state.url} ...  |  "
               f"stop: {stop}", file=sys.stderr, flush=True)
+        if faults.active:
+            print(f"fanflow: {describe_faults(faults)}", file=sys.stderr, flush=True)
 
     existing = running_endpoint()
     if existing is not None:
@@ -345,7 +414,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         serve(port=args.port, compute_seconds=args.compute_seconds, lambda_concurrency=args.lambda_concurrency,
               on_ready=ready, fan_in_batching=options.fan_in_batching(args.fan_in_batch_size, args.fan_in_window),
-              **settings)
+              faults=faults, **settings)
     except EndpointError as exc:
         raise TargetError(str(exc)) from None
     print("fanflow endpoint stopped", file=sys.stderr)
@@ -372,6 +441,8 @@ def _up_detached(args: argparse.Namespace) -> int:
     for option, value in (("--fan-in-batch-size", args.fan_in_batch_size), ("--fan-in-window", args.fan_in_window)):
         if value is not None:
             command += [option, str(value)]
+    command += fault_arguments(args)
+    fault_note = describe_faults(fault_plan(args))
     announce_synth()
     with log.open("a") as out:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -381,6 +452,8 @@ def _up_detached(args: argparse.Namespace) -> int:
         state = read_state()
         if state is not None and state.pid == process.pid:
             print(f"fanflow endpoint serving at {state.url} (pid {state.pid}); log: {log}; stop: fanflow down")
+            if fault_note:
+                print(f"fanflow: {fault_note}", file=sys.stderr)
             return 0
         if process.poll() is not None:
             raise TargetError(f"the endpoint exited with status {process.returncode} before serving: "

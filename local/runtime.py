@@ -4,6 +4,7 @@ CloudFormation, rule targets delivered asynchronously and Lambda handlers run in
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime
 import gc
 import json
@@ -27,7 +28,7 @@ from .assembly import cache_root, ensure_assembly
 from .delivery_pool import DeliveryPool
 from .deploy import apply_event_invoke_configs, create_stack, publish_assets
 from .event_sources import SqsEventSource
-from .faults import FaultPlan, InjectedFailure
+from .faults import FaultPlan, InjectedFailure, attempt_of
 from .lambda_runner import LambdaRunner
 from .log_files import rotate
 
@@ -106,6 +107,21 @@ class Delivery:
     dead_lettered: int = 0
     failed: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+# The requestId and attempt of the event the compute handler in this thread runs for, as
+# fault injection's `work` needs them (EmbeddedEmulator._inject_compute_failures).
+_COMPUTING: contextvars.ContextVar[tuple[str, int]] = contextvars.ContextVar("fanflow_computing",
+                                                                            default=("", 1))
+
+
+def _computed_event(event: Any) -> tuple[str, int]:
+    """The requestId and attempt a compute handler's input is for: a whole fan-out event (its
+    detail), or the case reference a compute workflow passes its step."""
+    detail = event.get("detail") if isinstance(event, dict) else None
+    found = detail if isinstance(detail, dict) else event if isinstance(event, dict) else {}
+    request_id = found.get("requestId")
+    return (request_id if isinstance(request_id, str) else "", attempt_of(found))
 
 
 class EmbeddedEmulator:
@@ -320,18 +336,39 @@ class EmbeddedEmulator:
 
     # -- fault injection -----------------------------------------------------------------
     def _inject_compute_failures(self, fn: Any, module: Any) -> None:
-        """Make the compute functions' `work` raise for the cases the fault plan picks."""
+        """Make the compute functions' `work` raise for the cases the fault plan picks, on the
+        attempts it covers. `work` sees only the case, so the handler is wrapped too: it notes
+        the requestId and attempt of the event it runs for (_COMPUTING), which `work` reads in
+        the same thread.
+
+        Covered: every function the stack names as computing cases (OUTPUT_COMPUTE_FUNCTIONS):
+        the Compute functions of the Lambda targets, which get the whole fan-out event
+        (`detail.attempt`), and the compute workflow's step, which gets the case reference the
+        workflow passes on (its `attempt`, when the workflow passes one; else attempt 1). Not
+        covered: the queue target, whose cases `fanflow worker` computes outside the Lambda
+        runner. Lambda's retries of an event keep its attempt, so a case chosen to fail on an
+        attempt fails on each try of it."""
         names = self.outputs.get(c.OUTPUT_COMPUTE_FUNCTIONS, self.outputs.get(c.OUTPUT_COMPUTE_FUNCTION, ""))
-        if fn.function_name not in names.split(",") or not hasattr(module, "work"):
+        if not self.faults.failure_rate or fn.function_name not in names.split(",") or not hasattr(module, "work"):
             return
-        work = module.work
+        handler_name = str(fn.handler).rpartition(".")[2]
+        handler, work = getattr(module, handler_name), module.work
         faults = self.faults
 
+        def handler_noting_attempt(event: Any, context: Any) -> Any:
+            token = _COMPUTING.set(_computed_event(event))
+            try:
+                return handler(event, context)
+            finally:
+                _COMPUTING.reset(token)
+
         def work_with_faults(request: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-            if faults.fail(str(request.get(c.ATTR_CASE_ID))):
+            request_id, attempt = _COMPUTING.get()
+            if faults.fail(request_id, str(request.get(c.ATTR_CASE_ID)), attempt):
                 raise InjectedFailure("injected failure (--failure-rate)")
             return work(request, *args, **kwargs)
 
+        setattr(module, handler_name, handler_noting_attempt)
         module.work = work_with_faults
 
     # -- EventBridge target delivery ----------------------------------------------------
@@ -343,9 +380,10 @@ class EmbeddedEmulator:
         request_id = detail.get("requestId")
         case_id = request.get(c.ATTR_CASE_ID) if isinstance(request, dict) else None
         if self.faults.active and isinstance(request_id, str) and isinstance(case_id, str):
-            if event.get("source") == c.COMPUTE_SOURCE and self.faults.drop(request_id, case_id):
+            attempt = attempt_of(detail)  # a fan-out event's, or the one its completion echoes
+            if event.get("source") == c.COMPUTE_SOURCE and self.faults.drop(request_id, case_id, attempt):
                 return  # a lost completion event
-            if self.faults.duplicate(str(event.get("source")), request_id, case_id):
+            if self.faults.duplicate(str(event.get("source")), request_id, case_id, attempt):
                 copies = 2  # EventBridge delivers at least once
         pool = self._pool
         if pool is None:

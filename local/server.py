@@ -12,9 +12,11 @@ anything that does.)
 
 A state file (default ~/.cache/fanflow/endpoint.json, or $FANFLOW_ENDPOINT_FILE) records the
 URL and the pid while the endpoint serves; `fanflow down` signals that pid. The server also
-answers two routes of its own under /_fanflow/: `health` (pid and stack name, so that a
-stale state file is never taken for a live endpoint) and `summary-invocations/<requestId>`
-(how often Summary ran for a request, which only the process running the handlers knows).
+answers three routes of its own under /_fanflow/: `health` (pid, stack name and settings, its
+fault injection among them, so that a stale state file is never taken for a live endpoint and a
+client knows what it is served by), `summary-invocations/<requestId>` (how often Summary ran for
+a request) and `injected-faults/<requestId>` (the faults injected into a request's cases), which
+only the process running the handlers knows.
 """
 
 from __future__ import annotations
@@ -38,11 +40,13 @@ from typing import Any
 from lambda_fns import constants as c
 
 from .assembly import cache_root
+from .faults import FaultPlan
 
 DEFAULT_PORT = 4599  # LocalStack's gateway is 4566
 DEFAULT_HOST = "127.0.0.1"
 HEALTH_PATH = "/_fanflow/health"
 SUMMARY_PATH = "/_fanflow/summary-invocations/"
+FAULTS_PATH = "/_fanflow/injected-faults/"
 REGION = "us-east-1"
 ACCESS_KEY = "testing"  # what the embedded emulator's own clients use
 # kept_histories not given: the emulator's default (local.runtime, imported only to serve).
@@ -142,6 +146,18 @@ def summary_invocations(url: str, request_id: str, timeout: float = 5.0) -> int 
         return None
 
 
+def injected_faults(url: str, request_id: str, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The faults the endpoint injected into a request's cases (FaultPlan.report); None when
+    it does not say (it injects none, or is not a fanflow endpoint of this version)."""
+    quoted = urllib.parse.quote(request_id, safe="")
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + FAULTS_PATH + quoted, timeout=timeout) as response:
+            body = json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+    return body.get("injectedFaults") if isinstance(body, dict) else None
+
+
 def port_is_free(port: int, host: str = DEFAULT_HOST) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -158,13 +174,14 @@ class EndpointServer:
     def __init__(self, *, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, lambda_concurrency: int = 1000,
                  compute_seconds: float | None = c.COMPUTE_SECONDS_EMBEDDED,
                  kept_histories: int | None = RUNTIME_DEFAULT,
-                 fan_in_batching: dict[str, int] | None = None) -> None:
+                 fan_in_batching: dict[str, int] | None = None, faults: FaultPlan | None = None) -> None:
         self.host = host
         self.port = port
         self.lambda_concurrency = lambda_concurrency
         self.compute_seconds = compute_seconds
         self.kept_histories = kept_histories
         self.fan_in_batching = fan_in_batching  # batch_size and window_seconds, or None: the stack's own
+        self.faults = faults or FaultPlan()  # injected into every request the endpoint runs
         self.emulator: Any = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -191,7 +208,8 @@ class EndpointServer:
         if not port_is_free(self.port, self.host):
             raise EndpointError(f"port {self.port} on {self.host} is in use: choose another with --port")
         self.emulator = EmbeddedEmulator(lambda_concurrency=self.lambda_concurrency,
-                                         compute_seconds=self.compute_seconds, kept_histories=self.kept_histories)
+                                         compute_seconds=self.compute_seconds, kept_histories=self.kept_histories,
+                                         faults=self.faults)
         self.emulator.start()
         try:
             if self.fan_in_batching:
@@ -230,11 +248,16 @@ class EndpointServer:
                                                        "lambdaConcurrency": self.lambda_concurrency,
                                                        "keptHistories": self.kept_histories,
                                                        "computeSeconds": self.compute_seconds,
+                                                       "faults": self.faults.settings(),
                                                        **self._batching()})
             if path.startswith(SUMMARY_PATH):
                 request_id = urllib.parse.unquote(path[len(SUMMARY_PATH):])
                 runs = self.emulator.summary_invocations(request_id) if self.emulator else 0
                 return _json_response(start_response, {"requestId": request_id, "summaryInvocations": runs})
+            if path.startswith(FAULTS_PATH):
+                request_id = urllib.parse.unquote(path[len(FAULTS_PATH):])
+                injected = self.faults.report(request_id) if self.faults.active else None
+                return _json_response(start_response, {"requestId": request_id, "injectedFaults": injected})
             return app(environ, start_response)
 
         return routed
@@ -258,7 +281,7 @@ def serve(*, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, lambda_concurre
           compute_seconds: float | None = c.COMPUTE_SECONDS_EMBEDDED,
           kept_histories: int | None = RUNTIME_DEFAULT, state_file: Path | None = None,
           on_ready: Callable[[EndpointState], None] | None = None,
-          fan_in_batching: dict[str, int] | None = None) -> None:
+          fan_in_batching: dict[str, int] | None = None, faults: FaultPlan | None = None) -> None:
     """Run the endpoint until SIGINT or SIGTERM; the state file exists while it serves."""
     state_file = state_file or endpoint_file()
     existing = running_endpoint(state_file)
@@ -269,7 +292,7 @@ def serve(*, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, lambda_concurre
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     server = EndpointServer(port=port, host=host, lambda_concurrency=lambda_concurrency,
                             compute_seconds=compute_seconds, kept_histories=kept_histories,
-                            fan_in_batching=fan_in_batching)
+                            fan_in_batching=fan_in_batching, faults=faults)
     try:
         server.start()
         try:

@@ -106,7 +106,7 @@ def completion_body(request_id: str, case_id: str) -> str:
 class LoseCaseOne(FaultPlan):
     """Loses the first completion of case 1, nothing else."""
 
-    def drop(self, request_id: str, case_id: str) -> bool:
+    def drop(self, request_id: str, case_id: str, attempt: int = 1) -> bool:
         if case_id != "1" or self.dropped:
             return False
         self.dropped.add((request_id, case_id))

@@ -69,6 +69,14 @@ OUT_OF_RANGE = [
     (["bench", "--lambda-concurrency", "0"], "argument --lambda-concurrency: must be a whole number from 2 to 10000"),
     (["up", "--compute-seconds", "-1"], "argument --compute-seconds: must be a number from 0 to 60"),
     (["up", "--port", "70000"], "argument --port: must be a whole number from 0 to 65535"),
+    (["up", "--failure-rate", "2"], "argument --failure-rate: must be a number from 0 to 1, got 2"),
+    (["up", "--detach", "--duplicate-rate", "-0.1"], "argument --duplicate-rate: must be a number from 0 to 1"),
+    (["up", "--detach", "--drop-rate", "nan"], "argument --drop-rate: must be a number from 0 to 1"),
+    (["up", "--conflict-rate", "x"], "argument --conflict-rate: expected a number from 0 to 1, got 'x'"),
+    (["up", "--seed", "-1"], "argument --seed: must be a whole number 0 or more"),
+    (["results", "r", "--state", "DONE"], "argument --state: expected states from SUCCEEDED, FAILED, TIMED_OUT"),
+    (["results", "r", "--state", "FAILED,,nope"], "argument --state: expected states from SUCCEEDED"),
+    (["results", "r", "--format", "xml"], "argument --format: invalid choice: 'xml'"),
     (["deploy", "--target", "aws", "--compute-seconds", "nan"], "argument --compute-seconds: must be a number"),
     (["deploy", "--target", "aws", "--retention-days", "0"], "argument --retention-days: must be a whole number"),
     (["watch", "r", "--interval", "0"], "argument --interval: must be a number greater than 0"),
@@ -108,6 +116,11 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
                            "Lambda executions the embedded target runs at once"]),
     (["run", "--help"], ["--lambda-concurrency N", "refuses it", "for this run only",
                          "the kind of fault and the caseId only"]),
+    (["up", "--help"], ["--failure-rate R", "apply to a case's first attempt only", "--faults-every-attempt",
+                        "still runs in-process", "fanflow up --failure-rate 0.2 --seed 7 --detach"]),
+    (["results", "--help"], ["--state STATE[,STATE...]", "repeatable or comma-separated", "--format {json,csv}",
+                             "caseId,state,attempt,durationMs,error", "fanflow watch", "-o FILE",
+                             "fanflow results req-1 --format csv -o req-1.csv"]),
 ])
 def test_help_describes_every_command_and_option(capsys: pytest.CaptureFixture[str], argv: list[str],
                                                  fragments: list[str]) -> None:
@@ -121,7 +134,7 @@ def test_help_describes_every_command_and_option(capsys: pytest.CaptureFixture[s
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run_cli(capsys, "--help")
     for command in ("run", "generate", "deploy", "destroy", "up", "down", "bench", "status", "watch", "list",
-                    "report", "worker"):
+                    "report", "worker", "results"):
         assert f"\n    {command} " in out
     assert "--version" in out
 
@@ -358,6 +371,96 @@ def test_up_says_how_to_stop_it(capsys: pytest.CaptureFixture[str], monkeypatch:
     code, _, err = run_cli(capsys, "up", *(["--detached"] if detached else []))
     assert code == 0
     assert err.splitlines()[1].endswith(stop)
+
+
+def test_up_gives_the_endpoint_its_faults_and_says_so(capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import local.server
+
+    served: dict[str, Any] = {}
+
+    def serve(**kwargs: Any) -> None:
+        served.update(kwargs)
+        kwargs["on_ready"](local.server.EndpointState(url="http://127.0.0.1:1", pid=1, port=1))
+
+    monkeypatch.setattr(local.server, "serve", serve)
+    monkeypatch.setattr(infra_commands, "announce_synth", lambda: None)
+    # WHEN `fanflow up` is given fault options
+    code, _, err = run_cli(capsys, "up", "--failure-rate", "0.2", "--drop-rate", "0.05", "--seed", "7",
+                           "--faults-every-attempt")
+    # THEN the endpoint's emulator gets them, and the endpoint says what it injects
+    assert code == 0
+    plan = served["faults"]
+    assert (plan.failure_rate, plan.drop_rate, plan.duplicate_rate, plan.seed, plan.every_attempt) == (
+        0.2, 0.05, 0.0, 7, True)
+    assert "fanflow: injecting faults: --failure-rate 0.2, --drop-rate 0.05, --seed 7 (every attempt)" in err
+    # AND without them it injects none, and says nothing of faults
+    code, _, err = run_cli(capsys, "up")
+    assert code == 0 and not served["faults"].active and "faults" not in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["--failure-rate", "0.2"],
+    ["--duplicate-rate", "0.125", "--drop-rate", "1", "--conflict-rate", "0.3", "--seed", "9",
+     "--faults-every-attempt"],
+    ["--seed", "4"],
+    [],
+])
+def test_a_detached_endpoint_gets_the_faults_asked_for(capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> None:
+    import local.server
+    from fanflow.cli import build_parser
+
+    started: list[list[str]] = []
+
+    class Process:
+        pid, returncode = 4242, None
+
+        def __init__(self, command: list[str], **_: Any) -> None:
+            started.append(command)
+
+        def poll(self) -> None:
+            return None
+
+    monkeypatch.setattr(infra_commands.subprocess, "Popen", Process)
+    monkeypatch.setattr(local.server, "read_state", lambda *_: local.server.EndpointState(
+        url="http://127.0.0.1:1", pid=Process.pid, port=1))
+    monkeypatch.setattr(infra_commands, "announce_synth", lambda: None)
+    # WHEN `fanflow up --detach` is given fault options
+    code, _, _ = run_cli(capsys, "up", "--detach", *argv)
+    # THEN the process it starts is given the same faults
+    assert code == 0
+    [command] = started
+    parser = build_parser()
+    detached = parser.parse_args(command[command.index("fanflow.cli") + 1:])
+    assert detached.detached and not detached.detach
+    assert infra_commands.fault_plan(detached).settings() == infra_commands.fault_plan(
+        parser.parse_args(["up", *argv])).settings()
+
+
+def test_the_endpoint_describes_its_faults_and_reports_what_it_injected() -> None:
+    from local.faults import FaultPlan
+    from local.server import EndpointServer
+
+    # GIVEN an endpoint with a fault plan that has failed a case of request "r"
+    plan = FaultPlan(failure_rate=1.0, seed=3)
+    plan.fail("r", "7")
+    app = EndpointServer(faults=plan, kept_histories=1000)._with_fanflow_routes(lambda environ, start: [b"moto"])
+
+    def get(path: str) -> dict[str, Any]:
+        body = b"".join(app({"PATH_INFO": path}, lambda status, headers: None))
+        return dict(json.loads(body))
+
+    # WHEN a client asks it about itself THEN it names its faults
+    assert get("/_fanflow/health")["faults"] == {"duplicateRate": 0.0, "failureRate": 1.0, "dropRate": 0.0,
+                                                 "conflictRate": 0.0, "seed": 3, "everyAttempt": False}
+    # AND what it injected, per request
+    assert get("/_fanflow/injected-faults/r")["injectedFaults"]["failedCases"] == ["7"]
+    assert get("/_fanflow/injected-faults/other")["injectedFaults"]["failedCases"] == []
+    # AND an endpoint without faults says it has none
+    plain = EndpointServer()._with_fanflow_routes(lambda environ, start: [b"moto"])
+    body = json.loads(b"".join(plain({"PATH_INFO": "/_fanflow/injected-faults/r"}, lambda status, headers: None)))
+    assert body["injectedFaults"] is None
 
 
 @pytest.fixture
