@@ -12,8 +12,10 @@ the reason, so the request closes as soon as the emitted cases are counted and i
 says why.
 
 A request that stops running (cancelled, or closed) stops its fan-out: Emit reads the counter
-row before each CANCEL_CHECK_CASES cases it puts (and before it starts), and stops when the
-request is no longer RUNNING in the attempt the chunk belongs to. The cases it did not put keep
+row (a consistent GetItem, projected) before each PutEvents call, and stops when the request is
+no longer RUNNING in the attempt the chunk belongs to. A read costs a few milliseconds beside a
+call's tens, and a fiftieth of its price (DynamoDB's on-demand reads against PutEvents' events,
+AWS_LIMITS.md); in return a cancel stops the fan-out within one call of its claim. The cases it did not put keep
 their pending rows, which the request's summary lists as cancelled."""
 
 from __future__ import annotations
@@ -38,9 +40,6 @@ _DDB = client("dynamodb")
 _S3 = client("s3")
 _TELEMETRY = Telemetry("emit")
 _LOG = _TELEMETRY.logger
-# Cases put between two reads of the counter row: ten PutEvents calls, about a quarter of a
-# second of one Emit (constants.EMIT_PUT_EVENTS_PER_SECOND), so a cancel stops the fan-out that fast.
-CANCEL_CHECK_CASES = 100
 
 
 def case_entries(request_id: str, cases: list[dict[str, Any]], bus_name: str, deadline: int,
@@ -210,17 +209,17 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                            int(event["deadline"]), shards, request_attempt)
     not_accepted: list[int] = []
     calls, errors, put = 0, set(), 0
-    for start in range(0, len(entries), CANCEL_CHECK_CASES):
+    for start in range(0, len(entries), c.PUT_EVENTS_MAX_ENTRIES):
         if start and not still_running(request_id, request_attempt):
             log(_LOG, logging.WARNING, "request no longer running: chunk's emission stopped", chunk=chunk,
                 emitted=put, notEmitted=len(entries) - start)
             return {**_done(event), "lost": 0, "claimed": False, "stopped": True, "emitted": put,
                     "putEventsCalls": calls}
-        part = put_events_tracked(_EVENTS, entries[start:start + CANCEL_CHECK_CASES])
+        part = put_events_tracked(_EVENTS, entries[start:start + c.PUT_EVENTS_MAX_ENTRIES])
         calls += part.calls
         errors |= part.errors
         not_accepted.extend(start + i for i in part.not_accepted)
-        put += min(CANCEL_CHECK_CASES, len(entries) - start) - len(part.not_accepted)
+        put += min(c.PUT_EVENTS_MAX_ENTRIES, len(entries) - start) - len(part.not_accepted)
     outcome = PutOutcome(calls=calls, not_accepted=not_accepted, errors=errors)
     pending = [selected[i] for i in outcome.not_accepted]
     out = {**event, "pending": pending, "remaining": len(pending), "attempt": attempt + 1, "registered": True,

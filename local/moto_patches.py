@@ -131,6 +131,12 @@ What moto 5.2.5 lacks, and what is done here:
    a Summary pages through a request's results in a table that holds every request's. The query
    reads the items of its hash key only (the same items, in the same order); the rest of moto's
    query (sorting by range key, conditions, pages, limits, filters, projections) is unchanged.
+26. An AWS SDK service integration (`arn:aws:states:::aws-sdk:SERVICE:action`) takes its
+   parameters in PascalCase (docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html),
+   and Step Functions maps them to the API's own member names. moto passes them to boto3 as
+   written, which works only where the API's members are PascalCase already (CloudWatch's
+   PutMetricData); Step Functions' StopExecution (`executionArn`) fails with a KeyError. The
+   parameters are mapped to the operation's input members (moto's own `_to_boto_request`).
 """
 
 from __future__ import annotations
@@ -374,6 +380,7 @@ def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver:
     _fast_sqs(patch)
     _kept_endpoints(patch)
     _query_by_hash_key(patch)
+    _sdk_parameter_names(patch)
 
 
 _MISSING = object()
@@ -1794,6 +1801,29 @@ def _kept_endpoints(patch: Callable[[Any, str, Any], None]) -> None:
         return endpoint._replace(headers=dict(endpoint.headers))
 
     patch(EndpointRulesetResolver, "construct_endpoint", construct_endpoint)
+
+
+def _sdk_parameter_names(patch: Callable[[Any, str, Any], None]) -> None:
+    """Adaptation 26."""
+    import botocore.session
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+        StateTaskServiceAwsSdk,
+    )
+
+    models: dict[str, Any] = {}
+
+    def _normalise_parameters(self: Any, parameters: dict[str, Any], boto_service_name: str | None = None,
+                              service_action_name: str | None = None) -> None:
+        service = self._get_boto_service_name(boto_service_name)
+        action = service_action_name or self.resource.api_action
+        model = models.get(service)
+        if model is None:
+            model = models[service] = botocore.session.get_session().get_service_model(service)
+        operation = model.operation_model(action[:1].upper() + action[1:])
+        if operation.input_shape is not None:
+            self._to_boto_request(parameters, operation.input_shape)
+
+    patch(StateTaskServiceAwsSdk, "_normalise_parameters", _normalise_parameters)
 
 
 def _query_by_hash_key(patch: Callable[[Any, str, Any], None]) -> None:

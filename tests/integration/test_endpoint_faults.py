@@ -130,6 +130,38 @@ def test_results_of_an_unknown_request_exits_1(endpoint: Endpoint) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_redrive_from_its_own_command_brings_the_partial_request_to_success(
+        endpoint: Endpoint, run_output: dict[str, Any]) -> None:
+    failed = failed_ids(run_output["cases"])
+    # WHEN the PARTIAL request is redriven from a separate command (the faults hit first attempts only)
+    redrive = endpoint.fanflow("redrive", REQUEST_ID, "--json")
+    # THEN only its failed cases ran again, and it ends SUCCEEDED with every case counted once
+    assert redrive.returncode == 0, redrive.stderr[-2000:]
+    assert f"request {REQUEST_ID!r}: attempt 2 started, re-emitting its failed and never-completed cases" in (
+        redrive.stderr)
+    view = json.loads(redrive.stdout.strip().splitlines()[-1])
+    assert (view["status"], view["attempt"], view["counter"], view["target"], view["redriven"]) == (
+        c.STATUS_SUCCEEDED, 2, CASES, CASES, len(failed))
+    assert (view["summary"]["succeeded"], view["summary"]["failed"]) == (CASES, 0)
+    # AND the results say which cases ended on attempt 2: exactly those that had failed
+    lines = [json.loads(line) for line in endpoint.fanflow("results", REQUEST_ID).stdout.splitlines()]
+    assert {line["caseId"] for line in lines if line["attempt"] == 2} == failed and len(lines) == CASES
+    # AND list shows the attempt
+    listed = json.loads(endpoint.fanflow("list", "--json").stdout)["requests"]
+    assert [(r["requestId"], r["attempt"], r["status"]) for r in listed] == [(REQUEST_ID, 2, c.STATUS_SUCCEEDED)]
+
+
+def test_cancel_and_redrive_refuse_what_they_cannot_do_and_say_why(endpoint: Endpoint) -> None:
+    cancel = endpoint.fanflow("cancel", REQUEST_ID)
+    assert cancel.returncode == 2 and f"request {REQUEST_ID!r} has finished (SUCCEEDED)" in cancel.stderr
+    redrive = endpoint.fanflow("redrive", REQUEST_ID)
+    assert redrive.returncode == 2 and "succeeded: there is nothing to redrive" in redrive.stderr
+    for command in ("cancel", "redrive"):
+        unknown = endpoint.fanflow(command, "no such request")
+        assert unknown.returncode == 1 and "no request 'no such request'" in unknown.stderr
+        assert "Traceback" not in unknown.stderr + cancel.stderr + redrive.stderr
+
+
 def test_down_stops_it(endpoint: Endpoint, run_output: dict[str, Any]) -> None:
     down = endpoint.fanflow("down")
     assert down.returncode == 0

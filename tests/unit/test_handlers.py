@@ -282,29 +282,29 @@ def emit(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleTyp
 
 def test_emit_stops_a_chunk_when_its_request_is_no_longer_running(emit: tuple[ModuleType, Any, BusTap],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN a chunk of 350 cases whose request is cancelled after Emit has put its first 100
+    # GIVEN a chunk of 350 cases whose request is cancelled after Emit has made 10 PutEvents calls
     module, ddb, tap = emit
     cases = [{"caseId": f"case-{i}"} for i in range(350)]
     event = chunk_event("req-c", cases)
     checks = 0
     real = module.still_running
 
-    def cancelled_after_the_first_check(request_id: str, attempt: int) -> bool:
+    def cancelled_at_the_eleventh_check(request_id: str, attempt: int) -> bool:
         nonlocal checks
         checks += 1
-        if checks == 2:
+        if checks == 11:
             ddb.update_item(TableName=COUNTER_TABLE, Key={c.ATTR_REQUEST_ID: {"S": "req-c"}},
                             UpdateExpression="SET #s = :s", ExpressionAttributeNames={"#s": c.ATTR_STATUS},
                             ExpressionAttributeValues={":s": {"S": c.STATUS_SUMMARIZING}})
         return bool(real(request_id, attempt))
 
-    monkeypatch.setattr(module, "still_running", cancelled_after_the_first_check)
+    monkeypatch.setattr(module, "still_running", cancelled_at_the_eleventh_check)
     # WHEN Emit runs
     result = module.handler(event, context())
-    # THEN it put the first 100 (one check before, one between each 100) and stopped, with nothing pending
+    # THEN it put 10 calls of 10 (one check before it starts, one before each further call) and stopped
     put = tap.received()
     assert (len(put), result["emitted"], result["stopped"], result["remaining"]) == (100, 100, True, 0)
-    assert [event["detail"]["request"]["caseId"] for event in put] == [f"case-{i}" for i in range(100)]
+    assert sorted(int(event["detail"]["request"]["caseId"][5:]) for event in put) == list(range(100))
     # AND a chunk of a request that is no longer running puts nothing at all
     assert module.handler(chunk_event("req-c", cases, chunk=1), context())["emitted"] == 0
     assert tap.received() == []

@@ -2259,3 +2259,40 @@ def test_patched_wait_until_a_timestamp_ends_at_it(recorder: Recorder, session: 
     until, finished = wait_until_a_whole_second(session)
     # THEN it ends at that timestamp's second, as on AWS: not before, and not later than polling takes
     assert until <= finished < until + 0.5
+
+
+def sdk_parameters() -> list[dict[str, Any]]:
+    """The parameters moto's AWS SDK integration passes to boto3 for two tasks, as Step Functions
+    takes them (PascalCase: docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html)."""
+    from types import SimpleNamespace
+
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+        StateTaskServiceAwsSdk,
+    )
+
+    out = []
+    for api_name, action, parameters in (
+            ("sfn", "stopExecution", {"ExecutionArn": "arn:aws:states:us-east-1:1:execution:m:e", "Cause": "c"}),
+            ("cloudwatch", "putMetricData", {"Namespace": "Fanflow", "MetricData": [{"MetricName": "m", "Value": 1}]})):
+        task = StateTaskServiceAwsSdk()
+        task.resource = SimpleNamespace(api_name=api_name, api_action=action)  # type: ignore[assignment]
+        task._normalise_parameters(parameters)
+        out.append(parameters)
+    return out
+
+
+def test_unpatched_sdk_integrations_pass_step_functions_parameter_names_to_boto3_as_written() -> None:
+    # GIVEN moto's own AWS SDK integration  WHEN it prepares StopExecution's parameters
+    assert not moto_patches.installed()
+    stop, metric = sdk_parameters()
+    # THEN they stay PascalCase, which boto3's StopExecution (executionArn) does not take
+    assert set(stop) == {"ExecutionArn", "Cause"}
+    assert set(metric) == {"Namespace", "MetricData"}
+
+
+def test_patched_sdk_integrations_map_parameters_to_the_api_s_members() -> None:
+    # WHEN the same tasks are prepared with the patches (adaptation 26)
+    stop, metric = with_patches(sdk_parameters)
+    # THEN StopExecution gets its own member names; an API whose members are PascalCase is unchanged
+    assert stop == {"executionArn": "arn:aws:states:us-east-1:1:execution:m:e", "cause": "c"}
+    assert metric == {"Namespace": "Fanflow", "MetricData": [{"MetricName": "m", "Value": 1}]}
