@@ -108,17 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "fault injection (embedded target, always in-process)",
         "Each choice is drawn from --seed, the kind of fault and the caseId only: the same seed and the same "
         "cases give the same faults, whatever the requestId.")
-    faults.add_argument("--duplicate-rate", type=options.RATE, default=0.0, metavar="R",
-                        help="deliver each event twice with probability R (0-1)")
-    faults.add_argument("--failure-rate", type=options.RATE, default=0.0, metavar="R",
-                        help="make each computation raise with probability R (0-1)")
-    faults.add_argument("--drop-rate", type=options.RATE, default=0.0, metavar="R",
-                        help="lose each completion event with probability R (0-1; use with --deadline)")
-    faults.add_argument("--conflict-rate", type=options.RATE, default=0.0, metavar="R",
-                        help="cancel each transaction on a counter row with TransactionConflict with probability R "
-                        "(0-1)")
-    faults.add_argument("--seed", type=options.integer(0), default=0, metavar="S",
-                        help="seed for the fault choices, 0 or more (default: %(default)s)")
+    options.add_fault_options(faults, drop_note="use with --deadline")
     fan_in = run.add_argument_group("fan-in batching (embedded target, in-process)")
     fan_in.add_argument("--fan-in-batch-size", type=options.integer(1, 10_000), metavar="N",
                         help=f"completions counted per batch, 1-10000 (default: {c.FAN_IN_BATCH_SIZE})")

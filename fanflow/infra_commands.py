@@ -132,18 +132,7 @@ def _fault_arguments(up: argparse.ArgumentParser) -> None:
         "faults (duplicate, failure, drop) apply to a case's first attempt only, so that a redrive of a "
         "request's failed cases (attempt 2, 3, ...) runs clean, unless --faults-every-attempt; conflicts apply "
         "to every counting transaction. A `fanflow run` with fault options of its own still runs in-process.")
-    faults.add_argument("--duplicate-rate", type=options.RATE, default=0.0, metavar="R",
-                        help="deliver each event twice with probability R (0-1)")
-    faults.add_argument("--failure-rate", type=options.RATE, default=0.0, metavar="R",
-                        help="make each computation raise with probability R (0-1)")
-    faults.add_argument("--drop-rate", type=options.RATE, default=0.0, metavar="R",
-                        help="lose each completion event with probability R (0-1; the request then ends TIMED_OUT "
-                        "at its deadline)")
-    faults.add_argument("--conflict-rate", type=options.RATE, default=0.0, metavar="R",
-                        help="cancel each transaction on a counter row with TransactionConflict with probability R "
-                        "(0-1)")
-    faults.add_argument("--seed", type=options.integer(0), default=0, metavar="S",
-                        help="seed for the fault choices, 0 or more (default: %(default)s)")
+    options.add_fault_options(faults, drop_note="the request then ends TIMED_OUT at its deadline")
     faults.add_argument("--faults-every-attempt", action="store_true",
                         help="inject the case faults into every attempt of a case, each drawn afresh, not only "
                         "into its first")

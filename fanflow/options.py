@@ -109,3 +109,19 @@ def fan_in_batching(batch_size: int | None, window_seconds: int | None) -> dict[
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return {"batch_size": size, "window_seconds": window}
+
+
+def add_fault_options(group: argparse._ArgumentGroup, *, drop_note: str) -> None:
+    """The fault options `fanflow run` and `fanflow up` share (local.faults.FaultPlan's rates
+    and seed), with the same names, ranges and validators; `drop_note` says what a drop leads to."""
+    group.add_argument("--duplicate-rate", type=RATE, default=0.0, metavar="R",
+                       help="deliver each event twice with probability R (0-1)")
+    group.add_argument("--failure-rate", type=RATE, default=0.0, metavar="R",
+                       help="make each computation raise with probability R (0-1)")
+    group.add_argument("--drop-rate", type=RATE, default=0.0, metavar="R",
+                       help=f"lose each completion event with probability R (0-1; {drop_note})")
+    group.add_argument("--conflict-rate", type=RATE, default=0.0, metavar="R",
+                       help="cancel each transaction on a counter row with TransactionConflict with probability R "
+                       "(0-1)")
+    group.add_argument("--seed", type=integer(0), default=0, metavar="S",
+                       help="seed for the fault choices, 0 or more (default: %(default)s)")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 
 from lambda_fns import constants as c
 from local.server import EndpointState, read_state
+from tests.processes import free_port, run_fanflow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,18 +34,12 @@ class Endpoint:
     log: Path
 
     def fanflow(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "fanflow.cli", *args], env=self.env, capture_output=True,
-                              text=True, timeout=timeout, cwd=ROOT, check=False)
+        return run_fanflow(self.env, *args, timeout=timeout)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen([sys.executable, "-m", "fanflow.cli", *args], env=self.env, cwd=ROOT, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

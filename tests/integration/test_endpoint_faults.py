@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -21,6 +20,7 @@ import pytest
 
 from lambda_fns import constants as c
 from local.server import EndpointState, health, injected_faults, read_state
+from tests.processes import free_port, run_fanflow
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = 200
@@ -34,14 +34,8 @@ class Endpoint:
     state_file: Path
 
     def fanflow(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "fanflow.cli", *args], env=self.env, capture_output=True,
-                              text=True, timeout=timeout, cwd=ROOT, check=False)
+        return run_fanflow(self.env, *args, timeout=timeout)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -25,15 +25,11 @@ from fanflow.targets import LOCALSTACK_IMAGE, LOCALSTACK_SERVICES, TargetError, 
 from lambda_fns import constants as c
 from local.deploy import stack_outputs
 from local.server import read_state, stop_endpoint
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = 100
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def docker_unreachable(timeout: int = 3) -> str | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from lambda_fns import constants as c
 from lambda_fns.request_model import parse_request
 from local.deploy import stack_outputs
 from local.server import read_state
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,11 +46,6 @@ def test_fanflow_run_on_the_embedded_target_starts_its_own_workers(tmp_path: Pat
 
 
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_fanflow_worker_computes_from_another_process_and_finishes_its_case_on_sigterm(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import http.server
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from fanflow.cli import main
 from fanflow.render import CASE_TIME_LABEL, summary_tables
 from fanflow.targets import EmbeddedTarget, TargetError, TargetOptions, check_aws_credentials
 from lambda_fns import constants as c
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data_sets" / "dataset_5.json"
@@ -37,11 +37,6 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     assert "Traceback" not in captured.err
     return code, captured.out, captured.err
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- every numeric option is range-checked when parsed -------------------------------------------

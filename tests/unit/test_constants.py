@@ -29,12 +29,15 @@ def test_seed_event_contract_is_kept() -> None:
 
 
 def test_final_statuses() -> None:
-    # GIVEN the lifecycle statuses  THEN the final ones are exactly the four outcomes
-    assert frozenset({c.STATUS_SUCCEEDED, c.STATUS_PARTIAL, c.STATUS_FAILED, c.STATUS_TIMED_OUT}) == c.FINAL_STATUSES
+    # GIVEN the lifecycle statuses  THEN the final ones are exactly the five outcomes
+    assert frozenset({c.STATUS_SUCCEEDED, c.STATUS_PARTIAL, c.STATUS_FAILED, c.STATUS_TIMED_OUT,
+                      c.STATUS_CANCELLED}) == c.FINAL_STATUSES
     assert c.STATUS_RUNNING not in c.FINAL_STATUSES
     assert c.STATUS_SUMMARIZING not in c.FINAL_STATUSES
     statuses = [getattr(c, name) for name in dir(c) if name.startswith("STATUS_")]
-    assert len(set(statuses)) == len(statuses) == 6
+    assert len(set(statuses)) == len(statuses) == 7
+    # AND every final one but SUCCEEDED may be redriven (it has cases that failed or never completed)
+    assert c.FINAL_STATUSES - {c.STATUS_SUCCEEDED} == c.REDRIVABLE_STATUSES
 
 
 def test_case_outcomes_are_final_statuses() -> None:
