@@ -27,19 +27,11 @@ from lambda_fns.request_model import (
 )
 from lambda_fns.support import plain_item
 
-from .options import UsageError
+from .errors import RequestFailed, RequestNotFound, UsageError
 
 # Another execution name for a request whose earlier PreProcess execution ended before opening it.
 EXECUTION_NAME_RETRIES = 3
 SUMMARY_STORE_WAIT_SECONDS = 10.0
-
-
-class RequestFailed(RuntimeError):
-    """The request could not start or did not finish; the message says why."""
-
-
-class RequestNotFound(RequestFailed):
-    """No counter row and no PreProcess execution has this requestId."""
 
 
 # How often the client polls a lifecycle execution (Cancel, or a redrive's start).

@@ -13,9 +13,7 @@ from pathlib import Path
 from lambda_fns import constants as c
 from lambda_fns.request_model import RequestError, check_request_id
 
-
-class UsageError(ValueError):
-    """A command-line option the command cannot use; exit status 2."""
+from .errors import UsageError
 
 
 def _show(value: float) -> str:

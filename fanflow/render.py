@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .client import Progress as RequestProgress
-from .options import UsageError
+from .errors import UsageError
 
 STATUS_STYLE = {"SUCCEEDED": "green", "PARTIAL": "yellow", "FAILED": "red", "TIMED_OUT": "red", "CANCELLED": "magenta"}
 # What a summary's computeMs measures: each case's wall time from the start to the end of its

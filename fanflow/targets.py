@@ -24,8 +24,7 @@ from botocore.exceptions import HTTPClientError
 
 from lambda_fns import constants as c
 
-from .client import RequestFailed
-from .options import UsageError
+from .errors import NoEndpoint, TargetError, UsageError
 
 TARGETS = ("embedded", "localstack", "aws")
 REMOTE_TARGETS = ("localstack", "aws")
@@ -42,16 +41,6 @@ LOCALSTACK_SERVICES = ("cloudformation", "cloudwatch", "dynamodb", "ecr", "event
                        "s3", "sns", "sqs", "ssm", "stepfunctions", "sts")
 LOCALSTACK_CREDENTIALS = ("test", "test")  # what cdklocal uses: account 000000000000
 DEFAULT_REGION = "us-east-1"
-
-
-class TargetError(RequestFailed):
-    """A target cannot be used (not running, no credentials, stack not deployed); the
-    message says why and what to do."""
-
-
-class NoEndpoint(TargetError):
-    """No `fanflow up` endpoint runs, and the command needs one (it reads state that only a
-    running endpoint keeps)."""
 
 
 NO_ENDPOINT = ("no `fanflow up` endpoint is running, so the embedded target holds no requests: a `fanflow run` "

@@ -14,7 +14,7 @@ import pytest
 from moto.events.models import EventsBackend
 
 from fanflow.client import FanflowClient
-from fanflow.options import UsageError
+from fanflow.errors import UsageError
 from fanflow.samples import sample_request
 from lambda_fns import constants as c
 from lambda_fns.request_model import parse_request

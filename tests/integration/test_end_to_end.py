@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from fanflow.cli import main
-from fanflow.client import FanflowClient, RequestFailed
+from fanflow.client import FanflowClient
+from fanflow.errors import RequestFailed
 from fanflow.samples import sample_request
 from lambda_fns import constants as c
 from lambda_fns.request_model import execution_name, parse_request

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from fanflow.cli import main
-from fanflow.client import FanflowClient, RequestFailed
+from fanflow.client import FanflowClient
+from fanflow.errors import RequestFailed
 from fanflow.samples import sample_request
 from lambda_fns import constants as c
 from lambda_fns.request_model import parse_request

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
-from fanflow import ops_commands, timeline
+from fanflow import timeline
 from fanflow.cli import main
-from fanflow.client import FanflowClient, RequestNotFound
+from fanflow.client import FanflowClient
+from fanflow.commands import ops as ops_commands
+from fanflow.errors import RequestNotFound
 from fanflow.samples import sample_request
 from lambda_fns import constants as c
 from lambda_fns.request_model import execution_name, parse_request

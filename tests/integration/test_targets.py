@@ -19,9 +19,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from fanflow import infra_commands
 from fanflow.cli import main
-from fanflow.targets import LOCALSTACK_IMAGE, LOCALSTACK_SERVICES, TargetError, docker_engine_error, open_target
+from fanflow.commands import infra as infra_commands
+from fanflow.errors import TargetError
+from fanflow.targets import LOCALSTACK_IMAGE, LOCALSTACK_SERVICES, docker_engine_error, open_target
 from lambda_fns import constants as c
 from local.deploy import stack_outputs
 from local.server import read_state, stop_endpoint

@@ -19,11 +19,14 @@ from typing import Any
 import boto3
 import pytest
 
-from fanflow import __version__, bench, infra_commands, render, targets
+from fanflow import __version__, render, targets
 from fanflow.bench import BenchRow
 from fanflow.cli import main
+from fanflow.commands import bench
+from fanflow.commands import infra as infra_commands
+from fanflow.errors import TargetError
 from fanflow.render import CASE_TIME_LABEL, summary_tables
-from fanflow.targets import EmbeddedTarget, TargetError, TargetOptions, check_aws_credentials
+from fanflow.targets import EmbeddedTarget, TargetOptions, check_aws_credentials
 from lambda_fns import constants as c
 from tests.processes import free_port
 
@@ -495,7 +498,7 @@ def test_ops_commands_without_an_endpoint_answer_at_once(capsys: pytest.CaptureF
 def test_a_trace_that_cannot_be_written_after_the_run_loses_only_the_trace(capsys: pytest.CaptureFixture[str],
                                                                           tmp_path: Path) -> None:
     # GIVEN a run's timeline and a path that stopped being writable during the run
-    from fanflow.cli import write_trace
+    from fanflow.commands.run import write_trace
 
     assert write_trace({"requestId": "r", "events": []}, tmp_path / "gone" / "t.json") is False
     # THEN it says so in one line (the summary was printed before)

@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fanflow import infra_commands
 from fanflow.cli import build_parser
-from fanflow.infra_commands import (
+from fanflow.commands import infra as infra_commands
+from fanflow.commands.infra import (
     cdk_commands,
     cdk_environment,
     check_cdk_tools,
     context_arguments,
 )
-from fanflow.targets import LOCALSTACK_DEFAULT_ENDPOINT, LOCALSTACK_IMAGE, LOCALSTACK_SERVICES, TargetError
+from fanflow.errors import TargetError
+from fanflow.targets import LOCALSTACK_DEFAULT_ENDPOINT, LOCALSTACK_IMAGE, LOCALSTACK_SERVICES
 from lambda_fns import constants as c
 from local.assembly import ensure_assembly, template_path
 

@@ -1,4 +1,4 @@
-"""fanflow/ops.py and the operating side of fanflow/render.py: request views, ordering,
+"""fanflow/views.py and the operating side of fanflow/render.py: request views, ordering,
 rate and ETA, and progress output that never floods a non-interactive stream."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from fanflow import ops, render
+from fanflow import render
+from fanflow import views as ops
 from fanflow.client import Progress
 from lambda_fns import constants as c
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from fanflow import plan as plan_command
 from fanflow.cli import main
+from fanflow.commands import plan as plan_command
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -1,4 +1,4 @@
-"""`fanflow results` (fanflow/results_command.py) against a fake client: which stored parts it
+"""`fanflow results` (fanflow/commands/results.py) against a fake client: which stored parts it
 reads, how it filters and writes them (JSON Lines, CSV), that it streams, and how it refuses a
 request that has no results."""
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from fanflow import results_command
 from fanflow.cli import main
-from fanflow.client import RequestNotFound
+from fanflow.commands import results as results_command
+from fanflow.errors import RequestNotFound
 from lambda_fns import constants as c
 
 SUCCEEDED: dict[str, Any] = {"caseId": "0", "state": c.CASE_SUCCEEDED, "durationMs": 12}

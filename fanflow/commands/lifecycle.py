@@ -10,10 +10,10 @@ import time
 
 from lambda_fns import constants as c
 
-from . import options
-from .client import RequestNotFound
-from .ops_commands import operated, print_status, watch_request
-from .targets import TARGETS, NoEndpoint
+from .. import options
+from ..errors import NoEndpoint, RequestNotFound
+from ..targets import TARGETS
+from .ops import operated, print_status, watch_request
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -15,10 +15,10 @@ from typing import Any, TextIO
 
 from lambda_fns import constants as c
 
-from . import ops, options, render, timeline
-from .client import FanflowClient, Progress, RequestFailed, RequestNotFound
-from .options import UsageError
-from .targets import TARGETS, NoEndpoint, Target, TargetOptions, open_target
+from .. import options, render, timeline, views
+from ..client import FanflowClient, Progress
+from ..errors import NoEndpoint, RequestFailed, RequestNotFound, UsageError
+from ..targets import TARGETS, Target, TargetOptions, open_target
 
 
 def register(commands: Any) -> None:
@@ -135,7 +135,7 @@ def show_status(client: FanflowClient, request_id: str, *, as_json: bool, out: T
     out = out or sys.stdout
     row = client.existing_row(request_id)
     if row is None:
-        view = ops.starting_view(request_id, client.execution(request_id))
+        view = views.starting_view(request_id, client.execution(request_id))
         if as_json:
             print(json.dumps(view), file=out)
         else:
@@ -155,7 +155,7 @@ def print_status(client: FanflowClient, row: dict[str, Any], *, now: float, as_j
     if summary is None and wait_for_summary and row.get(c.ATTR_SUMMARY_KEY):
         with contextlib.suppress(RequestFailed):
             summary = client.summary(row)
-    view = ops.status_view(row, now=now, summary=summary)
+    view = views.status_view(row, now=now, summary=summary)
     if as_json:
         print(json.dumps(view), file=out)
     else:
@@ -171,7 +171,7 @@ def watch_request(client: FanflowClient, request_id: str, *, as_json: bool, time
     """Follow a request until it is closed; 0 if every case succeeded, 3 if it ended otherwise."""
     out = out or sys.stdout
     client.existing_row(request_id)  # an unknown request fails now, not at the timeout
-    meter = ops.RateMeter()
+    meter = views.RateMeter()
     started = clock()
     last: tuple[int, str] | None = None
     reporter = render.WatchReporter(out)
@@ -179,7 +179,7 @@ def watch_request(client: FanflowClient, request_id: str, *, as_json: bool, time
     def on_progress(progress: Progress) -> None:
         nonlocal last
         meter.observe(clock(), progress.completed)
-        view = ops.watch_view(progress, meter, elapsed=clock() - started)
+        view = views.watch_view(progress, meter, elapsed=clock() - started)
         if not as_json:
             reporter.update(view)
         elif (progress.completed, progress.status) != last:
@@ -198,11 +198,11 @@ def list_requests(client: FanflowClient, *, limit: int, as_json: bool, out: Text
     """Print the newest requests; returns how many the target holds."""
     out = out or sys.stdout
     rows = client.requests()
-    views = ops.newest_first(rows, now=now(), limit=limit)
+    listed = views.newest_first(rows, now=now(), limit=limit)
     if as_json:
-        print(json.dumps({"total": len(rows), "requests": views}), file=out)
+        print(json.dumps({"total": len(rows), "requests": listed}), file=out)
     elif rows:
-        render.output_console(out).print(render.requests_table(views, total=len(rows)))
+        render.output_console(out).print(render.requests_table(listed, total=len(rows)))
     else:
         print("no requests on this target", file=out)
     return len(rows)

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from lambda_fns import constants as c
 
-from . import options
-from .targets import (
+from .. import options
+from ..errors import TargetError
+from ..targets import (
     REMOTE_TARGETS,
     RemoteTarget,
-    TargetError,
     aws_session,
     check_aws_credentials,
     check_localstack,

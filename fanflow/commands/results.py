@@ -17,11 +17,11 @@ from typing import Any, TextIO
 
 from lambda_fns import constants as c
 
-from . import ops, options
-from .client import FanflowClient, RequestFailed, RequestNotFound
-from .ops_commands import operated
-from .options import UsageError
-from .targets import TARGETS, NoEndpoint
+from .. import options, views
+from ..client import FanflowClient
+from ..errors import NoEndpoint, RequestFailed, RequestNotFound, UsageError
+from ..targets import TARGETS
+from .ops import operated
 
 # A case's state in its line: its counted outcome, or why it has none. CANCELLED: a case a
 # cancelled request never ran (issue 17's cancel).
@@ -115,8 +115,8 @@ def finished_summary(client: FanflowClient, request_id: str, *, target: str = "e
     """The summary of a finished request; NoResultsYet while it runs, or when it never opened."""
     row = client.existing_row(request_id)
     if row is None:
-        view = ops.starting_view(request_id, client.execution(request_id))
-        if view["status"] == ops.REJECTED:
+        view = views.starting_view(request_id, client.execution(request_id))
+        if view["status"] == views.REJECTED:
             raise NoResultsYet(f"request {request_id!r} has no results: PreProcess rejected it ({view.get('error')}); "
                                f"`{_command('status', request_id, target)}` says why")
         raise NoResultsYet(f"request {request_id!r} has no results yet: it is {view['status']}; follow it with "

@@ -13,9 +13,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .awsmodel.planner import plan, sensitivity
-from .awsmodel.quotas import known_region
-from .awsmodel.world import PlanInputs
+from ..awsmodel.planner import plan, sensitivity
+from ..awsmodel.quotas import known_region
+from ..awsmodel.world import PlanInputs
 
 MAX_CASES = 10_000_000
 MAX_COMPUTE_SECONDS = 900.0  # Lambda's longest run
@@ -89,7 +89,7 @@ def require_matplotlib() -> Any:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .cli import UsageError
+    from ..errors import UsageError
 
     if args.compute_reserved is not None and args.compute_reserved > args.lambda_concurrency - UNRESERVED_MINIMUM:
         raise UsageError(f"--compute-reserved must leave {UNRESERVED_MINIMUM} of --lambda-concurrency "
