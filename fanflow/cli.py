@@ -11,8 +11,8 @@ import sys
 from lambda_fns.request_model import RequestError
 
 from . import __version__
+from .deployments import CONNECTION_ERRORS
 from .errors import Interrupted, RequestFailed, UsageError
-from .targets import CONNECTION_ERRORS
 
 __all__ = ["build_parser", "main"]
 

@@ -233,7 +233,7 @@ class FanflowClient:
         row = self.counter_row(request_id)
         if row is None:
             return None
-        return Progress(request_id, row[c.ATTR_STATUS], int(row.get(c.ATTR_COUNTER, 0)), int(row[c.ATTR_TARGET]),
+        return Progress(request_id, row[c.ATTR_STATUS], int(row.get(c.ATTR_COUNTER, 0)), int(row[c.ATTR_EXPECTED]),
                         int(row.get(c.ATTR_SUCCEEDED, 0)), int(row.get(c.ATTR_FAILED, 0)),
                         int(row.get(c.ATTR_ATTEMPT) or 1), _redriving(row))
 
@@ -295,7 +295,7 @@ class FanflowClient:
     def requests(self) -> list[dict[str, Any]]:
         """Every counter row (a Scan: the table holds one small row per request, kept for the
         retention period), without order."""
-        names = {f"#{name}": name for name in (c.ATTR_REQUEST_ID, c.ATTR_STATUS, c.ATTR_COUNTER, c.ATTR_TARGET,
+        names = {f"#{name}": name for name in (c.ATTR_REQUEST_ID, c.ATTR_STATUS, c.ATTR_COUNTER, c.ATTR_EXPECTED,
                                                c.ATTR_SUCCEEDED, c.ATTR_FAILED, c.ATTR_CREATED_AT,
                                                c.ATTR_DEADLINE, c.ATTR_COMPLETED_AT, c.ATTR_SUMMARY_KEY,
                                                c.ATTR_ATTEMPT, c.ATTR_CANCELLED_AT, c.ATTR_REDRIVEN)}

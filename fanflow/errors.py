@@ -17,12 +17,12 @@ class RequestNotFound(RequestFailed):
     """No counter row and no PreProcess execution has this requestId."""
 
 
-class TargetError(RequestFailed):
+class DeploymentError(RequestFailed):
     """A target cannot be used (not running, no credentials, stack not deployed); the
     message says why and what to do."""
 
 
-class NoEndpoint(TargetError):
+class NoEndpoint(DeploymentError):
     """No `fanflow up` endpoint runs, and the command needs one (it reads state that only a
     running endpoint keeps)."""
 

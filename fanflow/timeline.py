@@ -78,7 +78,7 @@ def build(row: dict[str, Any], results: list[dict[str, Any]], history: list[dict
         "version": VERSION,
         "requestId": row[c.ATTR_REQUEST_ID],
         "status": row.get(c.ATTR_STATUS),
-        "target": int(row.get(c.ATTR_TARGET) or 0),
+        "target": int(row.get(c.ATTR_EXPECTED) or 0),
         "timedOut": list((summary or {}).get("timedOut", [])),
         "origin": round(origin, 3),
         "events": [{"t": round(at - origin, 3), **mark} for at, mark in marks],

@@ -12,7 +12,7 @@ from lambda_fns import constants as c
 from .client import Progress
 
 # The counter row fields every view carries, under their row names.
-ROW_FIELDS = (c.ATTR_REQUEST_ID, c.ATTR_STATUS, c.ATTR_COUNTER, c.ATTR_TARGET, c.ATTR_SUCCEEDED, c.ATTR_FAILED,
+ROW_FIELDS = (c.ATTR_REQUEST_ID, c.ATTR_STATUS, c.ATTR_COUNTER, c.ATTR_EXPECTED, c.ATTR_SUCCEEDED, c.ATTR_FAILED,
               c.ATTR_CREATED_AT, c.ATTR_DEADLINE, c.ATTR_COMPLETED_AT, c.ATTR_CANCELLED_AT, c.ATTR_REDRIVEN)
 
 
@@ -26,7 +26,7 @@ def request_view(row: dict[str, Any], *, now: float) -> dict[str, Any]:
     view = {name: row.get(name) for name in ROW_FIELDS}
     for name in (c.ATTR_COUNTER, c.ATTR_SUCCEEDED, c.ATTR_FAILED):
         view[name] = int(row.get(name) or 0)
-    view[c.ATTR_TARGET] = int(row.get(c.ATTR_TARGET) or 0)
+    view[c.ATTR_EXPECTED] = int(row.get(c.ATTR_EXPECTED) or 0)
     view[c.ATTR_ATTEMPT] = int(row.get(c.ATTR_ATTEMPT) or 1)  # 1, then one more per redrive
     created, completed, deadline = (_number(row.get(name)) for name in
                                     (c.ATTR_CREATED_AT, c.ATTR_COMPLETED_AT, c.ATTR_DEADLINE))

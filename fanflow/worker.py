@@ -28,8 +28,8 @@ from typing import Any
 from lambda_fns import casework
 from lambda_fns import constants as c
 
-from .errors import TargetError
-from .targets import Target
+from .deployments import Deployment
+from .errors import DeploymentError
 
 LOG = logging.getLogger("fanflow.worker")
 
@@ -51,7 +51,7 @@ class WorkerSettings:
         output holding the queue's URL (another queue target's, say)."""
         missing = [name for name in (queue_output, c.OUTPUT_RESULTS_TABLE, c.OUTPUT_BUS_NAME) if name not in outputs]
         if missing:
-            raise TargetError(f"the deployed stack has no output {', '.join(missing)}: deploy this version of "
+            raise DeploymentError(f"the deployed stack has no output {', '.join(missing)}: deploy this version of "
                               "fanflow first (fanflow deploy), or name the queue's output with --queue-output")
         return cls(queue_url=outputs[queue_output], results_table=outputs[c.OUTPUT_RESULTS_TABLE],
                    bus_name=outputs[c.OUTPUT_BUS_NAME], compute_seconds=compute_seconds, **options)
@@ -340,7 +340,7 @@ def embedded_workers(emulator: Any, *, count: int = EMBEDDED_WORKERS, **options:
 # -- the command ------------------------------------------------------------------------------
 
 
-def serve(settings: WorkerSettings, target: Target, *, threads: int, max_cases: int | None = None,
+def serve(settings: WorkerSettings, target: Deployment, *, threads: int, max_cases: int | None = None,
           install_signals: bool = True) -> int:
     """Run a worker pool until a signal (or `max_cases`); 0 after a clean stop, 130 when the
     cases in hand were released by a second signal."""

@@ -10,7 +10,7 @@ from constructs import Construct
 
 from infra.components.compute import ComputeFunction
 from infra.components.compute_queue import ComputeQueue
-from infra.components.compute_targets import ComputeTarget, ComputeTargets
+from infra.components.compute_targets import ComputeBackend, ComputeBackends
 from infra.components.compute_workflow import ComputeWorkflow
 from infra.components.concurrency import ConcurrencyPlan
 from infra.components.fan_in import FanInWorkflow
@@ -63,14 +63,14 @@ class FanflowStack(Stack):
         workflow = ComputeWorkflow(self, "ComputeWorkflow", bus=routing.bus, results_table=results,
                                    compute_seconds=seconds)
         queue = ComputeQueue(self, "ComputeQueue", bus=routing.bus, results_table=results)
-        compute_targets = ComputeTargets(self, "ComputeTargets", routing=routing,
-                                         default=ComputeTarget.function(compute.function),
+        compute_targets = ComputeBackends(self, "ComputeBackends", routing=routing,
+                                         default=ComputeBackend.function(compute.function),
                                          count_failures_with=fan_in.queue)
         compute_targets.add("Large", compute_type=c.COMPUTE_TYPE_LAMBDA_LARGE,
-                            target=ComputeTarget.function(compute_large.function))
+                            target=ComputeBackend.function(compute_large.function))
         compute_targets.add("Workflow", compute_type=c.COMPUTE_TYPE_WORKFLOW,
-                            target=ComputeTarget.workflow(workflow.state_machine))
-        compute_targets.add("Queue", compute_type=c.COMPUTE_TYPE_QUEUE, target=ComputeTarget.queue(queue.queue))
+                            target=ComputeBackend.workflow(workflow.state_machine))
+        compute_targets.add("Queue", compute_type=c.COMPUTE_TYPE_QUEUE, target=ComputeBackend.queue(queue.queue))
         # The functions whose COMPUTE_SECONDS `--compute-seconds` sets.
         compute_functions = [compute.function, compute_large.function, workflow.step_function]
 

@@ -84,7 +84,7 @@ REASON_CANCELLED = "CANCELLED"  # the Cancel workflow claimed the request
 # Counter row attributes (table keyed by requestId).
 ATTR_REQUEST_ID = "requestId"
 ATTR_COUNTER = "counter"
-ATTR_TARGET = "target"
+ATTR_EXPECTED = "target"  # the cases the request waits for, to be counted: the seed's `target` column
 ATTR_SUCCEEDED = "succeeded"
 ATTR_FAILED = "failed"
 ATTR_STATUS = "status"

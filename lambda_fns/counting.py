@@ -403,7 +403,7 @@ def _counter_now(dynamodb: Any, tables: Tables, request_id: str) -> dict[str, An
     item: dict[str, Any] | None = dynamodb.get_item(
         TableName=tables.counter, Key=_counter_key(request_id), ConsistentRead=True,
         ProjectionExpression="#s, #n, #t",
-        ExpressionAttributeNames={"#s": c.ATTR_STATUS, "#n": c.ATTR_COUNTER, "#t": c.ATTR_TARGET},
+        ExpressionAttributeNames={"#s": c.ATTR_STATUS, "#n": c.ATTR_COUNTER, "#t": c.ATTR_EXPECTED},
     ).get("Item")
     return item
 
@@ -411,7 +411,7 @@ def _counter_now(dynamodb: Any, tables: Tables, request_id: str) -> dict[str, An
 def _reached(counter: Mapping[str, Any] | None) -> bool:
     if counter is None or counter.get(c.ATTR_STATUS, {}).get("S") != c.STATUS_RUNNING:
         return False
-    return int(counter[c.ATTR_COUNTER]["N"]) >= int(counter[c.ATTR_TARGET]["N"])
+    return int(counter[c.ATTR_COUNTER]["N"]) >= int(counter[c.ATTR_EXPECTED]["N"])
 
 
 def _error_code(exc: Exception) -> str:

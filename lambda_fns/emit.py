@@ -137,7 +137,7 @@ def abandon(request_id: str, chunk: int, cases: list[dict[str, Any]], shards: in
             UpdateExpression="ADD #target :minus, #notEmitted :lost, #lostChunks :chunk "
                              "SET #error = if_not_exists(#error, :error)",
             ConditionExpression="#status = :running AND NOT contains(#lostChunks, :chunkId)",
-            ExpressionAttributeNames={"#target": c.ATTR_TARGET, "#notEmitted": c.ATTR_NOT_EMITTED,
+            ExpressionAttributeNames={"#target": c.ATTR_EXPECTED, "#notEmitted": c.ATTR_NOT_EMITTED,
                                       "#lostChunks": c.ATTR_LOST_CHUNKS, "#error": c.ATTR_FAN_OUT_ERROR,
                                       "#status": c.ATTR_STATUS},
             ExpressionAttributeValues={":minus": {"N": str(-lost)}, ":lost": {"N": str(lost)},
@@ -162,7 +162,7 @@ def claim_if_complete(request_id: str) -> bool:
             UpdateExpression="SET #status = :summarizing, #claimedAt = :now",
             ConditionExpression="#status = :running AND #counter >= #target",
             ExpressionAttributeNames={"#status": c.ATTR_STATUS, "#claimedAt": c.ATTR_CLAIMED_AT,
-                                      "#counter": c.ATTR_COUNTER, "#target": c.ATTR_TARGET},
+                                      "#counter": c.ATTR_COUNTER, "#target": c.ATTR_EXPECTED},
             ExpressionAttributeValues={":summarizing": {"S": c.STATUS_SUMMARIZING}, ":running": {"S": c.STATUS_RUNNING},
                                        ":now": {"N": str(int(time.time()))}},
         )

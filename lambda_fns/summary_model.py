@@ -76,7 +76,7 @@ class SummaryBuilder:
         self.attempt = int(counter_row.get(c.ATTR_ATTEMPT) or 1)
         # The request's size: as recorded, else its target plus what the fan-out gave up (which lowered it).
         self.target = int(counter_row[c.ATTR_CASES]) if counter_row.get(c.ATTR_CASES) is not None else (
-            int(counter_row.get(c.ATTR_TARGET, 0)) + int(counter_row.get(c.ATTR_NOT_EMITTED, 0)))
+            int(counter_row.get(c.ATTR_EXPECTED, 0)) + int(counter_row.get(c.ATTR_NOT_EMITTED, 0)))
         self.keep_cases = self.target <= inline_cases
         self.lines: dict[str, dict[str, Any]] = {}  # caseId -> line, while keep_cases
         self.counts = {c.CASE_SUCCEEDED: 0, c.CASE_FAILED: 0, c.STATUS_TIMED_OUT: 0, c.CASE_NOT_EMITTED: 0,

@@ -10,8 +10,8 @@ from typing import Any
 
 from .. import options, render
 from ..dead_letters import QUEUES, peek, replay
+from ..deployments import DEPLOYMENTS, DeploymentOptions, open_deployment
 from ..errors import NoEndpoint
-from ..targets import TARGETS, TargetOptions, open_target
 
 
 def register(commands: Any) -> None:
@@ -21,7 +21,7 @@ def register(commands: Any) -> None:
         "(rule-targets) and completions the fan-in could not count (completions). With --replay, send each "
         "back where it came from (the bus, or the completion queue) and delete it once it is back; counting "
         "stays exactly once however often a message is replayed.")
-    parser.add_argument("--target", choices=TARGETS, default="embedded",
+    parser.add_argument("--target", choices=DEPLOYMENTS, default="embedded",
                         help="where the stack runs (default: embedded)")
     parser.add_argument("--queue", choices=[*QUEUES, "all"], default="all",
                         help="which dead-letter queue (default: all)")
@@ -35,7 +35,7 @@ def register(commands: Any) -> None:
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     names = list(QUEUES) if args.queue == "all" else [args.queue]
     try:
-        with open_target(args.target, TargetOptions(in_process=False)) as target:
+        with open_deployment(args.target, DeploymentOptions(in_process=False)) as target:
             rows = []
             for name in names:
                 for letter in peek(target.client("sqs"), name, target.outputs[QUEUES[name]], limit=args.limit):

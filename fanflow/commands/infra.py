@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any
 from lambda_fns import constants as c
 
 from .. import options
-from ..errors import TargetError
-from ..targets import (
-    REMOTE_TARGETS,
-    RemoteTarget,
+from ..deployments import (
+    REMOTE_DEPLOYMENTS,
+    RemoteDeployment,
     aws_session,
     check_aws_credentials,
     check_localstack,
@@ -29,6 +28,7 @@ from ..targets import (
     open_localstack,
     target_region,
 )
+from ..errors import DeploymentError
 
 if TYPE_CHECKING:
     from local.faults import FaultPlan
@@ -165,20 +165,20 @@ def describe_faults(plan: FaultPlan) -> str:
 
 
 def _target_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", choices=REMOTE_TARGETS, required=True,
+    parser.add_argument("--target", choices=REMOTE_DEPLOYMENTS, required=True,
                         help="localstack or aws (the embedded target deploys itself on each run, or with `fanflow up`)")
 
 
 # -- deploy / destroy ------------------------------------------------------------------------
 def check_cdk_tools(target: str, root: Path = ROOT) -> str:
-    """The npx to run the pinned CDK CLI with; a TargetError saying what to install otherwise."""
+    """The npx to run the pinned CDK CLI with; a DeploymentError saying what to install otherwise."""
     npx = shutil.which("npx")
     if npx is None:
-        raise TargetError(f"npx was not found: install Node.js {MIN_NODE_MAJOR} or later (with npm), "
+        raise DeploymentError(f"npx was not found: install Node.js {MIN_NODE_MAJOR} or later (with npm), "
                           f"then run `npm install` in {root}")
     tool = root / "node_modules" / ".bin" / CDK_TOOLS[target]
     if not tool.exists():
-        raise TargetError(f"the pinned CDK CLI is not installed (no node_modules/.bin/{CDK_TOOLS[target]}): "
+        raise DeploymentError(f"the pinned CDK CLI is not installed (no node_modules/.bin/{CDK_TOOLS[target]}): "
                           f"run `npm install` in {root}")
     return npx
 
@@ -192,7 +192,7 @@ def context_arguments(compute_seconds: float | None = None, retention_days: int 
         pairs.append(f"retentionDays={retention_days}")
     for item in extra or []:
         if "=" not in item:
-            raise TargetError(f"-c expects KEY=VALUE, got {item!r}")
+            raise DeploymentError(f"-c expects KEY=VALUE, got {item!r}")
         pairs.append(item)
     return [arg for pair in pairs for arg in ("-c", pair)]
 
@@ -280,9 +280,9 @@ def run_commands(commands: list[list[str]], env: dict[str, str]) -> None:
         try:
             result = subprocess.run(command, cwd=INFRA_DIR, env=env, check=False)
         except FileNotFoundError as exc:
-            raise TargetError(f"cannot run {command[0]}: {exc.strerror}") from None
+            raise DeploymentError(f"cannot run {command[0]}: {exc.strerror}") from None
         if result.returncode != 0:
-            raise TargetError(f"`{' '.join(command[2:4])}` failed (exit {result.returncode}); its output is above")
+            raise DeploymentError(f"`{' '.join(command[2:4])}` failed (exit {result.returncode}); its output is above")
 
 
 def _prepare(args: argparse.Namespace, commands: list[list[str]],
@@ -301,7 +301,7 @@ def _prepare(args: argparse.Namespace, commands: list[list[str]],
     return env, preflight(args.target)
 
 
-def _open_deployed(target: str) -> RemoteTarget:
+def _open_deployed(target: str) -> RemoteDeployment:
     return open_localstack() if target == "localstack" else open_aws()
 
 
@@ -334,7 +334,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     env, where = prepared
     try:
         target = _open_deployed(args.target)
-    except TargetError as exc:
+    except DeploymentError as exc:
         if "is not deployed" in str(exc):
             print(f"fanflow: {exc.args[0].split(':')[0]}; nothing to destroy", file=sys.stderr)
             return 0
@@ -396,7 +396,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     existing = running_endpoint()
     if existing is not None:
-        raise TargetError(f"an endpoint is already running at {existing.url} (pid {existing.pid}): "
+        raise DeploymentError(f"an endpoint is already running at {existing.url} (pid {existing.pid}): "
                           "stop it with `fanflow down`")
     announce_synth()
     settings: dict[str, Any] = {} if args.kept_histories is None else {"kept_histories": args.kept_histories}
@@ -405,7 +405,7 @@ def cmd_up(args: argparse.Namespace) -> int:
               on_ready=ready, fan_in_batching=options.fan_in_batching(args.fan_in_batch_size, args.fan_in_window),
               faults=faults, **settings)
     except EndpointError as exc:
-        raise TargetError(str(exc)) from None
+        raise DeploymentError(str(exc)) from None
     print("fanflow endpoint stopped", file=sys.stderr)
     return 0
 
@@ -417,7 +417,7 @@ def _up_detached(args: argparse.Namespace) -> int:
 
     existing = running_endpoint()
     if existing is not None:
-        raise TargetError(f"an endpoint is already running at {existing.url} (pid {existing.pid}): "
+        raise DeploymentError(f"an endpoint is already running at {existing.url} (pid {existing.pid}): "
                           "stop it with `fanflow down`")
     log = cache_root() / "logs" / "endpoint.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -445,11 +445,11 @@ def _up_detached(args: argparse.Namespace) -> int:
                 print(f"fanflow: {fault_note}", file=sys.stderr)
             return 0
         if process.poll() is not None:
-            raise TargetError(f"the endpoint exited with status {process.returncode} before serving: "
+            raise DeploymentError(f"the endpoint exited with status {process.returncode} before serving: "
                               f"{_tail(log)}")
         time.sleep(0.2)
     process.terminate()
-    raise TargetError(f"the endpoint did not serve within {args.start_timeout:.0f} s (see {log}); "
+    raise DeploymentError(f"the endpoint did not serve within {args.start_timeout:.0f} s (see {log}); "
                       f"state file: {endpoint_file()}")
 
 
@@ -475,7 +475,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     try:
         state = stop_endpoint(timeout=args.timeout)
     except EndpointError as exc:
-        raise TargetError(str(exc)) from None
+        raise DeploymentError(str(exc)) from None
     if state is None:
         print("fanflow: no endpoint is running", file=sys.stderr)
     else:

@@ -11,8 +11,8 @@ import time
 from lambda_fns import constants as c
 
 from .. import options
+from ..deployments import DEPLOYMENTS
 from ..errors import NoEndpoint, RequestNotFound
-from ..targets import TARGETS
 from .ops import operated, print_status, watch_request
 
 
@@ -26,7 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "Exit status: 0 cancelled, 1 no such request, 2 the request is not running (its status is named).",
         epilog="example: fanflow cancel req-1712345678901", formatter_class=argparse.RawDescriptionHelpFormatter)
     cancel.add_argument("request_id", type=options.request_id, metavar="REQUEST_ID")
-    cancel.add_argument("--target", choices=TARGETS, default="embedded", help="where the request runs")
+    cancel.add_argument("--target", choices=DEPLOYMENTS, default="embedded", help="where the request runs")
     cancel.add_argument("--json", action="store_true", help="print the closed request's status as JSON")
     cancel.add_argument("--timeout", type=options.SECONDS, default=900.0, metavar="SECONDS",
                         help="how long to wait for the cancel to close the request (default: %(default)s)")
@@ -52,7 +52,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     redrive.add_argument("--deadline", type=options.DEADLINE_SECONDS, metavar="SECONDS",
                          help="the attempt's deadline, from now (default: the stack's default for the number of "
                          "cases redriven)")
-    redrive.add_argument("--target", choices=TARGETS, default="embedded", help="where the request runs")
+    redrive.add_argument("--target", choices=DEPLOYMENTS, default="embedded", help="where the request runs")
     redrive.add_argument("--no-wait", action="store_true", help="start the attempt and return")
     redrive.add_argument("--json", action="store_true", help="print JSON on stdout instead of tables")
     redrive.add_argument("--timeout", type=options.SECONDS, default=3600.0, metavar="SECONDS",

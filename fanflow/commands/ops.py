@@ -17,13 +17,13 @@ from lambda_fns import constants as c
 
 from .. import options, render, timeline, views
 from ..client import FanflowClient, Progress
+from ..deployments import DEPLOYMENTS, Deployment, DeploymentOptions, open_deployment
 from ..errors import NoEndpoint, RequestFailed, RequestNotFound, UsageError
-from ..targets import TARGETS, Target, TargetOptions, open_target
 
 
 def register(commands: Any) -> None:
     def common(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--target", choices=TARGETS, default="embedded",
+        parser.add_argument("--target", choices=DEPLOYMENTS, default="embedded",
                             help="where the request runs (default: embedded)")
         parser.add_argument("--json", action="store_true", help="print JSON on stdout instead of tables")
 
@@ -70,11 +70,11 @@ def register(commands: Any) -> None:
 
 
 @contextlib.contextmanager
-def operated(target_name: str) -> Iterator[tuple[FanflowClient, Target]]:
+def operated(target_name: str) -> Iterator[tuple[FanflowClient, Deployment]]:
     """The target's client. These commands read state that outlives a process: on the embedded
     target only a running `fanflow up` endpoint has any, so without one they answer at once
     (NoEndpoint) instead of starting an empty emulator."""
-    with open_target(target_name, TargetOptions(in_process=False)) as target:
+    with open_deployment(target_name, DeploymentOptions(in_process=False)) as target:
         yield FanflowClient(target.client, target.outputs, where=target.where), target
 
 

@@ -19,8 +19,8 @@ from lambda_fns import constants as c
 
 from .. import options, views
 from ..client import FanflowClient
+from ..deployments import DEPLOYMENTS
 from ..errors import NoEndpoint, RequestFailed, RequestNotFound, UsageError
-from ..targets import TARGETS
 from .ops import operated
 
 # A case's state in its line: its counted outcome, or why it has none. CANCELLED: a case a
@@ -59,7 +59,7 @@ def register(commands: Any) -> None:
     results.add_argument("-o", "--output", type=Path, metavar="FILE",
                          help="write to FILE (replaced once every case is written) and say on stderr how many; "
                          "'-' or none: stdout")
-    results.add_argument("--target", choices=TARGETS, default="embedded",
+    results.add_argument("--target", choices=DEPLOYMENTS, default="embedded",
                          help="where the request ran (default: embedded, a `fanflow up` endpoint)")
     results.set_defaults(handler=cmd_results)
 

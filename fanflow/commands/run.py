@@ -17,17 +17,17 @@ from lambda_fns.request_model import FanRequest, RequestError, execution_name, p
 
 from .. import options, samples, timeline
 from ..client import FanflowClient
+from ..deployments import (
+    CONNECTION_ERRORS,
+    DEPLOYMENTS,
+    KEEP_ALL_HISTORIES,
+    Deployment,
+    DeploymentOptions,
+    EndpointDeployment,
+    open_deployment,
+)
 from ..errors import Interrupted, RequestFailed, UsageError
 from ..render import ProgressReporter, output_console, summary_tables
-from ..targets import (
-    CONNECTION_ERRORS,
-    KEEP_ALL_HISTORIES,
-    TARGETS,
-    EndpointTarget,
-    Target,
-    TargetOptions,
-    open_target,
-)
 
 
 def register(commands: Any) -> None:
@@ -48,7 +48,7 @@ def register(commands: Any) -> None:
     run.add_argument("--request-id", type=options.request_id, metavar="ID",
                      help="the request's requestId, any text of 1-256 characters; overrides the file's "
                      "(default for a generated request: req-<milliseconds>)")
-    run.add_argument("--target", choices=TARGETS, default="embedded",
+    run.add_argument("--target", choices=DEPLOYMENTS, default="embedded",
                      help="where to run (default: embedded, an in-process AWS emulator)")
     run.add_argument("--compute-seconds", type=options.COMPUTE_SECONDS, metavar="S",
                      help=f"simulated work per case for this run only, 0-{c.COMPUTE_TIMEOUT_SECONDS} (the compute "
@@ -152,7 +152,7 @@ def with_overrides(text: str, *, request_id: str | None = None, deadline: float 
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
-def interrupted(target: Target, request_id: str) -> Interrupted:
+def interrupted(target: Deployment, request_id: str) -> Interrupted:
     if target.in_process:
         return Interrupted(f"interrupted: request {request_id!r} ran in this process and stopped with it")
     follow = f"fanflow watch {shlex.quote(request_id)}" + ("" if target.name == "embedded" else
@@ -160,8 +160,8 @@ def interrupted(target: Target, request_id: str) -> Interrupted:
     return Interrupted(f"interrupted: request {request_id!r} goes on at {target.where}; follow it with `{follow}`")
 
 
-def connection_lost(target: Target, request_id: str, exc: Exception) -> RequestFailed:
-    if isinstance(target, EndpointTarget):
+def connection_lost(target: Deployment, request_id: str, exc: Exception) -> RequestFailed:
+    if isinstance(target, EndpointDeployment):
         return RequestFailed(
             f"{target.where} stopped answering ({type(exc).__name__}); request {request_id!r} was lost with it "
             "(an endpoint keeps its requests in memory). Start it again with `fanflow up` and run the request "
@@ -195,13 +195,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         request = parse_request(request_text(args))  # a bad request stops here: nothing has been written
     err = output_console(sys.stderr)
-    settings = TargetOptions(lambda_concurrency=args.lambda_concurrency, compute_seconds=args.compute_seconds,
+    settings = DeploymentOptions(lambda_concurrency=args.lambda_concurrency, compute_seconds=args.compute_seconds,
                              faults=faults, kept_histories=args.kept_histories, fan_in_batching=batching,
                              notice=lambda message: err.print(f"fanflow: {message}", markup=False, highlight=False))
     trace: dict[str, Any] | None = None
     with contextlib.ExitStack() as stack:
         with err.status(f"starting the {args.target} target...") if err.is_terminal else contextlib.nullcontext():
-            target = stack.enter_context(open_target(args.target, settings))
+            target = stack.enter_context(open_deployment(args.target, settings))
         client = FanflowClient(target.client, target.outputs, where=target.where)
         if request is None:  # stored in S3: read and validated before anything is written
             assert stored_at is not None
@@ -258,7 +258,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary["status"] == c.STATUS_SUCCEEDED else 3
 
 
-def results_output(client: FanflowClient, summary: dict[str, Any], target: Target) -> dict[str, Any]:
+def results_output(client: FanflowClient, summary: dict[str, Any], target: Deployment) -> dict[str, Any]:
     """What a run shows of its cases beyond the summary: nothing when the summary holds every
     case (up to SUMMARY_INLINE_CASES); else the cases that did not succeed, and where every
     case's result is: a local JSON Lines file on the embedded target (its bucket lives only as
@@ -282,7 +282,7 @@ def safe_file_name(request_id: str) -> str:
     return execution_name(request_id)
 
 
-def with_compute_seconds(request: FanRequest, seconds: float, target: Target) -> FanRequest:
+def with_compute_seconds(request: FanRequest, seconds: float, target: Deployment) -> FanRequest:
     """Off the in-process target, a run's --compute-seconds travels with its cases: it applies
     to this run only, whatever else runs there."""
     try:

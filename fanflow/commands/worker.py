@@ -10,8 +10,8 @@ from typing import Any
 from lambda_fns import constants as c
 
 from .. import options
-from ..errors import TargetError
-from ..targets import TARGETS, open_target
+from ..deployments import DEPLOYMENTS, open_deployment
+from ..errors import DeploymentError
 from ..worker import WorkerSettings, serve
 
 
@@ -24,7 +24,7 @@ def register(commands: Any) -> None:
         "to other workers. On the embedded target it needs a `fanflow up` endpoint (`fanflow run` "
         f"starts its own workers). The role it runs as needs the policy in the stack output "
         f"{c.OUTPUT_WORKER_POLICY_ARN}.")
-    worker.add_argument("--target", choices=TARGETS, default="embedded",
+    worker.add_argument("--target", choices=DEPLOYMENTS, default="embedded",
                         help="where the stack is deployed (default: embedded, through a `fanflow up` endpoint)")
     worker.add_argument("--threads", type=options.integer(1, 1000), default=4, metavar="N",
                         help="cases computed at once, one polling thread each, 1-1000 (default: %(default)s)")
@@ -58,14 +58,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from local.server import running_endpoint
 
         if running_endpoint() is None:
-            raise TargetError("no `fanflow up` endpoint is running: a worker on the embedded target needs one "
+            raise DeploymentError("no `fanflow up` endpoint is running: a worker on the embedded target needs one "
                               "(start it with `fanflow up`); `fanflow run` on the embedded target starts its own "
                               "workers")
     seconds = args.compute_seconds
     if seconds is None:
         seconds = c.COMPUTE_SECONDS_EMBEDDED if args.target == "embedded" else c.COMPUTE_SECONDS_AWS
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    with open_target(args.target) as target:
+    with open_deployment(args.target) as target:
         settings = WorkerSettings.from_outputs(
             target.outputs, compute_seconds=lambda: seconds, queue_output=args.queue_output,
             compute_type=args.compute_type, wait_seconds=args.wait_seconds, visibility_timeout=args.visibility_timeout)

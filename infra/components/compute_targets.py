@@ -28,47 +28,47 @@ from infra.components.routing import EventRouting
 from lambda_fns import constants as c
 
 
-class TargetKind(Enum):
+class BackendKind(Enum):
     FUNCTION = "Lambda function"
     WORKFLOW = "Step Functions workflow"
     QUEUE = "SQS queue"
 
 
 @dataclass(frozen=True)
-class ComputeTarget:
+class ComputeBackend:
     """Where a case is computed. Build one with `function`, `workflow` or `queue`."""
 
-    kind: TargetKind
+    kind: BackendKind
     resource: Any  # lambda_.IFunction | sfn.IStateMachine | sqs.IQueue, as `kind` says
 
     @staticmethod
-    def function(function: lambda_.IFunction) -> ComputeTarget:
+    def function(function: lambda_.IFunction) -> ComputeBackend:
         """A function invoked asynchronously with the whole fan-out event (lambda_fns.compute's
         contract); a failure after Lambda's retries is counted as a FAILED case."""
-        return ComputeTarget(TargetKind.FUNCTION, function)
+        return ComputeBackend(BackendKind.FUNCTION, function)
 
     @staticmethod
-    def workflow(state_machine: sfn.IStateMachine) -> ComputeTarget:
+    def workflow(state_machine: sfn.IStateMachine) -> ComputeBackend:
         """A state machine started with the whole fan-out event; it puts the completion event."""
-        return ComputeTarget(TargetKind.WORKFLOW, state_machine)
+        return ComputeBackend(BackendKind.WORKFLOW, state_machine)
 
     @staticmethod
-    def queue(queue: sqs.IQueue) -> ComputeTarget:
+    def queue(queue: sqs.IQueue) -> ComputeBackend:
         """A queue that receives the whole fan-out event; `fanflow worker` computes and reports."""
-        return ComputeTarget(TargetKind.QUEUE, queue)
+        return ComputeBackend(BackendKind.QUEUE, queue)
 
     def rule_target(self, options: dict[str, Any]) -> events.IRuleTarget:
-        if self.kind is TargetKind.FUNCTION:
+        if self.kind is BackendKind.FUNCTION:
             return targets.LambdaFunction(self.resource, **options)
-        if self.kind is TargetKind.WORKFLOW:
+        if self.kind is BackendKind.WORKFLOW:
             return targets.SfnStateMachine(self.resource, **options)
         return targets.SqsQueue(self.resource, **options)
 
 
-class ComputeTargets(Construct):
+class ComputeBackends(Construct):
     """The registry of compute targets: one rule per computeType on the routing's bus."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, routing: EventRouting, default: ComputeTarget,
+    def __init__(self, scope: Construct, construct_id: str, *, routing: EventRouting, default: ComputeBackend,
                  count_failures_with: sqs.IQueue, default_type: str = c.DEFAULT_COMPUTE_TYPE,
                  compute_types: Sequence[str] | None = None) -> None:
         super().__init__(scope, construct_id)
@@ -79,7 +79,7 @@ class ComputeTargets(Construct):
         self.count_failures_with = count_failures_with
         self.compute_types = tuple(compute_types)
         self.default_type = default_type
-        self.targets: dict[str, ComputeTarget] = {}
+        self.targets: dict[str, ComputeBackend] = {}
         self.rules: dict[str, events.Rule] = {}
         # The types the others claim come from the list validation accepts (a request with any
         # other computeType is refused), and synthesis fails unless each has its target.
@@ -91,7 +91,7 @@ class ComputeTargets(Construct):
                        f"compute target ({default.kind.value})")
         self.node.add_validation(_EveryTypeHasATarget(self))
 
-    def add(self, name: str, *, compute_type: str, target: ComputeTarget) -> events.Rule:
+    def add(self, name: str, *, compute_type: str, target: ComputeBackend) -> events.Rule:
         """Route the cases whose computeType is `compute_type` to `target`. `name` prefixes the
         rule's construct id."""
         if compute_type not in self.compute_types:
@@ -103,11 +103,11 @@ class ComputeTargets(Construct):
                               description=f"Fan-out: cases of computeType {compute_type!r} to a "
                               f"{target.kind.value}")
 
-    def _register(self, compute_type: str, target: ComputeTarget, rule_id: str, request: dict[str, Any] | None,
+    def _register(self, compute_type: str, target: ComputeBackend, rule_id: str, request: dict[str, Any] | None,
                   *, description: str) -> events.Rule:
         rule = self.routing.route_cases(rule_id, target=target.rule_target(self.routing.target_options()),
                                         description=description, request=request)
-        if target.kind is TargetKind.FUNCTION:
+        if target.kind is BackendKind.FUNCTION:
             self.routing.route_compute_failures_to(target.resource, self.count_failures_with)
         self.targets[compute_type] = target
         self.rules[compute_type] = rule
@@ -118,10 +118,10 @@ class ComputeTargets(Construct):
 class _EveryTypeHasATarget:
     """A computeType that requests may name but no target takes would leave its cases unrouted."""
 
-    def __init__(self, registry: ComputeTargets) -> None:
+    def __init__(self, registry: ComputeBackends) -> None:
         self.registry = registry
 
     def validate(self) -> list[str]:
         missing = [t for t in self.registry.compute_types if t not in self.registry.targets]
-        return [f"compute types without a target: {', '.join(missing)} (register one with ComputeTargets.add, "
+        return [f"compute types without a target: {', '.join(missing)} (register one with ComputeBackends.add, "
                 "or remove them from COMPUTE_TYPES)"] if missing else []

@@ -130,7 +130,7 @@ class FanInWorkflow(Construct):
             update_expression="SET #status = :summarizing, #claimedAt = :claimedAt ADD #writes :one",
             condition_expression="#status = :running AND #counter >= #target",
             expression_attribute_names={"#status": c.ATTR_STATUS, "#counter": c.ATTR_COUNTER,
-                                        "#target": c.ATTR_TARGET, "#claimedAt": c.ATTR_CLAIMED_AT,
+                                        "#target": c.ATTR_EXPECTED, "#claimedAt": c.ATTR_CLAIMED_AT,
                                         "#writes": c.ATTR_COUNTER_WRITES},
             expression_attribute_values={
                 ":summarizing": tasks.DynamoAttributeValue.from_string(c.STATUS_SUMMARIZING),

@@ -170,7 +170,7 @@ class FanOutWorkflow(Construct):
                 c.ATTR_SUCCEEDED: tasks.DynamoAttributeValue.from_number(0),
                 c.ATTR_FAILED: tasks.DynamoAttributeValue.from_number(0),
                 c.ATTR_COUNTER_WRITES: tasks.DynamoAttributeValue.from_number(1),  # this one
-                c.ATTR_TARGET: number(sfn.JsonPath.string_at("$.target")),
+                c.ATTR_EXPECTED: number(sfn.JsonPath.string_at("$.target")),
                 c.ATTR_STATUS: tasks.DynamoAttributeValue.from_string(c.STATUS_RUNNING),
                 c.ATTR_CREATED_AT: number(sfn.JsonPath.string_at("$.createdAt")),
                 c.ATTR_DEADLINE: number(sfn.JsonPath.string_at("$.deadline")),

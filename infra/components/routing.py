@@ -42,7 +42,7 @@ class EventRouting(Construct):
     def route_cases(self, construct_id: str, *, target: events.IRuleTarget, description: str,
                     request: Mapping[str, Any] | None = None) -> events.Rule:
         """Fan-out events whose case (`detail.request`) matches `request`, delivered whole to a
-        compute target (ComputeTargets decides which cases go where)."""
+        compute target (ComputeBackends decides which cases go where)."""
         return events.Rule(
             self, construct_id,
             event_bus=self.bus,

@@ -85,7 +85,7 @@ def test_a_partial_request_is_redriven_to_success_re_emitting_only_its_failed_ca
         final = client.wait("redrive-1k", execution_arn=redrive.execution_arn, attempt=redrive.attempt, timeout=300)
         summary = client.summary(final)
         # THEN it succeeds with exactly 1,000 counted, having re-emitted the failed cases and nothing else
-        assert (final[c.ATTR_STATUS], final[c.ATTR_ATTEMPT], final[c.ATTR_COUNTER], final[c.ATTR_TARGET]) == (
+        assert (final[c.ATTR_STATUS], final[c.ATTR_ATTEMPT], final[c.ATTR_COUNTER], final[c.ATTR_EXPECTED]) == (
             c.STATUS_SUCCEEDED, 2, 1000, 1000)
         assert (summary["succeeded"], summary["failed"], summary["redriven"]) == (1000, 0, len(failed))
         assert sorted(fan_out_log.cases[("redrive-1k", 2)], key=int) == sorted(failed, key=int), {
@@ -129,7 +129,7 @@ def test_the_fault_matrix_across_attempts_stays_exact() -> None:
         final = client.wait("matrix", execution_arn=redrive.execution_arn, attempt=2, timeout=120)
         summary = client.summary(final)
         # THEN no late completion was counted: every redriven case succeeded in attempt 2, each once
-        assert (final[c.ATTR_STATUS], final[c.ATTR_COUNTER], final[c.ATTR_TARGET]) == (c.STATUS_SUCCEEDED, 100, 100)
+        assert (final[c.ATTR_STATUS], final[c.ATTR_COUNTER], final[c.ATTR_EXPECTED]) == (c.STATUS_SUCCEEDED, 100, 100)
         assert (summary["succeeded"], summary["failed"], summary["redriven"]) == (100, 0, len(taken))
         assert {case["caseId"] for case in summary["cases"] if case["attempt"] == 2} == taken
         assert emulator.summary_invocations("matrix") == 2

@@ -90,7 +90,7 @@ def test_a_mixed_request_completes_once_with_each_case_computed_by_its_target(em
         consumed = pool.stats()
     # THEN it succeeded, counted 60 cases once each, and Summary ran once
     assert summary["status"] == row[c.ATTR_STATUS] == c.STATUS_SUCCEEDED
-    assert row[c.ATTR_COUNTER] == row[c.ATTR_TARGET] == row[c.ATTR_SUCCEEDED] == 60
+    assert row[c.ATTR_COUNTER] == row[c.ATTR_EXPECTED] == row[c.ATTR_SUCCEEDED] == 60
     assert emulator.summary_invocations("mixed") == 1
     # AND each case's results row names the target its computeType names (set by that target's
     # configuration, not read from the case)

@@ -30,7 +30,7 @@ def assert_complete(result: dict, cases: int) -> None:
     assert result["status"] == c.STATUS_SUCCEEDED
     assert result["target"] == cases
     assert result["succeeded"] == cases and result["failed"] == 0 and result["timedOut"] == []
-    assert result["counterRow"][c.ATTR_COUNTER] == result["counterRow"][c.ATTR_TARGET] == cases
+    assert result["counterRow"][c.ATTR_COUNTER] == result["counterRow"][c.ATTR_EXPECTED] == cases
     assert result["counterRow"][c.ATTR_STATUS] == c.STATUS_SUCCEEDED
     assert len({case["caseId"] for case in result["cases"]}) == cases
     assert result["summaryInvocations"] == 1
@@ -129,7 +129,7 @@ def test_resubmitted_request_id_never_resets_the_request(emulator: EmbeddedEmula
     assert execution["error"] == "RequestAlreadyExists"
     after = client.counter_row("resubmit")
     assert after is not None
-    kept = (c.ATTR_COUNTER, c.ATTR_TARGET, c.ATTR_STATUS, c.ATTR_SUMMARY_KEY)
+    kept = (c.ATTR_COUNTER, c.ATTR_EXPECTED, c.ATTR_STATUS, c.ATTR_SUMMARY_KEY)
     assert {k: after[k] for k in kept} == {k: row[k] for k in kept}
     assert after[c.ATTR_COUNTER] == 10 and after[c.ATTR_STATUS] == c.STATUS_SUCCEEDED
     assert emulator.summary_invocations("resubmit") == 1

@@ -65,7 +65,7 @@ def test_faults_are_counted_exactly(scenario: str, cases: int, plan: FaultPlan, 
     # THEN every delivered case is counted once, failures are exactly the injected ones,
     # lost completions are exactly the timed-out cases, and Summary ran once
     assert runs == 1
-    assert row[c.ATTR_COUNTER] == cases - len(dropped) <= row[c.ATTR_TARGET] == cases
+    assert row[c.ATTR_COUNTER] == cases - len(dropped) <= row[c.ATTR_EXPECTED] == cases
     assert row[c.ATTR_SUCCEEDED] + row[c.ATTR_FAILED] == row[c.ATTR_COUNTER]
     assert summary["succeeded"] == row[c.ATTR_SUCCEEDED] and summary["failed"] == row[c.ATTR_FAILED]
     assert failed_ids(summary) == injected_failures
@@ -157,7 +157,7 @@ def test_concurrent_completions_race_on_the_last_case(emulator: EmbeddedEmulator
     # THEN each case counted once, the counter never passed the target, Summary ran once
     final = client.counter_row("race")
     assert final is not None
-    assert row[c.ATTR_COUNTER] == final[c.ATTR_COUNTER] == final[c.ATTR_TARGET] == 3
+    assert row[c.ATTR_COUNTER] == final[c.ATTR_COUNTER] == final[c.ATTR_EXPECTED] == 3
     assert final[c.ATTR_STATUS] == c.STATUS_SUCCEEDED
     assert emulator.summary_invocations("race") == 1
 
@@ -175,7 +175,7 @@ def test_resubmitting_a_request_in_flight_leaves_it_intact(emulator: EmbeddedEmu
         row = client.wait("inflight", timeout=60)
     # THEN the second PreProcess failed, and the first request finished with its own 20 cases
     assert sfn.describe_execution(executionArn=arn)["error"] == "RequestAlreadyExists"
-    assert row[c.ATTR_COUNTER] == row[c.ATTR_TARGET] == 20
+    assert row[c.ATTR_COUNTER] == row[c.ATTR_EXPECTED] == 20
     assert row[c.ATTR_STATUS] == c.STATUS_SUCCEEDED
     assert emulator.summary_invocations("inflight") == 1
 

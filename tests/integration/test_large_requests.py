@@ -44,7 +44,7 @@ def test_a_request_over_the_inline_limit_runs_by_reference_in_chunks_and_shards(
     # THEN every case is counted once, and Summary ran once
     assert code == 0 and result["status"] == c.STATUS_SUCCEEDED
     row = result["counterRow"]
-    assert row[c.ATTR_COUNTER] == row[c.ATTR_TARGET] == result["succeeded"] == LARGE
+    assert row[c.ATTR_COUNTER] == row[c.ATTR_EXPECTED] == result["succeeded"] == LARGE
     assert result["summaryInvocations"] == 1
     # AND the fan-out ran in chunks of FANOUT_CHUNK_CASES over the shards the rule gives
     assert row[c.ATTR_CHUNKS] == 20 == -(-LARGE // c.FANOUT_CHUNK_CASES)
@@ -72,7 +72,7 @@ def test_a_request_stored_in_s3_starts_by_reference_through_start_execution(emul
     row = client.wait("by-ref", execution_arn=arn, timeout=120)
     # THEN it runs the stored request: 30 cases counted, SUCCEEDED, and its summary lists them
     summary = client.summary(row)
-    assert (row[c.ATTR_STATUS], row[c.ATTR_COUNTER], row[c.ATTR_TARGET]) == (c.STATUS_SUCCEEDED, 30, 30)
+    assert (row[c.ATTR_STATUS], row[c.ATTR_COUNTER], row[c.ATTR_EXPECTED]) == (c.STATUS_SUCCEEDED, 30, 30)
     assert [case["caseId"] for case in summary["cases"]] == [str(i) for i in range(30)]
     # AND the results rows are read back shard by shard (30 cases in one chunk: 4 shards)
     assert row[c.ATTR_SHARDS] == 4 and len(client.results("by-ref")) == 30

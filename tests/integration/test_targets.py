@@ -21,8 +21,8 @@ import pytest
 
 from fanflow.cli import main
 from fanflow.commands import infra as infra_commands
-from fanflow.errors import TargetError
-from fanflow.targets import LOCALSTACK_IMAGE, LOCALSTACK_SERVICES, docker_engine_error, open_target
+from fanflow.deployments import LOCALSTACK_IMAGE, LOCALSTACK_SERVICES, docker_engine_error, open_deployment
+from fanflow.errors import DeploymentError
 from lambda_fns import constants as c
 from local.deploy import stack_outputs
 from local.server import read_state, stop_endpoint
@@ -42,7 +42,7 @@ def docker_unreachable(timeout: int = 3) -> str | None:
 def cdk_tools_missing(target: str) -> str | None:
     try:
         infra_commands.check_cdk_tools(target)
-    except TargetError as exc:
+    except DeploymentError as exc:
         return str(exc)
     return None
 
@@ -123,7 +123,7 @@ def test_hundred_cases_complete_exactly_once(deployed: str, capsys: pytest.Captu
     assert result["deployTarget"] == deployed
     assert result["requestId"] == request_id
     assert result["status"] == c.STATUS_SUCCEEDED
-    assert result["counterRow"][c.ATTR_COUNTER] == result["counterRow"][c.ATTR_TARGET] == CASES
+    assert result["counterRow"][c.ATTR_COUNTER] == result["counterRow"][c.ATTR_EXPECTED] == CASES
     assert result["counterRow"][c.ATTR_STATUS] == c.STATUS_SUCCEEDED
     assert result["succeeded"] == CASES and result["failed"] == 0 and result["timedOut"] == []
     assert len({case["caseId"] for case in result["cases"]}) == CASES
@@ -158,7 +158,7 @@ def test_up_serves_embedded_runs_from_other_processes_until_down(tmp_path: Path)
         assert run.returncode == 0, run.stderr[-2000:]
         result = json.loads(run.stdout)
         assert result["status"] == c.STATUS_SUCCEEDED
-        assert result["counterRow"][c.ATTR_COUNTER] == result["counterRow"][c.ATTR_TARGET] == 20
+        assert result["counterRow"][c.ATTR_COUNTER] == result["counterRow"][c.ATTR_EXPECTED] == 20
         assert result["summaryInvocations"] == 1
         session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                                         region_name="us-east-1")
@@ -254,8 +254,8 @@ def test_aws_without_credentials_says_so(monkeypatch: pytest.MonkeyPatch, capsys
 @pytest.mark.usefixtures("no_aws_credentials")
 def test_aws_with_a_missing_profile_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_PROFILE", "fanflow-no-such-profile")
-    with pytest.raises(TargetError, match=r"no usable AWS credentials: .*fanflow-no-such-profile"), \
-            open_target("aws"):
+    with pytest.raises(DeploymentError, match=r"no usable AWS credentials: .*fanflow-no-such-profile"), \
+            open_deployment("aws"):
         pass
 
 
@@ -284,7 +284,7 @@ def test_localstack_without_the_stack_says_to_deploy(bare_moto: str, monkeypatch
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("LOCALSTACK_ENDPOINT", bare_moto)
     # WHEN the localstack target is opened  THEN the error names the stack, the target and the fix
-    with pytest.raises(TargetError) as raised, open_target("localstack"):
+    with pytest.raises(DeploymentError) as raised, open_deployment("localstack"):
         pass
     assert str(raised.value) == (f"stack {c.STACK_NAME} is not deployed on localstack ({bare_moto}): "
                                  "run fanflow deploy --target localstack")

@@ -19,14 +19,14 @@ from typing import Any
 import boto3
 import pytest
 
-from fanflow import __version__, render, targets
+from fanflow import __version__, deployments, render
 from fanflow.bench import BenchRow
 from fanflow.cli import main
 from fanflow.commands import bench
 from fanflow.commands import infra as infra_commands
-from fanflow.errors import TargetError
+from fanflow.deployments import DeploymentOptions, EmbeddedDeployment, check_aws_credentials
+from fanflow.errors import DeploymentError
 from fanflow.render import CASE_TIME_LABEL, summary_tables
-from fanflow.targets import EmbeddedTarget, TargetOptions, check_aws_credentials
 from lambda_fns import constants as c
 from tests.processes import free_port
 
@@ -183,7 +183,7 @@ def test_generate_writes_the_largest_request_run_accepts(tmp_path: Path, capsys:
 ])
 def test_an_unwritable_output_is_refused_before_the_work(capsys: pytest.CaptureFixture[str],
                                                          monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> None:
-    monkeypatch.setattr(targets, "open_target", _must_not_start)
+    monkeypatch.setattr(deployments, "open_deployment", _must_not_start)
     monkeypatch.setattr(bench, "run_bench", _must_not_start)
     started = time.monotonic()
     code, out, err = run_cli(capsys, *argv)
@@ -307,7 +307,7 @@ def test_an_unreachable_sts_is_a_network_failure_not_rejected_credentials(monkey
     session = boto3.session.Session(aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key="secret",
                                     region_name="eu-west-1")
     # WHEN they are checked  THEN the error says the network failed, not the credentials
-    with pytest.raises(TargetError) as raised:
+    with pytest.raises(DeploymentError) as raised:
         check_aws_credentials(session)
     assert "cannot reach AWS STS to check the credentials (a network failure, not a credentials one" in str(
         raised.value)
@@ -319,7 +319,7 @@ def test_a_start_that_synthesizes_says_so(monkeypatch: pytest.MonkeyPatch) -> No
     # GIVEN sources newer than the synthesized app (the emulator itself stubbed out)
     monkeypatch.setattr("local.assembly.assembly_is_current", lambda context=None: False)
     told: list[str] = []
-    target = EmbeddedTarget(TargetOptions(notice=told.append))
+    target = EmbeddedDeployment(DeploymentOptions(notice=told.append))
     monkeypatch.setattr(target.emulator, "start", lambda: None)
     # WHEN it starts  THEN it says it synthesizes, before the silent seconds
     target.start()
@@ -476,7 +476,7 @@ def stale_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 def test_a_stopped_endpoint_is_reported_and_forgotten(stale_endpoint: Path) -> None:
     # WHEN a run looks for the endpoint  THEN it is told that it stopped, with its requests, and runs elsewhere
     told: list[str] = []
-    assert targets.find_endpoint(TargetOptions(notice=told.append)) is None
+    assert deployments.find_endpoint(DeploymentOptions(notice=told.append)) is None
     assert len(told) == 1 and "has stopped, and the requests it held are gone with it" in told[0]
     assert not stale_endpoint.exists()
 

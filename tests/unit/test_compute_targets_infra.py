@@ -18,7 +18,7 @@ from aws_cdk.assertions import Template
 from moto.events.models import EventPattern
 
 from infra.components.compute_queue import ComputeQueue
-from infra.components.compute_targets import ComputeTarget, ComputeTargets, TargetKind
+from infra.components.compute_targets import BackendKind, ComputeBackend, ComputeBackends
 from infra.components.routing import EventRouting
 from infra.stack import FanflowStack
 from lambda_fns import constants as c
@@ -83,8 +83,8 @@ def test_the_registered_targets_are_exactly_the_known_compute_types(synthesized:
     assert registry.default_type == c.DEFAULT_COMPUTE_TYPE
     # AND each kind of target is shown by an example
     kinds = {compute_type: target.kind for compute_type, target in registry.targets.items()}
-    assert kinds == {c.COMPUTE_TYPE_LAMBDA: TargetKind.FUNCTION, c.COMPUTE_TYPE_LAMBDA_LARGE: TargetKind.FUNCTION,
-                     c.COMPUTE_TYPE_WORKFLOW: TargetKind.WORKFLOW, c.COMPUTE_TYPE_QUEUE: TargetKind.QUEUE}
+    assert kinds == {c.COMPUTE_TYPE_LAMBDA: BackendKind.FUNCTION, c.COMPUTE_TYPE_LAMBDA_LARGE: BackendKind.FUNCTION,
+                     c.COMPUTE_TYPE_WORKFLOW: BackendKind.WORKFLOW, c.COMPUTE_TYPE_QUEUE: BackendKind.QUEUE}
 
 
 @pytest.mark.parametrize("compute_type", c.COMPUTE_TYPES)
@@ -337,13 +337,13 @@ def test_the_worker_policy_is_what_a_worker_needs_and_no_more(resources: dict[st
 # ---------------------------------------------------------------------------- the registry's guards
 
 
-def bare_registry() -> tuple[cdk.App, ComputeTargets, lambda_.IFunction]:
+def bare_registry() -> tuple[cdk.App, ComputeBackends, lambda_.IFunction]:
     app = cdk.App()
     stack = cdk.Stack(app, "Registry")
     routing = EventRouting(stack, "Routing")
     function = lambda_.Function.from_function_arn(stack, "Fn", "arn:aws:lambda:us-east-1:123456789012:function:f")
     completions = sqs.Queue.from_queue_arn(stack, "Completions", "arn:aws:sqs:us-east-1:123456789012:completions")
-    registry = ComputeTargets(stack, "Targets", routing=routing, default=ComputeTarget.function(function),
+    registry = ComputeBackends(stack, "Targets", routing=routing, default=ComputeBackend.function(function),
                               count_failures_with=completions)
     return app, registry, function
 
@@ -351,9 +351,9 @@ def bare_registry() -> tuple[cdk.App, ComputeTargets, lambda_.IFunction]:
 def test_the_registry_refuses_an_unknown_or_taken_compute_type() -> None:
     _, registry, function = bare_registry()
     with pytest.raises(ValueError, match="unknown: add it to COMPUTE_TYPES"):
-        registry.add("Gpu", compute_type="gpu", target=ComputeTarget.function(function))
+        registry.add("Gpu", compute_type="gpu", target=ComputeBackend.function(function))
     with pytest.raises(ValueError, match="already has a target"):
-        registry.add("Again", compute_type=c.DEFAULT_COMPUTE_TYPE, target=ComputeTarget.function(function))
+        registry.add("Again", compute_type=c.DEFAULT_COMPUTE_TYPE, target=ComputeBackend.function(function))
 
 
 def test_synthesis_fails_while_a_known_compute_type_has_no_target() -> None:
@@ -389,7 +389,7 @@ def test_the_readme_s_fourth_target_is_a_name_and_one_call(monkeypatch: pytest.M
             # the stack's own names, where the README says to put the lines
             exec(stack_code, {"self": self, "c": c, "routing": self.routing, "results": self.store.results_table,
                               "compute_targets": self.compute_targets, "ComputeQueue": ComputeQueue,
-                              "ComputeTarget": ComputeTarget, "CfnOutput": cdk.CfnOutput})
+                              "ComputeBackend": ComputeBackend, "CfnOutput": cdk.CfnOutput})
 
     # WHEN the stack is built and synthesized (it would fail with a type left without a target)
     monkeypatch.setenv("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")

@@ -94,7 +94,7 @@ def open_request(ddb: Any, request_id: str, cases: int, *, status: str = c.STATU
     """A request as PreProcess and Emit leave it: its counter row, and a registered row per case."""
     ddb.put_item(TableName=TABLES.counter, Item={
         c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_COUNTER: {"N": "0"}, c.ATTR_SUCCEEDED: {"N": "0"},
-        c.ATTR_FAILED: {"N": "0"}, c.ATTR_TARGET: {"N": str(cases)}, c.ATTR_STATUS: {"S": status},
+        c.ATTR_FAILED: {"N": "0"}, c.ATTR_EXPECTED: {"N": str(cases)}, c.ATTR_STATUS: {"S": status},
         c.ATTR_COUNTER_WRITES: {"N": "1"}})
     for case in range(cases):
         ddb.put_item(TableName=TABLES.results, Item={**results_key(request_id, str(case))})

@@ -337,7 +337,8 @@ class RefusingBus:
 
 
 def open_counter(ddb: Any, request_id: str, target: int) -> None:
-    ddb.put_item(TableName=COUNTER_TABLE, Item={c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_TARGET: {"N": str(target)},
+    ddb.put_item(TableName=COUNTER_TABLE, Item={c.ATTR_REQUEST_ID: {"S": request_id},
+                                                c.ATTR_EXPECTED: {"N": str(target)},
                                                 c.ATTR_COUNTER: {"N": "0"}, c.ATTR_STATUS: {"S": c.STATUS_RUNNING}})
 
 
@@ -348,7 +349,7 @@ def chunk_event(request_id: str, cases: list[dict[str, Any]], *, chunk: int = 0,
     with contextlib.suppress(ClientError):
         boto3.client("dynamodb", region_name=REGION).put_item(
             TableName=COUNTER_TABLE, Item={c.ATTR_REQUEST_ID: {"S": request_id}, c.ATTR_STATUS: {"S": c.STATUS_RUNNING},
-                                           c.ATTR_TARGET: {"N": str(len(cases))}, c.ATTR_COUNTER: {"N": "0"}},
+                                           c.ATTR_EXPECTED: {"N": str(len(cases))}, c.ATTR_COUNTER: {"N": "0"}},
             ConditionExpression="attribute_not_exists(requestId)")
     prefix = f"chunks/{request_id}/t/"
     boto3.client("s3", region_name=REGION).put_object(
@@ -451,7 +452,7 @@ def test_emit_gives_up_a_chunk_after_its_last_attempt_and_lowers_the_target(
     assert set(rows(ddb, "req-l")) == {"0", "3"}
     # ... and the counter row's target drops by two, with the reason, and the chunk is recorded
     row = counter_row(ddb, "req-l")
-    assert (row[c.ATTR_TARGET], row[c.ATTR_NOT_EMITTED]) == ({"N": "2"}, {"N": "2"})
+    assert (row[c.ATTR_EXPECTED], row[c.ATTR_NOT_EMITTED]) == ({"N": "2"}, {"N": "2"})
     assert row[c.ATTR_LOST_CHUNKS] == {"NS": ["0"]}
     assert "not accepted by EventBridge after 3 attempts" in row[c.ATTR_FAN_OUT_ERROR]["S"]
     # AND (no case counted yet) the request is not claimed
@@ -460,7 +461,7 @@ def test_emit_gives_up_a_chunk_after_its_last_attempt_and_lowers_the_target(
     # WHEN the same abandonment runs again (Step Functions retrying a crashed invocation)
     module.handler({**state, "attempt": 3, "pending": [1, 2], "abandon": True, "error": "again"}, context())
     # THEN the target is lowered once only
-    assert counter_row(ddb, "req-l")[c.ATTR_TARGET] == {"N": "2"}
+    assert counter_row(ddb, "req-l")[c.ATTR_EXPECTED] == {"N": "2"}
 
 
 def test_a_given_up_chunk_claims_the_request_when_every_emitted_case_is_counted(
@@ -698,7 +699,7 @@ def seed_request(
         Item={
             c.ATTR_REQUEST_ID: {"S": request_id},
             c.ATTR_STATUS: {"S": c.STATUS_SUMMARIZING},
-            c.ATTR_TARGET: {"N": str(target)},
+            c.ATTR_EXPECTED: {"N": str(target)},
             c.ATTR_COUNTER: {"N": str(counter)},
             c.ATTR_CREATED_AT: {"N": str(int(time.time()) - 30)},
             c.ATTR_MANIFEST_KEY: {"S": manifest_key},

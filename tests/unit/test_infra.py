@@ -191,7 +191,7 @@ def test_preprocess_prepares_then_opens_the_request_once(preprocess: dict[str, A
     assert item[c.ATTR_SUCCEEDED] == {"N": "0"}
     assert item[c.ATTR_FAILED] == {"N": "0"}
     assert item[c.ATTR_STATUS] == {"S": c.STATUS_RUNNING}
-    assert item[c.ATTR_TARGET] == {"N.$": "$.target"}
+    assert item[c.ATTR_EXPECTED] == {"N.$": "$.target"}
     assert item[c.ATTR_EXPIRES_AT] == {"N.$": "$.expiresAt"}
     # AND attempt 1, with what a cancel stops (this execution) and a redrive reads (the chunks)
     assert (item[c.ATTR_ATTEMPT], item[c.ATTR_EXECUTION_ARN]) == ({"N": "1"}, {"S.$": "$$.Execution.Id"})

@@ -21,8 +21,8 @@ from fanflow.commands.infra import (
     check_cdk_tools,
     context_arguments,
 )
-from fanflow.errors import TargetError
-from fanflow.targets import LOCALSTACK_DEFAULT_ENDPOINT, LOCALSTACK_IMAGE, LOCALSTACK_SERVICES
+from fanflow.deployments import LOCALSTACK_DEFAULT_ENDPOINT, LOCALSTACK_IMAGE, LOCALSTACK_SERVICES
+from fanflow.errors import DeploymentError
 from lambda_fns import constants as c
 from local.assembly import ensure_assembly, template_path
 
@@ -158,7 +158,7 @@ def test_deploy_bootstraps_then_deploys_the_stack_without_prompting() -> None:
 
 
 def test_context_needs_key_value() -> None:
-    with pytest.raises(TargetError, match="KEY=VALUE"):
+    with pytest.raises(DeploymentError, match="KEY=VALUE"):
         context_arguments(extra=["computeSeconds"])
 
 
@@ -180,13 +180,13 @@ def test_cdklocal_gets_the_endpoint_for_s3_too_and_keeps_the_region() -> None:
 def test_missing_node_modules_says_run_npm_install(tmp_path: Path) -> None:
     if shutil.which("npx") is None:
         pytest.skip("npx is not installed here")
-    with pytest.raises(TargetError, match=r"the pinned CDK CLI is not installed .*run `npm install` in"):
+    with pytest.raises(DeploymentError, match=r"the pinned CDK CLI is not installed .*run `npm install` in"):
         check_cdk_tools("localstack", root=tmp_path)
 
 
 def test_missing_npx_says_install_node(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(TargetError, match=r"npx was not found: install Node\.js"):
+    with pytest.raises(DeploymentError, match=r"npx was not found: install Node\.js"):
         check_cdk_tools("aws")
 
 

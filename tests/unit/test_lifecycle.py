@@ -69,7 +69,7 @@ def closed_request(ddb: Any, s3: Any, request_id: str, outcomes: list[str | None
         ddb.put_item(TableName=TABLES.results, Item=item)
     counted = [o for o in outcomes if o]
     row = {c.ATTR_REQUEST_ID: request_id, c.ATTR_STATUS: status, c.ATTR_COUNTER: len(counted),
-           c.ATTR_TARGET: len(outcomes), c.ATTR_SUCCEEDED: counted.count(c.CASE_SUCCEEDED),
+           c.ATTR_EXPECTED: len(outcomes), c.ATTR_SUCCEEDED: counted.count(c.CASE_SUCCEEDED),
            c.ATTR_FAILED: counted.count(c.CASE_FAILED), c.ATTR_SHARDS: shards, c.ATTR_ATTEMPT: 1,
            c.ATTR_EXPIRES_AT: int(NOW) + 7 * 86_400, c.ATTR_MANIFEST_KEY: "manifests/m.json",
            c.ATTR_CHUNK_PREFIX: "chunks/r/t/", c.ATTR_CHUNK_CASES: 4,
@@ -122,7 +122,7 @@ def test_a_completion_counts_only_for_the_attempt_its_case_waits_for(aws: tuple[
     assert (current.counted, current.claims) == (1, ["r"])
     assert (again.counted, again.duplicates, again.stale) == (0, 1, 1)
     row = counter(ddb, "r")
-    assert (row[c.ATTR_COUNTER], row[c.ATTR_TARGET], row[c.ATTR_SUCCEEDED], row[c.ATTR_FAILED]) == (3, 3, 3, 0)
+    assert (row[c.ATTR_COUNTER], row[c.ATTR_EXPECTED], row[c.ATTR_SUCCEEDED], row[c.ATTR_FAILED]) == (3, 3, 3, 0)
     assert result_row(ddb, "r", "1")[c.ATTR_OUTCOME] == S
 
 
@@ -176,7 +176,7 @@ def test_a_redrive_takes_up_only_failed_and_never_completed_cases(aws: tuple[Any
         "2", True, 5, str(int(NOW) + 600))
     # AND the counter row runs attempt 2 with the kept counts: the target is reached when the 5 complete
     row = counter(ddb, "r")
-    assert (row[c.ATTR_STATUS], row[c.ATTR_ATTEMPT], row[c.ATTR_COUNTER], row[c.ATTR_TARGET], row[c.ATTR_SUCCEEDED],
+    assert (row[c.ATTR_STATUS], row[c.ATTR_ATTEMPT], row[c.ATTR_COUNTER], row[c.ATTR_EXPECTED], row[c.ATTR_SUCCEEDED],
             row[c.ATTR_FAILED], row[c.ATTR_REDRIVEN], row[c.ATTR_CASES]) == (c.STATUS_RUNNING, 2, 5, 10, 5, 0, 5, 10)
     for gone in (c.ATTR_SUMMARY_KEY, c.ATTR_PUBLISHED_AT, c.ATTR_CANCELLED_AT, c.ATTR_CLAIMED_AT):
         assert gone not in row
@@ -188,7 +188,7 @@ def test_a_redrive_of_failed_cases_only_leaves_the_others_out_of_the_target(aws:
     state = redrive(ddb, s3, TABLES, {"requestId": "r", "timedOut": False}, execution_arn=EXECUTION, token="t",
                     now=NOW, settings=SETTINGS)
     row = counter(ddb, "r")
-    assert (state["redriven"], row[c.ATTR_COUNTER], row[c.ATTR_TARGET]) == (1, 2, 3)
+    assert (state["redriven"], row[c.ATTR_COUNTER], row[c.ATTR_EXPECTED]) == (1, 2, 3)
     assert c.ATTR_OUTCOME not in result_row(ddb, "r", "1") and result_row(ddb, "r", "2")[c.ATTR_ATTEMPT] == "1"
 
 
@@ -230,13 +230,13 @@ def test_of_two_redrives_of_one_attempt_one_goes_on_and_a_retried_run_resumes(aw
     state = redrive(ddb, s3, TABLES, {"requestId": "r", "failed": True, "timedOut": False},
                     execution_arn=EXECUTION, token="t", now=NOW, settings=SETTINGS)
     row = counter(ddb, "r")
-    assert (state["redriven"], row[c.ATTR_STATUS], row[c.ATTR_COUNTER], row[c.ATTR_TARGET]) == (
+    assert (state["redriven"], row[c.ATTR_STATUS], row[c.ATTR_COUNTER], row[c.ATTR_EXPECTED]) == (
         1, c.STATUS_RUNNING, 1, 2)
 
 
 # ------------------------------------------------------------------------------------- summary
 def test_a_cancelled_request_s_summary_names_what_had_not_completed() -> None:
-    row = {c.ATTR_REQUEST_ID: "r", c.ATTR_TARGET: 4, c.ATTR_CANCELLED_AT: NOW, c.ATTR_CREATED_AT: NOW - 5}
+    row = {c.ATTR_REQUEST_ID: "r", c.ATTR_EXPECTED: 4, c.ATTR_CANCELLED_AT: NOW, c.ATTR_CREATED_AT: NOW - 5}
     rows = [{c.ATTR_CASE_ID: "0", c.ATTR_OUTCOME: S, c.ATTR_STATE: S},
             {c.ATTR_CASE_ID: "1", c.ATTR_STATE: S},  # finished, but not counted before the cancel
             {c.ATTR_CASE_ID: "2", c.ATTR_OUTCOME: F, c.ATTR_STATE: F, c.ATTR_ERROR: "boom"}]
@@ -248,7 +248,7 @@ def test_a_cancelled_request_s_summary_names_what_had_not_completed() -> None:
 
 
 def test_a_redriven_request_s_summary_says_each_case_s_attempt_and_counts_the_whole_request() -> None:
-    row = {c.ATTR_REQUEST_ID: "r", c.ATTR_TARGET: 3, c.ATTR_CASES: 3, c.ATTR_ATTEMPT: 2, c.ATTR_REDRIVEN: 1}
+    row = {c.ATTR_REQUEST_ID: "r", c.ATTR_EXPECTED: 3, c.ATTR_CASES: 3, c.ATTR_ATTEMPT: 2, c.ATTR_REDRIVEN: 1}
     rows = [{c.ATTR_CASE_ID: "0", c.ATTR_OUTCOME: S, c.ATTR_STATE: S, c.ATTR_ATTEMPT: 1},
             {c.ATTR_CASE_ID: "1", c.ATTR_OUTCOME: S, c.ATTR_STATE: S, c.ATTR_ATTEMPT: 2},
             {c.ATTR_CASE_ID: "2", c.ATTR_OUTCOME: F, c.ATTR_STATE: F}]

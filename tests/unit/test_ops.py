@@ -19,7 +19,7 @@ NOW = 1_800_000_000.0
 
 def row(request_id: str, *, status: str = c.STATUS_RUNNING, counter: int = 0, target: int = 10,
         created: float = NOW - 60, **extra: Any) -> dict[str, Any]:
-    return {c.ATTR_REQUEST_ID: request_id, c.ATTR_STATUS: status, c.ATTR_COUNTER: counter, c.ATTR_TARGET: target,
+    return {c.ATTR_REQUEST_ID: request_id, c.ATTR_STATUS: status, c.ATTR_COUNTER: counter, c.ATTR_EXPECTED: target,
             c.ATTR_SUCCEEDED: counter, c.ATTR_FAILED: 0, c.ATTR_CREATED_AT: int(created),
             c.ATTR_DEADLINE: int(created) + 480, **extra}
 

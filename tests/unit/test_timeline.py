@@ -49,7 +49,7 @@ def results() -> list[dict[str, Any]]:
 
 
 def counter_row() -> dict[str, Any]:
-    return {c.ATTR_REQUEST_ID: "r", c.ATTR_STATUS: c.STATUS_PARTIAL, c.ATTR_TARGET: 5, c.ATTR_COUNTER: 5,
+    return {c.ATTR_REQUEST_ID: "r", c.ATTR_STATUS: c.STATUS_PARTIAL, c.ATTR_EXPECTED: 5, c.ATTR_COUNTER: 5,
             c.ATTR_CREATED_AT: int(T0), c.ATTR_COMPLETED_AT: T0 + 2.5}
 
 

@@ -296,7 +296,7 @@ def test_serve_stops_after_max_cases(aws: Aws, capsys: pytest.CaptureFixture[str
     for case in range(3):
         aws.enqueue("req-s", {"caseId": str(case)})
     clients = {"sqs": aws.sqs, "dynamodb": aws.dynamodb, "events": aws.events}
-    target = type("Target", (), {"name": "test", "client": staticmethod(clients.__getitem__)})()
+    target = type("Deployment", (), {"name": "test", "client": staticmethod(clients.__getitem__)})()
     # WHEN it serves with one thread  THEN it returns 0 after two cases, leaving the third queued
     assert serve(aws.settings(), target, threads=1, max_cases=2, install_signals=False) == 0
     assert "stopped; 2 case(s) completed (0 failed), 0 released" in capsys.readouterr().err

@@ -1,4 +1,8 @@
-"""Where a request runs. Every target gives the same thing: boto3 clients for the
+"""Where a request runs: a deployment of the stack, which the user names with `--target`
+(embedded, localstack or aws). In the code a deployment is a Deployment, so that "target" keeps
+its other meanings apart: the number of cases a request waits for (the counter row's `target`,
+constants.ATTR_EXPECTED), a compute backend (infra/components/compute_targets.py), and an
+EventBridge rule's target. Every deployment gives the same thing: boto3 clients for the
 deployed stack, its outputs, and (where it can be counted) how often Summary ran.
 
 - embedded: the in-process emulator, deployed for the life of the run; or, when a
@@ -24,10 +28,10 @@ from botocore.exceptions import HTTPClientError
 
 from lambda_fns import constants as c
 
-from .errors import NoEndpoint, TargetError, UsageError
+from .errors import DeploymentError, NoEndpoint, UsageError
 
-TARGETS = ("embedded", "localstack", "aws")
-REMOTE_TARGETS = ("localstack", "aws")
+DEPLOYMENTS = ("embedded", "localstack", "aws")
+REMOTE_DEPLOYMENTS = ("localstack", "aws")
 
 # What botocore raises when a target stops answering (refused, reset, timed out).
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (BotoConnectionError, HTTPClientError)
@@ -48,7 +52,7 @@ NO_ENDPOINT = ("no `fanflow up` endpoint is running, so the embedded target hold
                "Start one with `fanflow up` and run requests there, or use --target localstack/aws")
 
 
-class Target(Protocol):
+class Deployment(Protocol):
     name: str
     outputs: dict[str, str]
     where: str  # the target in messages
@@ -65,7 +69,7 @@ KEEP_ALL_HISTORIES = "all"
 
 
 @dataclass
-class TargetOptions:
+class DeploymentOptions:
     """What a run asks of its target. The embedded target's own settings (Lambda concurrency,
     kept histories) are None when not given: a target that cannot honour a given one refuses it."""
 
@@ -96,14 +100,14 @@ class TargetOptions:
         return {name: value for name, value in given.items() if value is not None}
 
 
-class EmbeddedTarget:
+class EmbeddedDeployment:
     """The in-process emulator, deployed for the life of the context."""
 
     name = "embedded"
     where = "the in-process embedded target"
     in_process = True
 
-    def __init__(self, options: TargetOptions) -> None:
+    def __init__(self, options: DeploymentOptions) -> None:
         from local.runtime import EmbeddedEmulator
 
         self.emulator = EmbeddedEmulator(
@@ -146,7 +150,7 @@ class EmbeddedTarget:
         return self.emulator.fan_in_stats(request_id)
 
 
-class RemoteTarget:
+class RemoteDeployment:
     """A deployed stack reached through boto3 only: LocalStack, AWS, or a `fanflow up`
     endpoint."""
 
@@ -174,7 +178,7 @@ class RemoteTarget:
         except NotAnAwsResponse:
             what = "LocalStack" if self.name == "localstack" else "an AWS endpoint"
             fix = ": point LOCALSTACK_ENDPOINT (or AWS_ENDPOINT_URL) at LocalStack" if self.name == "localstack" else ""
-            raise TargetError(f"something answers at {self.endpoint_url or self.where}, but it is not {what} (its "
+            raise DeploymentError(f"something answers at {self.endpoint_url or self.where}, but it is not {what} (its "
                               f"answer to CloudFormation's DescribeStacks is not an AWS response){fix}") from None
         return self.outputs
 
@@ -185,7 +189,7 @@ class RemoteTarget:
         return None  # the engine is elsewhere: the counter row's own figures stand
 
 
-class EndpointTarget(RemoteTarget):
+class EndpointDeployment(RemoteDeployment):
     """A `fanflow up` endpoint: remote by URL, and it can count Summary runs."""
 
     def summary_invocations(self, request_id: str) -> int | None:
@@ -201,12 +205,12 @@ USABLE_STACK_STATUSES = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE
                                    "IMPORT_COMPLETE", "IMPORT_ROLLBACK_COMPLETE"})
 
 
-class NotAnAwsResponse(TargetError):
+class NotAnAwsResponse(DeploymentError):
     """What answered is not an AWS API (any web server at the endpoint's address)."""
 
 
 def stack_outputs_or_explain(cloudformation: Any, target: str, where: str | None = None) -> dict[str, str]:
-    """The Fanflow stack's outputs; a TargetError naming the fix when it is not deployed."""
+    """The Fanflow stack's outputs; a DeploymentError naming the fix when it is not deployed."""
     from botocore.exceptions import ClientError
     from botocore.parsers import ResponseParserError
 
@@ -220,12 +224,12 @@ def stack_outputs_or_explain(cloudformation: Any, target: str, where: str | None
     except ClientError as exc:
         message = exc.response.get("Error", {}).get("Message", "")
         if "does not exist" in message:
-            raise TargetError(f"stack {c.STACK_NAME} is not deployed on {where}: "
+            raise DeploymentError(f"stack {c.STACK_NAME} is not deployed on {where}: "
                               f"run fanflow deploy --target {target}") from None
-        raise TargetError(f"cannot read stack {c.STACK_NAME} on {where}: {exc}") from None
+        raise DeploymentError(f"cannot read stack {c.STACK_NAME} on {where}: {exc}") from None
     status = stack.get("StackStatus", "")
     if status not in USABLE_STACK_STATUSES:
-        raise TargetError(f"stack {c.STACK_NAME} on {where} is {status}, not usable: "
+        raise DeploymentError(f"stack {c.STACK_NAME} on {where} is {status}, not usable: "
                           f"run fanflow deploy --target {target}")
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
@@ -241,9 +245,9 @@ def target_region() -> str:
 
 
 def check_localstack(endpoint: str, timeout: float = 3.0) -> None:
-    """Raise a TargetError quickly when nothing answers at `endpoint`. Any HTTP answer
+    """Raise a DeploymentError quickly when nothing answers at `endpoint`. Any HTTP answer
     counts as reachable: what answers, and what is deployed there, is checked through
-    CloudFormation (RemoteTarget.load_outputs)."""
+    CloudFormation (RemoteDeployment.load_outputs)."""
     try:
         with urllib.request.urlopen(f"{endpoint}/_localstack/health", timeout=timeout):
             return
@@ -251,7 +255,7 @@ def check_localstack(endpoint: str, timeout: float = 3.0) -> None:
         return  # something answers HTTP there
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise TargetError(
+        raise DeploymentError(
             f"LocalStack is not reachable at {endpoint} ({reason}): start it with `docker compose up -d --wait` "
             f"(needs a running Docker engine{docker_hint()}), or point LOCALSTACK_ENDPOINT at it"
         ) from None
@@ -288,10 +292,10 @@ def localstack_session() -> Any:
     return boto3.session.Session(aws_access_key_id=key, aws_secret_access_key=secret, region_name=target_region())
 
 
-def open_localstack() -> RemoteTarget:
+def open_localstack() -> RemoteDeployment:
     endpoint = localstack_endpoint()
     check_localstack(endpoint)
-    target = RemoteTarget("localstack", localstack_session(), endpoint_url=endpoint,
+    target = RemoteDeployment("localstack", localstack_session(), endpoint_url=endpoint,
                           where=f"localstack ({endpoint})")
     target.load_outputs()
     return target
@@ -306,55 +310,55 @@ def aws_session() -> Any:
         # botocore reads AWS_DEFAULT_REGION and the profile; the CDK CLI also AWS_REGION.
         return boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
     except ProfileNotFound as exc:
-        raise TargetError(f"no usable AWS credentials: {exc}") from None
+        raise DeploymentError(f"no usable AWS credentials: {exc}") from None
 
 
 def check_aws_credentials(session: Any) -> tuple[str, str]:
     """(account, region) of the caller, checked with `sts get-caller-identity`; a
-    TargetError saying what is missing otherwise."""
+    DeploymentError saying what is missing otherwise."""
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     region = session.region_name
     if not region:
-        raise TargetError("no AWS region configured: set AWS_REGION (or a region in your AWS profile)")
+        raise DeploymentError("no AWS region configured: set AWS_REGION (or a region in your AWS profile)")
     try:
         sts = session.client("sts", config=Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2}))
         identity = sts.get_caller_identity()
     except CONNECTION_ERRORS as exc:
-        raise TargetError(f"cannot reach AWS STS to check the credentials (a network failure, not a credentials "
+        raise DeploymentError(f"cannot reach AWS STS to check the credentials (a network failure, not a credentials "
                           f"one: {exc}): check the network, a proxy (HTTPS_PROXY) or AWS_ENDPOINT_URL") from None
     except NoCredentialsError:
-        raise TargetError("no AWS credentials found (checked with sts get-caller-identity): configure a profile "
+        raise DeploymentError("no AWS credentials found (checked with sts get-caller-identity): configure a profile "
                           "and set AWS_PROFILE, or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from None
     except (ClientError, BotoCoreError) as exc:
-        raise TargetError(f"AWS credentials were rejected or unusable (sts get-caller-identity: {exc})") from None
+        raise DeploymentError(f"AWS credentials were rejected or unusable (sts get-caller-identity: {exc})") from None
     return str(identity["Account"]), str(region)
 
 
-def open_aws() -> RemoteTarget:
+def open_aws() -> RemoteDeployment:
     session = aws_session()
     account, region = check_aws_credentials(session)
-    target = RemoteTarget("aws", session, where=f"aws (account {account}, region {region})")
+    target = RemoteDeployment("aws", session, where=f"aws (account {account}, region {region})")
     target.load_outputs()
     return target
 
 
 # -- embedded endpoint -----------------------------------------------------------------------
-def open_endpoint(state: Any) -> EndpointTarget:
+def open_endpoint(state: Any) -> EndpointDeployment:
     import boto3
 
     from local.server import ACCESS_KEY
 
     session = boto3.session.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=ACCESS_KEY,
                                     region_name=state.region)
-    target = EndpointTarget("embedded", session, endpoint_url=state.url,
+    target = EndpointDeployment("embedded", session, endpoint_url=state.url,
                             where=f"the embedded endpoint at {state.url}")
     target.load_outputs()
     return target
 
 
-def find_endpoint(options: TargetOptions) -> tuple[Any, dict[str, Any]] | None:
+def find_endpoint(options: DeploymentOptions) -> tuple[Any, dict[str, Any]] | None:
     """The running `fanflow up` endpoint (its state and what it says about itself), or None.
     An endpoint that stopped without removing its state file is reported, and its file removed;
     one that runs but does not answer is an error, not a reason to run elsewhere."""
@@ -367,7 +371,7 @@ def find_endpoint(options: TargetOptions) -> tuple[Any, dict[str, Any]] | None:
     if answer is not None:
         return state, answer
     if alive:
-        raise TargetError(f"the `fanflow up` endpoint at {state.url} (pid {state.pid}) runs but does not answer: "
+        raise DeploymentError(f"the `fanflow up` endpoint at {state.url} (pid {state.pid}) runs but does not answer: "
                           "wait for it, or stop it with `fanflow down`")
     forget_endpoint(state)
     options.tell(f"the `fanflow up` endpoint at {state.url} (pid {state.pid}, recorded in {endpoint_file()}) has "
@@ -375,7 +379,7 @@ def find_endpoint(options: TargetOptions) -> tuple[Any, dict[str, Any]] | None:
     return None
 
 
-def check_embedded_settings(options: TargetOptions, where: str, endpoint: dict[str, Any] | None) -> None:
+def check_embedded_settings(options: DeploymentOptions, where: str, endpoint: dict[str, Any] | None) -> None:
     """UsageError for an embedded-only setting that the target cannot honour: any of them
     off the embedded target; on an endpoint, one that differs from its own."""
     for option, value in options.embedded_settings().items():
@@ -392,14 +396,14 @@ def check_embedded_settings(options: TargetOptions, where: str, endpoint: dict[s
 
 
 @contextlib.contextmanager
-def open_target(name: str, options: TargetOptions | None = None) -> Iterator[Target]:
+def open_deployment(name: str, options: DeploymentOptions | None = None) -> Iterator[Deployment]:
     """The target to run on. An embedded run goes to a running `fanflow up` endpoint when
     there is one, else in-process (unless `options.in_process` is False: then NoEndpoint)."""
-    options = options or TargetOptions()
-    if name not in TARGETS:
-        raise ValueError(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
-    remote: RemoteTarget | None = None
-    if name in REMOTE_TARGETS:
+    options = options or DeploymentOptions()
+    if name not in DEPLOYMENTS:
+        raise ValueError(f"unknown target {name!r}; known: {', '.join(DEPLOYMENTS)}")
+    remote: RemoteDeployment | None = None
+    if name in REMOTE_DEPLOYMENTS:
         check_embedded_settings(options, name, None)
         remote = open_localstack() if name == "localstack" else open_aws()
     elif options.faults is not None and options.faults.active:
@@ -423,7 +427,7 @@ def open_target(name: str, options: TargetOptions | None = None) -> Iterator[Tar
         return
     if not options.in_process:
         raise NoEndpoint(NO_ENDPOINT)
-    target = EmbeddedTarget(options)
+    target = EmbeddedDeployment(options)
     target.start()
     try:
         yield target
