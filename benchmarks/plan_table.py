@@ -1,4 +1,4 @@
-"""The README's "Performance on AWS (planned)" table: `fanflow plan` for 1,000 / 100,000 /
+"""The table in docs/design.md, "Performance on AWS, planned": `fanflow plan` for 1,000 / 100,000 /
 1,000,000 cases of 5 s, both designs, in us-east-1 and in eu-south-1 (a Region with the
 150/s StartExecution refill and the 400 PutEvents/s tier), printed as Markdown.
 
