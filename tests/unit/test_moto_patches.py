@@ -43,6 +43,7 @@ from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguagePa
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend, stepfunctions_parser_backends
 
 from local import moto_patches
+from local.moto_patches import asl_engine
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -682,7 +683,7 @@ def test_patched_engine_caches(recorder: Recorder) -> None:
     assert json_path.extract_json("$.detail.n", {"detail": {"n": 3}}) == 3
     # AND every engine module that imported `boto_client_for` has the one cached variant
     cached = boto_client.boto_client_for
-    assert cached.__module__ == moto_patches.__name__
+    assert cached.__module__ == asl_engine.__name__
     for name in ENGINE_CLIENT_MODULES:
         assert sys.modules[name].boto_client_for is cached, name
     # AND it returns one client per (region, service)
