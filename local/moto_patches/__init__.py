@@ -95,8 +95,6 @@ class _Installed:
 
 
 _lock = threading.Lock()
-
-
 _installed: _Installed | None = None
 
 

@@ -278,8 +278,6 @@ def kept_endpoints(patch: Patch) -> None:
 # the per-case hot path, and handlers that read nothing of the request but its headers
 # and body.
 DIRECT_CALL_SERVICES = ("dynamodb", "events")
-
-
 DIRECT_CALL_HANDLER_ID = "fanflow-direct-call"
 
 

@@ -231,8 +231,6 @@ def serialise_dynamodb(patch: Patch,
 
 # put_item(table_name, item, ...), update_item(table_name, key, ...), delete_item(table_name, key, ...)
 _SINGLE_ITEM_WRITES = ("put_item", "update_item", "delete_item")
-
-
 _transaction = threading.local()
 
 
