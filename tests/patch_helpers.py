@@ -164,7 +164,7 @@ def create_stack(session: boto3.session.Session, resources: dict[str, Any],
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
-# -- version pin, install / uninstall -------------------------------------------------------
+# -- the patches around a call ----------------------------------------------------------------
 T = TypeVar("T")
 
 
@@ -178,7 +178,7 @@ def with_patches(run: Callable[[], T]) -> T:
         moto_patches.uninstall()
 
 
-# -- 6. DynamoDB ----------------------------------------------------------------------------
+# -- DynamoDB tables --------------------------------------------------------------------------
 def make_table(ddb: Any, name: str = "t") -> None:
     ddb.create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                      AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],

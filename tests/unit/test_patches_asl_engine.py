@@ -189,6 +189,7 @@ def test_patched_concurrent_executions_share_the_tree_not_the_state(
     assert len(parses) == 1
 
 
+# -- 5 (continued). ResultPath parses ---------------------------------------------------------
 def test_patched_result_path_parses_are_cached(recorder: Recorder) -> None:
     # GIVEN the patches  WHEN ResultPath's JSONPath parser is asked twice for one path
     import jsonpath_ng
@@ -329,6 +330,7 @@ def test_execution_name_reuse(patched: bool, session: boto3.session.Session) -> 
         moto_patches.uninstall()
 
 
+# -- 8 (continued). Reading a JSONPath copies what can change ---------------------------------
 def test_patched_jsonpath_reads_copy_only_what_can_change(recorder: Recorder) -> None:
     from moto.stepfunctions.parser.asl.eval.states import States
 

@@ -104,6 +104,7 @@ def test_patched_non_matching_event_delivers_nothing(recorder: Recorder, session
     assert queue_bodies(session, url) == []
 
 
+# -- 23. One event message per PutEvents entry ------------------------------------------------
 def events_to_log_groups() -> list[Any]:
     """A bus of four rules whose targets are CloudWatch log groups (delivered by moto, patched or
     not), and PutEvents calls that match some, none, or are refused: each call's entries (event ids
@@ -158,6 +159,7 @@ def test_patched_put_events_delivers_as_moto(aws_env: None) -> None:
     assert ("by-source", []) not in patched_answers and ("never", []) in patched_answers
 
 
+# -- 1 (continued). What a target is handed ---------------------------------------------------
 def _event() -> dict[str, Any]:
     return {
         "version": "0", "id": "e-1", "detail-type": "Test", "source": "fanflow.test",
@@ -227,6 +229,7 @@ def test_patched_an_sqs_event_source_is_handed_to_the_poller(hooked: Any) -> Non
     assert rec.invocations == []  # the poller reads the queue; SendMessage only queues
 
 
+# -- 17. SQS rule targets ---------------------------------------------------------------------
 def test_send_to_queue_sends_the_body_as_eventbridge_does(
         recorder: Recorder, session: boto3.session.Session) -> None:
     # EventBridge user guide, "Amazon SQS queues as targets" (the event, or the target's input,

@@ -37,6 +37,7 @@ assert not moto_patches.installed()
 ORIGINAL_BACKEND_GETITEM = BackendDict.__getitem__
 
 
+# -- 24. Endpoints kept -----------------------------------------------------------------------
 def endpoints_resolved() -> list[Any]:
     """What botocore's endpoint resolution gives DynamoDB and EventBridge calls, for clients of
     several regions and settings and calls whose parameters feed the rule set; each call twice."""
@@ -214,6 +215,7 @@ def test_patched_action_names_convert_as_moto_converts_them(recorder: Recorder) 
             camelcase_to_underscores(name) for name in ACTION_NAMES]
 
 
+# -- 10 (continued). DynamoDB responses written as JSON ---------------------------------------
 def dynamodb_responses() -> list[dict[str, Any]]:
     """Responses to a tour of DynamoDB's item operations, in a fresh moto."""
     out: list[dict[str, Any]] = []
@@ -349,6 +351,7 @@ def test_patched_direct_calls_end_with_uninstall(aws_env: None) -> None:
         assert sent_services(boto3.session.Session(region_name=REGION)) == ["dynamodb", "events", "sqs"]
 
 
+# -- 10 (continued). Request ids --------------------------------------------------------------
 def test_unpatched_request_ids_are_drawn_a_character_at_a_time(unpatched: None,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from moto.moto_api._internal import mock_random

@@ -23,6 +23,7 @@ from moto.dynamodb.models.dynamo_type import Item
 from local import moto_patches
 from tests.patch_helpers import ACCOUNT, REGION, Recorder, get, make_table, with_patches
 
+# -- 6. DynamoDB: item operations serialised, transactions checked before they write ----------
 # moto's own functions, taken before any test installs the patches.
 assert not moto_patches.installed()
 ORIGINAL_DYNAMODB_OPERATIONS = {name: getattr(DynamoDBBackend, name) for name in moto_patches.DYNAMODB_ITEM_OPERATIONS}
@@ -332,6 +333,7 @@ def test_transaction_returns_the_old_item_of_a_failed_condition(ddb: Any) -> Non
     assert get(ddb, "a") == {"pk": {"S": "a"}, "n": {"N": "1"}}
 
 
+# -- 25. A query reads its hash key only ------------------------------------------------------
 def query_pages() -> list[Any]:
     """Every page of queries and scans over tables whose keys are strings or numbers (hash and
     range, hash only, a global index), several hash keys each, in a fresh moto."""

@@ -177,6 +177,7 @@ def test_patched_wait_until_a_timestamp_ends_at_it(recorder: Recorder, session: 
     assert until <= finished < until + 0.5
 
 
+# -- 26. AWS SDK integrations' parameter names ------------------------------------------------
 def sdk_parameters() -> list[dict[str, Any]]:
     """The parameters moto's AWS SDK integration passes to boto3 for two tasks, as Step Functions
     takes them (PascalCase: docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html)."""
@@ -214,6 +215,7 @@ def test_patched_sdk_integrations_map_parameters_to_the_api_s_members() -> None:
     assert metric == {"Namespace": "Fanflow", "MetricData": [{"MetricName": "m", "Value": 1}]}
 
 
+# -- 19. Express workflows and StartSyncExecution ---------------------------------------------
 def express_template(definition: dict[str, Any]) -> dict[str, Any]:
     return {"Machine": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {
         "StateMachineName": "batch", "StateMachineType": "EXPRESS", "RoleArn": ROLE_ARN,
@@ -224,7 +226,6 @@ PASS = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": {"counted": 2
 FAIL = {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom", "Cause": "it broke"}}}
 
 
-# -- 19. Express workflows and StartSyncExecution ----------------------------------------------
 def test_unpatched_express_is_lost_by_cloudformation_and_sync_start_is_missing(
         unpatched: None, session: boto3.session.Session) -> None:
     import moto.stepfunctions.models as sfn_models
