@@ -38,6 +38,19 @@ def test_check_version_rejects_another_moto(monkeypatch: pytest.MonkeyPatch, unp
     assert "send_to_targets" in Rule.__dict__ and Rule.__dict__["send_to_targets"].__module__ == "moto.events.models"
 
 
+def test_check_version_is_off_only_when_asked(monkeypatch: pytest.MonkeyPatch, unpatched: None) -> None:
+    # GIVEN a moto that reports another version, and the check turned off as
+    # scripts/check_moto_adaptations.py turns it off
+    monkeypatch.setattr(moto, "__version__", "5.2.6")
+    monkeypatch.setenv("FANFLOW_MOTO_VERSION_CHECK", "off")
+    # WHEN checked  THEN it lets that moto through
+    moto_patches.check_version()
+    # AND any other value of the variable checks as before
+    monkeypatch.setenv("FANFLOW_MOTO_VERSION_CHECK", "on")
+    with pytest.raises(moto_patches.MotoVersionError):
+        moto_patches.check_version()
+
+
 def test_install_twice_raises(recorder: Recorder) -> None:
     # GIVEN installed patches  WHEN installed again  THEN it refuses, and the first install stays
     with pytest.raises(RuntimeError, match="already installed"):
