@@ -7,6 +7,7 @@ Replaces, in moto 5.2.5: every item operation of moto.dynamodb.models.DynamoDBBa
 moto.dynamodb.models.dynamo_type.Item.__new__ and Item.project, and
 LimitedSizeDict.__setitem__, which keeps an item's size (11); moto.dynamodb.models.table.Table.query
 and Table.all_items inside it (25).
+Adaptation 21's other half, every execution started reported, is in executions.py.
 Tests: tests/unit/test_patches_dynamodb.py.
 
 6. moto's DynamoDB is not thread-safe: concurrent transactions fail with "dictionary

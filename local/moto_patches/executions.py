@@ -2,15 +2,17 @@
 Waits until a timestamp, Express workflows with StartSyncExecution, and the parameter names of
 AWS SDK service integrations.
 
-Replaces, in moto 5.2.5: moto.stepfunctions.parser.models.StepFunctionsParserBackend.start_execution
-(3; 19 observes it); moto.stepfunctions.parser.backend.execution.BaseExecutionWorkerCommunication.terminated
-and Execution.to_history_output (14);
-moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp.Timestamp._eval_body
-(16); moto.stepfunctions.models.StateMachineInstance.__init__,
-StateMachine.create_from_cloudformation_json, StepFunctionsParserBackend.start_sync_execution
-and moto.stepfunctions.responses.StepFunctionResponse.start_sync_execution (19);
-StateTaskServiceAwsSdk._normalise_parameters (26). StartSyncExecution's host is routed in
-direct_calls.py.
+Replaces, in moto 5.2.5:
+- moto.stepfunctions.parser.models.StepFunctionsParserBackend.start_execution (3; adaptation
+  21's observer of every execution started wraps it, in express_workflows);
+- moto.stepfunctions.parser.backend.execution.BaseExecutionWorkerCommunication.terminated and
+  Execution.to_history_output (14);
+- moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp.Timestamp._eval_body (16);
+- moto.stepfunctions.models.StateMachineInstance.__init__, StateMachine.create_from_cloudformation_json,
+  StepFunctionsParserBackend.start_sync_execution and
+  moto.stepfunctions.responses.StepFunctionResponse.start_sync_execution (19; StartSyncExecution's
+  host is routed in direct_calls.py);
+- StateTaskServiceAwsSdk._normalise_parameters (26).
 Tests: tests/unit/test_patches_executions.py.
 
 3. Executions started without a name get an ARN ending in ':None'. They are named.
