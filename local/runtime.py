@@ -31,6 +31,8 @@ from .event_sources import SqsEventSource
 from .faults import FaultPlan, InjectedFailure, attempt_of
 from .lambda_runner import LambdaRunner
 from .log_files import rotate
+from .moto_patches.asl_engine import executions_inline
+from .moto_patches.delivery import send_to_queue, target_input
 
 LOG = logging.getLogger("fanflow.embedded")
 ACCOUNT = "123456789012"
@@ -394,7 +396,7 @@ class EmbeddedEmulator:
     def _deliver_now(self, target: dict[str, Any], event: dict[str, Any]) -> None:
         arn = parse_arn(target["Arn"])
         try:
-            payload = moto_patches.target_input(target, event)
+            payload = target_input(target, event)
         except Exception as exc:  # an input EventBridge cannot render goes to the DLQ
             self._dead_letter(target, event, f"input transformation failed: {exc}")
             return
@@ -460,7 +462,7 @@ class EmbeddedEmulator:
     def _send_message(queue_arn: str, payload: Any) -> None:
         """An SQS rule target: the message body is the event, or the target's input, as JSON
         (a string input is sent as it is)."""
-        moto_patches.send_to_queue(queue_arn, payload if isinstance(payload, str) else json.dumps(payload))
+        send_to_queue(queue_arn, payload if isinstance(payload, str) else json.dumps(payload))
 
     def _start_execution(self, state_machine_arn: str, payload: Any) -> None:
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends
@@ -469,7 +471,7 @@ class EmbeddedEmulator:
         backend = stepfunctions_parser_backends[arn.account][arn.region]
         # As EventBridge, each delivery starts one execution; here it also runs it, so that
         # executions run as many at a time as there are delivery threads (adaptation 15).
-        with moto_patches.executions_inline():
+        with executions_inline():
             backend.start_execution(state_machine_arn, name=str(uuid.uuid4()), execution_input=json.dumps(payload))
 
     def _dead_letter(self, target: dict[str, Any], payload: Any, error: str) -> None:

@@ -1,5 +1,7 @@
 """The fanflow stack synthesized once for every infra test module that reads the default
-template (no network, no credentials; an environment-agnostic stack whatever the shell exports)."""
+template (no network, no credentials; an environment-agnostic stack whatever the shell exports),
+and the fixtures of the tests that drive moto with fanflow's patches (tests/patch_helpers.py:
+test_patches_*.py, test_event_sources.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from infra.app import build_app
 from infra.stack import FanflowStack
 from lambda_fns import constants as c
 from tests.cfn import Synthesized
+from tests.patch_helpers import aws_env, hooked, recorder, session, unpatched  # noqa: F401 (pytest finds them by name)
 
 ENV_WITHOUT_ACCOUNT = ("CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION")
 

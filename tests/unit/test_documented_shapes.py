@@ -15,7 +15,7 @@ import pytest
 
 from lambda_fns import constants as c
 from lambda_fns.counting import parse_completion
-from local.moto_patches import target_input
+from local.moto_patches.delivery import target_input
 from local.runtime import EmbeddedEmulator
 from tests import documented
 

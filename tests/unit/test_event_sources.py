@@ -18,15 +18,7 @@ import boto3
 import pytest
 
 from local.event_sources import SqsEventSource
-from tests.unit.test_moto_patches import (  # noqa: F401 (fixtures)
-    REGION,
-    Recorder,
-    aws_env,
-    create_function,
-    make_queue,
-    recorder,
-    session,
-)
+from tests.patch_helpers import REGION, Recorder, create_function, make_queue
 
 RECORD_KEYS = {"messageId", "receiptHandle", "body", "attributes", "messageAttributes", "md5OfBody",
                "eventSource", "eventSourceARN", "awsRegion"}
@@ -60,7 +52,7 @@ class Function:
 
 
 @pytest.fixture
-def queue(recorder: Recorder, session: boto3.session.Session) -> Iterator[tuple[Any, str, str]]:  # noqa: F811
+def queue(recorder: Recorder, session: boto3.session.Session) -> Iterator[tuple[Any, str, str]]:
     create_function(session)
     url, arn = make_queue(session, "completions")
     session.client("sqs").set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "2"})
