@@ -235,7 +235,7 @@ class FanflowClient:
             return None
         return Progress(request_id, row[c.ATTR_STATUS], int(row.get(c.ATTR_COUNTER, 0)), int(row[c.ATTR_EXPECTED]),
                         int(row.get(c.ATTR_SUCCEEDED, 0)), int(row.get(c.ATTR_FAILED, 0)),
-                        int(row.get(c.ATTR_ATTEMPT) or 1), _redriving(row))
+                        int(row.get(c.ATTR_ATTEMPT) or 1), keys.redrive_opening(row))
 
     def wait(self, request_id: str, *, execution_arn: str | None = None, timeout: float = 3600.0,
              poll_seconds: float = 0.1, on_progress: Callable[[Progress], None] | None = None,
@@ -392,14 +392,6 @@ class FanflowClient:
                 return None
             raise
         return dict(json.loads(body))
-
-
-def _redriving(row: dict[str, Any]) -> bool:
-    """A redrive has taken the row's attempt (step 1) but not reopened it (step 3): the row is
-    still closed with the previous attempt's status and summary."""
-    attempt = int(row.get(c.ATTR_ATTEMPT) or 1)
-    return (attempt > 1 and row.get(c.ATTR_STATUS) in c.FINAL_STATUSES
-            and row.get(c.ATTR_SUMMARY_KEY) != keys.summary_key(row[c.ATTR_REQUEST_ID], attempt))
 
 
 def _error_message(cause: str) -> str:

@@ -94,13 +94,6 @@ def read_result(dynamodb: Any, table: str, request_id: str, case_id: str, shards
     return {name: value.get("S", value.get("N")) for name, value in item.items() if "S" in value or "N" in value}
 
 
-def attempt_in(detail: dict[str, Any]) -> int:
-    """The request's attempt a fan-out event belongs to (1 when it names none)."""
-    try:
-        return max(1, int(detail.get(c.DETAIL_ATTEMPT) or 1))
-    except (TypeError, ValueError):
-        return 1
-
 
 def record_result(dynamodb: Any, table: str, request_id: str, case_id: str, shards: int, *, state: str,
                   started: float,
@@ -181,7 +174,7 @@ def settle_case(dynamodb: Any, detail: dict[str, Any], reporting: Reporting, *, 
         # Only a row that still waits for this event's attempt: after a redrive, a late event of
         # an earlier attempt (with its earlier deadline) must not mark the redriven case expired.
         stored = read_result(dynamodb, table, request_id, case_id, shards)
-        if stored is not None and int(stored.get(c.ATTR_ATTEMPT) or 1) == attempt_in(detail):
+        if stored is not None and int(stored.get(c.ATTR_ATTEMPT) or 1) == (keys.attempt_of(detail) or 1):
             mark_expired(dynamodb, table, request_id, case_id, shards)
         return Settled(skipped=SKIP_EXPIRED)
     stored = read_result(dynamodb, table, request_id, case_id, shards)

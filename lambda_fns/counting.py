@@ -78,14 +78,11 @@ class Completion:
 
 
 def attempt_of(detail: Any) -> int:
-    """The attempt an event's detail names: a whole number of 1 or more; 1 when it names none
-    (attempt 1's events may come from compute targets that echo nothing more than the seed's)."""
-    value = detail.get(c.DETAIL_ATTEMPT) if isinstance(detail, dict) else None
-    if value is None:
-        return 1
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit() or int(value) < 1:
-        raise MalformedCompletion(f"attempt must be a whole number of 1 or more, got {value!r}")
-    return int(value)
+    """The attempt a completion names (keys.attempt_of); MalformedCompletion when it is not one."""
+    attempt = keys.attempt_of(detail)
+    if attempt is None:
+        raise MalformedCompletion(f"attempt must be a whole number of 1 or more, got {detail[c.DETAIL_ATTEMPT]!r}")
+    return attempt
 
 
 def _check(completion: Completion) -> None:

@@ -30,7 +30,7 @@ from botocore.exceptions import ClientError
 
 from . import constants as c
 from . import keys
-from .support import PutOutcome, batch_write, client, full_jitter, put_events_tracked, require_env
+from .support import batch_write, client, full_jitter, put_events_tracked, require_env
 from .telemetry import MetricUnit, Telemetry, log
 
 _ENV = require_env([c.ENV_EVENTBUS_NAME, c.ENV_RESULTS_TABLE, c.ENV_COUNTER_TABLE, c.ENV_ARTIFACTS_BUCKET,
@@ -207,20 +207,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                  attempt=request_attempt)
     entries = case_entries(request_id, [cases[i] for i in selected], _ENV[c.ENV_EVENTBUS_NAME],
                            int(event["deadline"]), shards, request_attempt)
-    not_accepted: list[int] = []
-    calls, errors, put = 0, set(), 0
-    for start in range(0, len(entries), c.PUT_EVENTS_MAX_ENTRIES):
-        if start and not still_running(request_id, request_attempt):
-            log(_LOG, logging.WARNING, "request no longer running: chunk's emission stopped", chunk=chunk,
-                emitted=put, notEmitted=len(entries) - start)
-            return {**_done(event), "lost": 0, "claimed": False, "stopped": True, "emitted": put,
-                    "putEventsCalls": calls}
-        part = put_events_tracked(_EVENTS, entries[start:start + c.PUT_EVENTS_MAX_ENTRIES])
-        calls += part.calls
-        errors |= part.errors
-        not_accepted.extend(start + i for i in part.not_accepted)
-        put += min(c.PUT_EVENTS_MAX_ENTRIES, len(entries) - start) - len(part.not_accepted)
-    outcome = PutOutcome(calls=calls, not_accepted=not_accepted, errors=errors)
+    outcome = put_events_tracked(_EVENTS, entries, keep_going=lambda: still_running(request_id, request_attempt))
+    if outcome.stopped_at is not None:
+        put = outcome.stopped_at - len(outcome.not_accepted)
+        log(_LOG, logging.WARNING, "request no longer running: chunk's emission stopped", chunk=chunk,
+            emitted=put, notEmitted=len(entries) - outcome.stopped_at)
+        return {**_done(event), "lost": 0, "claimed": False, "stopped": True, "emitted": put,
+                "putEventsCalls": outcome.calls}
     pending = [selected[i] for i in outcome.not_accepted]
     out = {**event, "pending": pending, "remaining": len(pending), "attempt": attempt + 1, "registered": True,
            "lost": 0, "claimed": False, "emitted": len(selected) - len(pending), "putEventsCalls": outcome.calls}

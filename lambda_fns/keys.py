@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from . import constants as c
@@ -66,6 +66,19 @@ def counter_key(request_id: str) -> dict[str, Any]:
     return {c.ATTR_REQUEST_ID: {"S": request_id}}
 
 
+def attempt_of(detail: Any) -> int | None:
+    """The request's attempt an event's detail names (constants.DETAIL_ATTEMPT): 1 when it names
+    none (attempt 1's events may come from compute targets that echo no more than the seed's);
+    None when it names one that is not a whole number of 1 or more (2.0 is 2: a workflow's
+    JSONPath may pass a number on as a float)."""
+    value = detail.get(c.DETAIL_ATTEMPT) if isinstance(detail, dict) else None
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1 or value != int(value):
+        return None
+    return int(value)
+
+
 def shards_of(detail: Any) -> int | None:
     """The shard count an event's detail carries; None when it has none, or not a positive whole number."""
     value = detail.get(c.DETAIL_SHARDS) if isinstance(detail, dict) else None
@@ -101,6 +114,14 @@ def summary_key(request_id: str, attempt: int = 1) -> str:
     """Where an attempt's summary is stored: one document per attempt (each is written once)."""
     suffix = f".attempt-{attempt}" if attempt > 1 else ""
     return f"{c.SUMMARIES_PREFIX}{request_id}{suffix}.json"
+
+
+def redrive_opening(row: Mapping[str, Any]) -> bool:
+    """Whether a redrive has taken the counter row's attempt but not reopened the request yet:
+    the row is still closed with an earlier attempt's summary (a closed attempt has its own key)."""
+    attempt = int(row.get(c.ATTR_ATTEMPT) or 1)
+    return (attempt > 1 and row.get(c.ATTR_STATUS) in c.FINAL_STATUSES
+            and row.get(c.ATTR_SUMMARY_KEY) != summary_key(str(row[c.ATTR_REQUEST_ID]), attempt))
 
 
 def redrive_chunk_prefix(request_id: str, attempt: int, token: str) -> str:

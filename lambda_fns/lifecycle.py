@@ -37,7 +37,8 @@ from botocore.exceptions import ClientError
 
 from . import constants as c
 from . import keys
-from .request_model import default_deadline_seconds
+from .request_model import claim_slots, default_deadline_seconds, iso
+from .support import client, plain_item, require_env
 from .telemetry import Telemetry
 
 _TELEMETRY = Telemetry("lifecycle")
@@ -67,15 +68,10 @@ class Tables:
     bucket: str
 
 
-def _plain_row(item: dict[str, Any]) -> dict[str, Any]:
-    return {name: (value.get("S") if "S" in value else value.get("N")) for name, value in item.items()
-            if "S" in value or "N" in value}
-
-
 def _row(dynamodb: Any, tables: Tables, request_id: str) -> dict[str, Any] | None:
     item = dynamodb.get_item(TableName=tables.counter, Key=keys.counter_key(request_id),
                              ConsistentRead=True).get("Item")
-    return _plain_row(item) if item else None
+    return plain_item(item) if item else None
 
 
 def _conditional_failed(exc: ClientError) -> bool:
@@ -111,7 +107,7 @@ def cancel(dynamodb: Any, tables: Tables, request_id: str, *, now: float) -> dic
                                     "been counted, or its deadline has passed") from None
         raise RequestNotRunning(f"request {request_id!r} has finished ({status}); only a running request can be "
                                 "cancelled") from None
-    row = _plain_row(item)
+    row = plain_item(item)
     return {"requestId": request_id, "executionArn": row.get(c.ATTR_EXECUTION_ARN) or "",
             "attempt": int(row.get(c.ATTR_ATTEMPT) or 1), "cancelledAt": f"{now:.3f}"}
 
@@ -120,7 +116,6 @@ def cancel(dynamodb: Any, tables: Tables, request_id: str, *, now: float) -> dic
 @dataclass(frozen=True)
 class RedriveSettings:
     chunk_cases: int
-    retention_seconds: int
     compute_concurrency: int
     max_redrives: int = c.MAX_REDRIVES
 
@@ -132,10 +127,8 @@ def _check_redrivable(row: dict[str, Any] | None, request_id: str, execution_arn
         raise RedriveRefused(f"no request {request_id!r}")
     attempt = int(row.get(c.ATTR_ATTEMPT) or 1)
     status = row.get(c.ATTR_STATUS)
-    # A closed attempt has its own summary; one that has none yet was taken by a redrive that has
-    # not reopened the request (step 1 done, not step 3).
-    taken = status in c.FINAL_STATUSES and attempt > 1 and row.get(c.ATTR_SUMMARY_KEY) != keys.summary_key(
-        request_id, attempt)
+    # Taken by a redrive that has not reopened the request (step 1 done, not step 3).
+    taken = keys.redrive_opening(row)
     if taken and row.get(c.ATTR_EXECUTION_ARN) == execution_arn:
         return attempt, True  # this execution took the attempt; a retried run goes on with it
     if taken:
@@ -207,16 +200,6 @@ def _reset(dynamodb: Any, tables: Tables, request_id: str, case_id: str, shards:
             raise
 
 
-def _iso(epoch: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def claim_slots(deadline: int) -> list[dict[str, str]]:
-    """PreProcess's claim slots for the attempt's deadline (as Prepare plans them)."""
-    return [{"at": str(at), "atIso": _iso(at), "staleBefore": str(at - c.STALE_CLAIM_SECONDS)}
-            for at in (deadline + n * c.CLAIM_RETRY_SECONDS for n in range(c.CLAIM_ATTEMPTS))]
-
-
 def redrive(dynamodb: Any, s3: Any, tables: Tables, event: dict[str, Any], *, execution_arn: str, token: str,
             now: float, settings: RedriveSettings) -> dict[str, Any]:
     """Redrive a request (module docstring); the PreProcess state its fan-out and close need."""
@@ -232,7 +215,7 @@ def redrive(dynamodb: Any, s3: Any, tables: Tables, event: dict[str, Any], *, ex
     shards, expires_at = int(row.get(c.ATTR_SHARDS) or 1), int(row[c.ATTR_EXPIRES_AT])
     manifest = json.loads(s3.get_object(Bucket=tables.bucket, Key=row[c.ATTR_MANIFEST_KEY])["Body"].read())
     case_ids: list[str] = manifest["caseIds"]
-    rows = {item[c.ATTR_CASE_ID]["S"]: _plain_row(item)
+    rows = {item[c.ATTR_CASE_ID]["S"]: plain_item(item)
             for item in keys.results_items(dynamodb, tables.results, request_id, shards, attributes=_ROW_ATTRIBUTES)}
     chosen = _selected(case_ids, rows, attempt, failed=failed, timed_out=timed_out)
     if not chosen:
@@ -243,7 +226,7 @@ def redrive(dynamodb: Any, s3: Any, tables: Tables, event: dict[str, Any], *, ex
         len(chosen), concurrency=settings.compute_concurrency)
     deadline = math.ceil(now + seconds)
     if deadline + c.CLOSE_MARGIN_SECONDS > expires_at:
-        raise RedriveRefused(f"request {request_id!r}'s records expire at {_iso(expires_at)}: a redrive with a "
+        raise RedriveRefused(f"request {request_id!r}'s records expire at {iso(expires_at)}: a redrive with a "
                              f"deadline of {seconds} s would close after that; use a shorter deadline")
     if not resuming:
         _claim_attempt(dynamodb, tables, request_id, row, attempt, execution_arn)
@@ -269,7 +252,7 @@ def redrive(dynamodb: Any, s3: Any, tables: Tables, event: dict[str, Any], *, ex
         "registered": True,
         "redriven": len(chosen),
         "deadline": str(deadline),
-        "deadlineIso": _iso(deadline),
+        "deadlineIso": iso(deadline),
         "expiresAt": str(expires_at),
         "chunks": list(range(chunk_count)),
         "chunkCount": str(chunk_count),
@@ -361,17 +344,14 @@ _ENV_AT_START = dict(os.environ)
 
 
 def _clients() -> tuple[Any, Any, Tables, RedriveSettings]:
-    from .support import client, require_env
-
     env = require_env([c.ENV_COUNTER_TABLE, c.ENV_RESULTS_TABLE, c.ENV_ARTIFACTS_BUCKET, c.ENV_CHUNK_CASES,
-                       c.ENV_RETENTION_SECONDS, c.ENV_COMPUTE_CONCURRENCY], _ENV_AT_START)
+                       c.ENV_COMPUTE_CONCURRENCY], _ENV_AT_START)
     if not _CLIENTS:
         _CLIENTS["dynamodb"] = client("dynamodb", max_pool_connections=RESET_WRITERS)
         _CLIENTS["s3"] = client("s3")
     tables = Tables(counter=env[c.ENV_COUNTER_TABLE], results=env[c.ENV_RESULTS_TABLE],
                     bucket=env[c.ENV_ARTIFACTS_BUCKET])
     settings = RedriveSettings(chunk_cases=int(env[c.ENV_CHUNK_CASES]),
-                               retention_seconds=int(env[c.ENV_RETENTION_SECONDS]),
                                compute_concurrency=int(env[c.ENV_COMPUTE_CONCURRENCY]))
     return _CLIENTS["dynamodb"], _CLIENTS["s3"], tables, settings
 

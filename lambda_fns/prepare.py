@@ -14,7 +14,6 @@ import logging
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -25,7 +24,9 @@ from .request_model import (
     MAX_TEXT_BYTES,
     FanRequest,
     RequestError,
+    claim_slots,
     default_deadline_seconds,
+    iso,
     parse_reference_input,
     parse_request,
 )
@@ -43,21 +44,6 @@ _LOG = _TELEMETRY.logger
 WRITERS = 16
 
 __all__ = ["RequestError", "handler", "plan"]
-
-
-def iso(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def claim_slots(deadline: int) -> list[dict[str, str]]:
-    """When PreProcess tries to claim the request for its deadline Summary: at the deadline, then
-    every CLAIM_RETRY_SECONDS. At a slot, a claim made before `staleBefore` is stale (its Summary
-    has run its retries out); `at` is what the claim records, a lower bound of the time then."""
-    slots = []
-    for attempt in range(c.CLAIM_ATTEMPTS):
-        at = deadline + attempt * c.CLAIM_RETRY_SECONDS
-        slots.append({"at": str(at), "atIso": iso(at), "staleBefore": str(at - c.STALE_CLAIM_SECONDS)})
-    return slots
 
 
 def load_request(event: dict[str, Any], *, s3: Any, max_deadline: int) -> FanRequest:

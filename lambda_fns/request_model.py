@@ -12,6 +12,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from . import constants as c
@@ -177,6 +178,22 @@ def default_deadline_seconds(cases: int, *, concurrency: int,
     the cases run in ceil(cases / concurrency) waves; plus room for queueing and the fan-out."""
     waves = math.ceil(max(1, cases) / max(1, concurrency))
     return waves * c.COMPUTE_ATTEMPTS * compute_timeout + c.DEADLINE_SLACK_SECONDS
+
+
+def iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def claim_slots(deadline: int) -> list[dict[str, str]]:
+    """When PreProcess tries to claim the request (or a redrive's attempt) for its deadline
+    Summary: at the deadline, then every CLAIM_RETRY_SECONDS. At a slot, a claim made before
+    `staleBefore` is stale (its Summary has run its retries out); `at` is what the claim records,
+    a lower bound of the time then."""
+    slots = []
+    for attempt in range(c.CLAIM_ATTEMPTS):
+        at = deadline + attempt * c.CLAIM_RETRY_SECONDS
+        slots.append({"at": str(at), "atIso": iso(at), "staleBefore": str(at - c.STALE_CLAIM_SECONDS)})
+    return slots
 
 
 # Far more than any request that can be sent (pretty-printed): a bigger text is not even parsed.

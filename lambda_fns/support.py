@@ -59,6 +59,7 @@ class PutOutcome:
     calls: int = 0
     not_accepted: list[int] = field(default_factory=list)  # indexes into the entries, in order
     errors: set[str] = field(default_factory=set)  # error codes (refused entries) or exception names (calls)
+    stopped_at: int | None = None  # the first entry not tried, when `keep_going` stopped the calls
 
 
 def put_events_tracked(
@@ -67,13 +68,19 @@ def put_events_tracked(
     *,
     attempts: int = 4,
     sleep: Callable[[float], None] = time.sleep,
+    keep_going: Callable[[], bool] | None = None,
 ) -> PutOutcome:
     """Put entries in calls of at most 10, retrying only the refused entries, `attempts` times
     per call with a short backoff. Never raises for a refusal or a failed call: the outcome names
     the entries not accepted, so that a caller can resume from them (a call that raised may have
-    been accepted after all; resending it is a duplicate, which the consumers absorb)."""
+    been accepted after all; resending it is a duplicate, which the consumers absorb).
+    `keep_going`, asked before each call but the first, stops the calls when it says no: the
+    outcome's `stopped_at` is then the first entry not tried."""
     outcome = PutOutcome()
     for start in range(0, len(entries), c.PUT_EVENTS_MAX_ENTRIES):
+        if start and keep_going is not None and not keep_going():
+            outcome.stopped_at = start
+            break
         pending = list(range(start, min(start + c.PUT_EVENTS_MAX_ENTRIES, len(entries))))
         for attempt in range(attempts):
             outcome.calls += 1

@@ -18,10 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from lambda_fns import constants as c
-
-# The fan-out and completion events' detail field that numbers a case's attempt.
-ATTEMPT_FIELD = c.DETAIL_ATTEMPT
+from lambda_fns import keys
 
 
 class InjectedFailure(RuntimeError):
@@ -29,13 +26,9 @@ class InjectedFailure(RuntimeError):
 
 
 def attempt_of(detail: Any) -> int:
-    """The attempt an event's detail (or a compute step's input) is for: its `attempt`, a whole
-    number of 1 or more; 1 when it has none (an event from before redrive existed)."""
-    value = detail.get(ATTEMPT_FIELD, 1) if isinstance(detail, dict) else 1
-    # A whole number, also as a float (a workflow's JSONPath may pass 2 on as 2.0).
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 1 or value != int(value):
-        return 1
-    return int(value)
+    """The attempt an event's detail (or a compute step's input) is for (lambda_fns.keys.attempt_of);
+    1 when it names none, or none that is an attempt: a fault draw never fails for it."""
+    return keys.attempt_of(detail) or 1
 
 
 @dataclass

@@ -108,7 +108,6 @@ class FanOutWorkflow(Construct):
                 c.ENV_COUNTER_TABLE: counter_table.table_name,
                 c.ENV_RESULTS_TABLE: results_table.table_name,
                 c.ENV_ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
-                c.ENV_RETENTION_SECONDS: str(retention_seconds),
                 c.ENV_COMPUTE_CONCURRENCY: str(compute_concurrency),
                 c.ENV_CHUNK_CASES: str(chunk_cases),
             },

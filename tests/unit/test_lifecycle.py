@@ -31,7 +31,7 @@ from tests.tables import create_counter_table, create_results_table
 
 TABLES = LifecycleTables(counter="counter", results="results", bucket="artifacts")
 COUNTING = Tables(counter="counter", results="results")
-SETTINGS = RedriveSettings(chunk_cases=4, retention_seconds=7 * 86_400, compute_concurrency=1000)
+SETTINGS = RedriveSettings(chunk_cases=4, compute_concurrency=1000)
 NO_WAIT = Backoff(sleep=lambda seconds: None)
 NOW = 1_800_000_000.0
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:PreProcess:req.r2"
