@@ -74,11 +74,12 @@ def put_events_tracked(
     per call with a short backoff. Never raises for a refusal or a failed call: the outcome names
     the entries not accepted, so that a caller can resume from them (a call that raised may have
     been accepted after all; resending it is a duplicate, which the consumers absorb).
-    `keep_going`, asked before each call but the first, stops the calls when it says no: the
+    `keep_going`, asked before each call (the first too: whatever the caller did before, such as
+    registering a chunk's rows, may have taken long), stops the calls when it says no: the
     outcome's `stopped_at` is then the first entry not tried."""
     outcome = PutOutcome()
     for start in range(0, len(entries), c.PUT_EVENTS_MAX_ENTRIES):
-        if start and keep_going is not None and not keep_going():
+        if keep_going is not None and not keep_going():
             outcome.stopped_at = start
             break
         pending = list(range(start, min(start + c.PUT_EVENTS_MAX_ENTRIES, len(entries))))
