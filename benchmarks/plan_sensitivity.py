@@ -1,5 +1,5 @@
 """Which assumptions move `fanflow plan`'s answer most: each assumed latency or behaviour
-(fanflow/awsmodel/assumptions.py) halved and doubled, and the account's concurrency, for
+(local/aws_limits/assumptions.py) halved and doubled, and the account's concurrency, for
 a few requests; prints one line per assumption, largest effect first.
 
     python benchmarks/plan_sensitivity.py            # the default cases below

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from .quotas import prices_for
+from local.aws_limits.quotas import prices_for
 
 
 @dataclass

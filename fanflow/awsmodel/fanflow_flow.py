@@ -19,8 +19,8 @@ from typing import Any
 
 import simpy
 
-from .primitives import Backoff, ItemLock
-from .quotas import QUOTAS
+from local.aws_limits.primitives import Backoff, ItemLock
+from local.aws_limits.quotas import QUOTAS
 from .world import AsyncQueue, Throttled, World, history_point
 
 PREPARE, EMIT, COMPUTE = "fanflow.Prepare", "fanflow.Emit", "fanflow.Compute"

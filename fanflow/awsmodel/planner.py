@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import fanflow_flow, seed_flow
-from .assumptions import ASSUMPTIONS
+from local.aws_limits.assumptions import ASSUMPTIONS
 from .costs import request_cost
 from .world import PlanInputs, World
 

@@ -10,7 +10,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-from .quotas import QUOTAS
+from local.aws_limits.quotas import QUOTAS
 from .world import AsyncQueue, World, history_point
 
 COMPUTE, SUMMARY = "seed.Compute", "seed.Summary"

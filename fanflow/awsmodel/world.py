@@ -14,10 +14,10 @@ from typing import Any
 
 import simpy
 
-from .assumptions import assumption
+from local.aws_limits.assumptions import assumption
 from .costs import Usage
-from .primitives import ConcurrencyPool, LimitUse, TokenBucket
-from .quotas import QUOTAS, quota
+from local.aws_limits.primitives import ConcurrencyPool, LimitUse, TokenBucket
+from local.aws_limits.quotas import QUOTAS, quota
 
 PHASES = ("fanOut", "compute", "count", "summary")
 

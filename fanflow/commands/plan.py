@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..awsmodel.planner import plan, sensitivity
-from ..awsmodel.quotas import known_region
+from local.aws_limits.quotas import known_region
 from ..awsmodel.world import PlanInputs
 
 MAX_CASES = 10_000_000
@@ -56,7 +56,7 @@ def register(commands: Any) -> None:
         description="Simulate one request on AWS with the published quotas of a Region (Step Functions, "
         "EventBridge, Lambda, DynamoDB, SQS) for fanflow's design and the seed's: the time of each phase, "
         "the limit that binds it, and the cost per service. The quotas and prices are in "
-        "fanflow/awsmodel/quotas.py with their sources; the assumed latencies in fanflow/awsmodel/assumptions.py.")
+        "local/aws_limits/quotas.py with their sources; the assumed latencies in local/aws_limits/assumptions.py.")
     parser.add_argument("--cases", type=number_in(1, MAX_CASES, integer=True), required=True, metavar="N",
                         help=f"cases in the request (1 to {MAX_CASES:,})")
     parser.add_argument("--compute-seconds", type=number_in(0, MAX_COMPUTE_SECONDS, integer=False), required=True,

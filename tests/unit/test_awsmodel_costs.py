@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fanflow.awsmodel.costs import Usage, request_cost
-from fanflow.awsmodel.quotas import PRICES, QUOTAS
+from local.aws_limits.quotas import PRICES, QUOTAS
 
 
 def test_each_service_line_is_units_times_the_published_price() -> None:

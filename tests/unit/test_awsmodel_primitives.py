@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from fanflow.awsmodel.primitives import Backoff, ConcurrencyPool, ItemLock, TokenBucket
+from local.aws_limits.primitives import Backoff, ConcurrencyPool, ItemLock, TokenBucket
 
 
 def test_token_bucket_serves_its_burst_at_once_then_the_refill_rate() -> None:
@@ -102,7 +102,7 @@ def test_backoff_doubles_to_its_cap_and_jitter_shortens_the_wait() -> None:
 
 
 def test_quotas_and_primitives_load_without_simpy() -> None:
-    # The embedded emulator will enforce the same quotas in real time, without the simulator.
-    code = ("import sys; import fanflow.awsmodel.quotas, fanflow.awsmodel.primitives, fanflow.awsmodel.assumptions; "
+    # The embedded emulator enforces the same quotas in real time (--aws-limits), without the simulator.
+    code = ("import sys; import local.aws_limits.quotas, local.aws_limits.primitives, local.aws_limits.assumptions; "
             "sys.exit('simpy' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

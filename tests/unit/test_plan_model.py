@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fanflow.awsmodel.assumptions import ASSUMPTIONS
+from local.aws_limits.assumptions import ASSUMPTIONS
 from fanflow.awsmodel.planner import plan, plan_variant
 from fanflow.awsmodel.world import PlanInputs
 
