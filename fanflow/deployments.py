@@ -64,6 +64,8 @@ class Deployment(Protocol):
 
     def fan_in_stats(self, request_id: str) -> dict[str, int] | None: ...
 
+    def limits_report(self) -> dict[str, Any] | None: ...
+
 
 KEEP_ALL_HISTORIES = "all"
 
@@ -80,6 +82,7 @@ class DeploymentOptions:
     in_process: bool = True  # False: an embedded target must be a running `fanflow up` endpoint
     notice: Callable[[str], None] | None = None  # told what the target does that the caller should know
     fan_in_batching: dict[str, int] | None = None  # embedded only: batch_size, window_seconds
+    aws_limits: str | None = None  # embedded only: run under this Region's published limits
 
     def tell(self, message: str) -> None:
         if self.notice is not None:
@@ -96,7 +99,8 @@ class DeploymentOptions:
         """The embedded-only settings given, by option name."""
         batching = self.fan_in_batching or {}
         given = {"--lambda-concurrency": self.lambda_concurrency, "--kept-histories": self.kept_histories,
-                 "--fan-in-batch-size": batching.get("batch_size"), "--fan-in-window": batching.get("window_seconds")}
+                 "--fan-in-batch-size": batching.get("batch_size"), "--fan-in-window": batching.get("window_seconds"),
+                 "--aws-limits": self.aws_limits}
         return {name: value for name, value in given.items() if value is not None}
 
 
@@ -115,6 +119,7 @@ class EmbeddedDeployment:
             compute_seconds=c.COMPUTE_SECONDS_EMBEDDED if options.compute_seconds is None else options.compute_seconds,
             faults=options.faults,
             kept_histories=options.emulator_kept_histories(),
+            aws_limits=options.aws_limits,
         )
         self.outputs: dict[str, str] = {}
         self._workers = contextlib.ExitStack()
@@ -128,7 +133,14 @@ class EmbeddedDeployment:
         if not assembly_is_current():
             self._options.tell("synthesizing the CDK app (the first run, or its sources changed): about 10 s")
         self._options.tell("starting the embedded target in this process (deploying the stack into it)")
-        self.emulator.start()
+        if self._options.aws_limits:
+            self._options.tell(f"under {self._options.aws_limits}'s published AWS limits, in real time")
+        from local.aws_limits.enforce import LimitsError
+
+        try:
+            self.emulator.start()
+        except LimitsError as exc:
+            raise UsageError(f"--aws-limits: {exc}") from None
         self.outputs = self.emulator.outputs
         if self._options.fan_in_batching:
             self.emulator.set_fan_in_batching(**self._options.fan_in_batching)
@@ -148,6 +160,9 @@ class EmbeddedDeployment:
 
     def fan_in_stats(self, request_id: str) -> dict[str, int] | None:
         return self.emulator.fan_in_stats(request_id)
+
+    def limits_report(self) -> dict[str, Any] | None:
+        return self.emulator.limits.report() if self.emulator.limits is not None else None
 
 
 class RemoteDeployment:
@@ -187,6 +202,9 @@ class RemoteDeployment:
 
     def fan_in_stats(self, request_id: str) -> dict[str, int] | None:
         return None  # the engine is elsewhere: the counter row's own figures stand
+
+    def limits_report(self) -> dict[str, Any] | None:
+        return None  # what AWS's limits did is in the target's own metrics
 
 
 class EndpointDeployment(RemoteDeployment):
@@ -386,7 +404,8 @@ def check_embedded_settings(options: DeploymentOptions, where: str, endpoint: di
         if endpoint is None:
             raise UsageError(f"{option} applies to the embedded target only; {where} has its own")
         key = {"--lambda-concurrency": "lambdaConcurrency", "--kept-histories": "keptHistories",
-               "--fan-in-batch-size": "fanInBatchSize", "--fan-in-window": "fanInWindow"}[option]
+               "--fan-in-batch-size": "fanInBatchSize", "--fan-in-window": "fanInWindow",
+               "--aws-limits": "awsLimits"}[option]
         wanted = None if value == KEEP_ALL_HISTORIES else value
         if key not in endpoint or endpoint[key] != wanted:
             has = endpoint.get(key, "unknown")

@@ -9,6 +9,7 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lambda_fns import constants as c
 from lambda_fns.request_model import RequestError, check_request_id
@@ -78,6 +79,27 @@ SECONDS = number(0, above=True)  # a timeout or an interval
 DEADLINE_SECONDS = number(1, c.MAX_DEADLINE_SECONDS)
 RETENTION_DAYS = integer(1, 3650)
 RATE = number(0, 1)
+
+
+def aws_region(text: str) -> str:
+    """An AWS Region's name (its quotas: local/aws_limits/quotas.py; one it does not list gets
+    the figures of "every other Region")."""
+    from local.aws_limits.quotas import known_region
+
+    if not known_region(text):
+        raise argparse.ArgumentTypeError(f"expected an AWS Region name such as us-east-1, got {text!r}")
+    return text
+
+
+def add_aws_limits(parser: Any, *, what: str) -> None:
+    """--aws-limits REGION: the embedded emulator under that Region's published limits."""
+    parser.add_argument(
+        "--aws-limits", type=aws_region, metavar="REGION",
+        help=f"run {what} under REGION's published AWS limits, in real time: Step Functions' and "
+        "EventBridge's token buckets, Lambda's concurrency (the account's --lambda-concurrency and each "
+        "function's reserved), its scaling and async retries, DynamoDB partitions' writes and transactions "
+        "that conflict, and the latencies `fanflow plan` assumes; the same model as `fanflow plan --region "
+        "REGION` (default: no limits, as fast as this machine allows)")
 
 
 def check_writable(path: Path, option: str) -> None:

@@ -121,6 +121,15 @@ def duration(seconds: float | None) -> str:
     return f"{int(seconds // 86_400)} d {int(seconds % 86_400 // 3600):02d} h"
 
 
+def limits_line(report: dict[str, Any]) -> str:
+    """What AWS's limits did to an embedded run (local/aws_limits/enforce.AwsLimits.report)."""
+    waits = "; ".join(f"{name} {entry['times']:,} times, {entry['seconds']:,.1f} s in all"
+                      for name, entry in report["waits"].items()) or "nothing waited"
+    return (f"under {report['region']}'s limits (Lambda concurrency {report['lambdaConcurrency']:,}, peak "
+            f"{report['peakConcurrency']:,}, {report['coldStarts']:,} cold starts, {report['transactionConflicts']:,} "
+            f"transaction conflicts): {waits}")
+
+
 def timestamp(epoch: float | None) -> str:
     if epoch is None:
         return "-"

@@ -123,6 +123,9 @@ class LambdaRunner:
         self.stats = InvocationStats()
         # Called with (function, handler module) once per container, before first use.
         self.cold_start_hooks: list[Callable[[LambdaFunction, ModuleType], None]] = []
+        # AWS's limits (local/aws_limits/enforce.AwsLimits), when the emulator runs under them:
+        # an invocation first waits for an execution of its function.
+        self.limits: Any = None
 
     def invoke(self, fn: LambdaFunction, event: Any) -> tuple[str, bool, str]:
         """moto's `_invoke_lambda` contract: (payload as JSON, errored, log text)."""
@@ -130,6 +133,17 @@ class LambdaRunner:
             event = {}
         elif isinstance(event, (str, bytes)):
             event = json.loads(event)  # moto passes an empty payload as the string "{}"
+        limits = self.limits
+        held = limits is not None and not limits.admitted()
+        if held:
+            limits.acquire(fn.function_name)
+        try:
+            return self._run(fn, event)
+        finally:
+            if held:
+                limits.release(fn.function_name)
+
+    def _run(self, fn: LambdaFunction, event: Any) -> tuple[str, bool, str]:
         with self._slots:
             error = None
             self.stats.started(fn.function_name, event)

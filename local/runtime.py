@@ -25,6 +25,7 @@ from lambda_fns import constants as c
 
 from . import moto_patches
 from .assembly import cache_root, ensure_assembly
+from .aws_limits.enforce import AwsLimits
 from .delivery_pool import DeliveryPool
 from .deploy import apply_event_invoke_configs, create_stack, publish_assets
 from .event_sources import SqsEventSource
@@ -132,8 +133,10 @@ class EmbeddedEmulator:
     def __init__(self, *, region: str = DEFAULT_REGION, lambda_concurrency: int = 1000,
                  compute_seconds: float | None = c.COMPUTE_SECONDS_EMBEDDED,
                  faults: FaultPlan | None = None, with_seed_variant: bool = False,
-                 kept_histories: int | None = DEFAULT_KEPT_HISTORIES) -> None:
+                 kept_histories: int | None = DEFAULT_KEPT_HISTORIES, aws_limits: str | None = None) -> None:
         self.region = region
+        # Under one Region's published limits, in real time (local/aws_limits/enforce.py); None: none.
+        self.limits = AwsLimits(aws_limits, lambda_concurrency=lambda_concurrency) if aws_limits else None
         # Succeeded executions per state machine that keep their history; None keeps all.
         self.kept_histories = kept_histories
         self.faults = faults or FaultPlan()
@@ -145,6 +148,7 @@ class EmbeddedEmulator:
         rotate(self.log_file)  # appended to: other emulators (an endpoint, another run) may write there too
         self.runner = LambdaRunner(concurrency=lambda_concurrency, log_file=self.log_file)
         self.runner.cold_start_hooks.append(self._inject_compute_failures)
+        self.runner.limits = self.limits
         self.compute_seconds = compute_seconds
         self.delivery = Delivery()
         self.engine = EngineStats()
@@ -188,7 +192,10 @@ class EmbeddedEmulator:
             hooks=moto_patches.EngineHooks(
                 invoke_async=self._invoke_event, on_event_source_mapping=self._poll_event_source,
                 on_execution=self.engine.execution_started, on_dynamodb_write=self.engine.write,
-                transaction_fault=self._transaction_fault if self.faults.conflict_rate else None,
+                transaction_fault=self._transaction_fault if self.faults.conflict_rate or self.limits else None,
+                on_state_entered=self.limits.state_entered if self.limits else None,
+                before_api_call=self.limits.before_api_call if self.limits else None,
+                after_api_call=self.limits.after_api_call if self.limits else None,
             ),
         )
         self._mock.start()
@@ -207,6 +214,8 @@ class EmbeddedEmulator:
                                        account=ACCOUNT, region=self.region)
             if self.compute_seconds is not None:
                 self.set_compute_seconds(self.compute_seconds)
+            if self.limits is not None:
+                self._attach_limits(self.limits)
         except BaseException:
             self.stop()
             raise
@@ -240,7 +249,31 @@ class EmbeddedEmulator:
             gc.set_threshold(*self._gc_thresholds)
             self._froze_heap = False
 
+    def _attach_limits(self, limits: AwsLimits) -> None:
+        """Tell the limits what was deployed: each function's reserved concurrency, which state
+        machines are Express, each table's partition key."""
+        from moto.awslambda.utils import get_backend
+        from moto.dynamodb.models import dynamodb_backends
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        functions = get_backend(ACCOUNT, self.region).list_functions()
+        reserved = {fn.function_name: int(fn.reserved_concurrency) for fn in functions
+                    if fn.reserved_concurrency is not None}
+        machines = stepfunctions_parser_backends[ACCOUNT][self.region]
+        tables = dynamodb_backends[ACCOUNT][self.region]
+
+        def is_express(arn: str) -> bool:
+            return str(machines.describe_state_machine(arn).type).upper() == "EXPRESS"
+
+        def partition_key(table: str) -> str | None:
+            found = tables.tables.get(table)
+            return None if found is None else str(found.hash_key_attr)
+
+        limits.attach(reserved=reserved, is_express=is_express, partition_key=partition_key)
+
     def stop(self) -> None:
+        if self.limits is not None:
+            self.limits.stop()
         self._thaw_heap()
         for source in self.event_sources:
             source.stop()
@@ -319,16 +352,22 @@ class EmbeddedEmulator:
         pool = self._pool
         if pool is None:
             raise RuntimeError("the emulator is stopped: no invocations")
+        if self.limits is not None:  # it waits in the function's queue for concurrency
+            self.limits.async_queue(fn.function_name, pool.submit).submit(
+                lambda: self._invoke_async(fn.function_arn, payload))
+            return
         pool.submit(self._invoke_async, fn.function_arn, payload)
 
     def _transaction_fault(self, items: list[tuple[str, dict[str, Any]]]) -> int | None:
-        """--conflict-rate: cancel a transaction that touches a counter row, on that row."""
-        counter_table = self.outputs.get(c.OUTPUT_COUNTER_TABLE)
-        for index, (table, key) in enumerate(items):
-            value = key.get(c.ATTR_REQUEST_ID)
-            if table == counter_table and isinstance(value, dict) and self.faults.conflict(str(value.get("S"))):
-                return index
-        return None
+        """--conflict-rate: cancel a transaction that touches a counter row, on that row; under
+        AWS's limits, one that overlaps another on an item."""
+        if self.faults.conflict_rate:
+            counter_table = self.outputs.get(c.OUTPUT_COUNTER_TABLE)
+            for index, (table, key) in enumerate(items):
+                value = key.get(c.ATTR_REQUEST_ID)
+                if table == counter_table and isinstance(value, dict) and self.faults.conflict(str(value.get("S"))):
+                    return index
+        return self.limits.transaction_conflict(items) if self.limits is not None else None
 
     def _count_put_events(self, entries: list[dict[str, Any]]) -> None:
         if entries:
@@ -391,7 +430,12 @@ class EmbeddedEmulator:
         if pool is None:
             raise RuntimeError("the emulator is stopped: no deliveries")
         for _ in range(copies):
-            pool.submit(self._deliver_now, target, event)
+            if self.limits is not None and self.limits.scheduler is not None:
+                # the target's invocation rate, EventBridge's delay, a state machine's start
+                self.limits.scheduler.later(self.limits.delivery_delay(str(target["Arn"])),
+                                            lambda: pool.submit(self._deliver_now, target, event))
+            else:
+                pool.submit(self._deliver_now, target, event)
 
     def _deliver_now(self, target: dict[str, Any], event: dict[str, Any]) -> None:
         arn = parse_arn(target["Arn"])
@@ -403,7 +447,9 @@ class EmbeddedEmulator:
         last_error = ""
         for _ in range(DELIVERY_ATTEMPTS):
             try:
-                if arn.service == "lambda":
+                if arn.service == "lambda" and self.limits is not None:
+                    self._invoke_event(self._function(target["Arn"]), payload)
+                elif arn.service == "lambda":
                     self._invoke_async(target["Arn"], payload)
                 elif arn.service == "sqs":
                     self._send_message(target["Arn"], payload)
@@ -416,11 +462,15 @@ class EmbeddedEmulator:
                 last_error = f"{type(exc).__name__}: {exc}"
         self._dead_letter(target, payload, last_error)
 
-    def _invoke_async(self, function_arn: str, payload: Any) -> None:
+    @staticmethod
+    def _function(function_arn: str) -> Any:
         from moto.awslambda.utils import get_backend
 
         arn = parse_arn(function_arn)
-        fn = get_backend(arn.account, arn.region).get_function(function_arn)
+        return get_backend(arn.account, arn.region).get_function(function_arn)
+
+    def _invoke_async(self, function_arn: str, payload: Any) -> None:
+        fn = self._function(function_arn)
         config = fn.event_invoke_config[0].config if fn.event_invoke_config else {}
         attempts = 1 + int(config.get("MaximumRetryAttempts", 2))
         for _ in range(attempts):

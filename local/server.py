@@ -174,8 +174,10 @@ class EndpointServer:
     def __init__(self, *, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, lambda_concurrency: int = 1000,
                  compute_seconds: float | None = c.COMPUTE_SECONDS_EMBEDDED,
                  kept_histories: int | None = RUNTIME_DEFAULT,
-                 fan_in_batching: dict[str, int] | None = None, faults: FaultPlan | None = None) -> None:
+                 fan_in_batching: dict[str, int] | None = None, faults: FaultPlan | None = None,
+                 aws_limits: str | None = None) -> None:
         self.host = host
+        self.aws_limits = aws_limits  # the Region whose published limits the emulator runs under, or None
         self.port = port
         self.lambda_concurrency = lambda_concurrency
         self.compute_seconds = compute_seconds
@@ -209,7 +211,7 @@ class EndpointServer:
             raise EndpointError(f"port {self.port} on {self.host} is in use: choose another with --port")
         self.emulator = EmbeddedEmulator(lambda_concurrency=self.lambda_concurrency,
                                          compute_seconds=self.compute_seconds, kept_histories=self.kept_histories,
-                                         faults=self.faults)
+                                         faults=self.faults, aws_limits=self.aws_limits)
         self.emulator.start()
         try:
             if self.fan_in_batching:
@@ -249,6 +251,7 @@ class EndpointServer:
                                                        "keptHistories": self.kept_histories,
                                                        "computeSeconds": self.compute_seconds,
                                                        "faults": self.faults.settings(),
+                                                       "awsLimits": self.aws_limits,
                                                        **self._batching()})
             if path.startswith(SUMMARY_PATH):
                 request_id = urllib.parse.unquote(path[len(SUMMARY_PATH):])
@@ -281,7 +284,8 @@ def serve(*, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, lambda_concurre
           compute_seconds: float | None = c.COMPUTE_SECONDS_EMBEDDED,
           kept_histories: int | None = RUNTIME_DEFAULT, state_file: Path | None = None,
           on_ready: Callable[[EndpointState], None] | None = None,
-          fan_in_batching: dict[str, int] | None = None, faults: FaultPlan | None = None) -> None:
+          fan_in_batching: dict[str, int] | None = None, faults: FaultPlan | None = None,
+          aws_limits: str | None = None) -> None:
     """Run the endpoint until SIGINT or SIGTERM; the state file exists while it serves."""
     state_file = state_file or endpoint_file()
     existing = running_endpoint(state_file)
@@ -292,7 +296,7 @@ def serve(*, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, lambda_concurre
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     server = EndpointServer(port=port, host=host, lambda_concurrency=lambda_concurrency,
                             compute_seconds=compute_seconds, kept_histories=kept_histories,
-                            fan_in_batching=fan_in_batching, faults=faults)
+                            fan_in_batching=fan_in_batching, faults=faults, aws_limits=aws_limits)
     try:
         server.start()
         try:

@@ -37,6 +37,7 @@ def register(commands: Any) -> None:
     bench.add_argument("--lambda-concurrency", type=options.LAMBDA_CONCURRENCY, default=1000, metavar="N",
                        help="Lambda executions the embedded target runs at once, 2-10000, for both variants "
                        "(default: %(default)s)")
+    options.add_aws_limits(bench, what="both variants")
     bench.add_argument("--timeout", type=options.SECONDS, default=900.0, metavar="SECONDS",
                        help="give up on one run after this long (default: %(default)s)")
     bench.add_argument("--json", action="store_true", help="print the rows as JSON")
@@ -100,7 +101,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                   markup=False, highlight=False)
     with status if status is not None else contextlib.nullcontext():
         rows = run_bench(sorted(args.sizes), args.variants, compute_seconds=args.compute_seconds,
-                         lambda_concurrency=args.lambda_concurrency, timeout=args.timeout, on_start=starting)
+                         lambda_concurrency=args.lambda_concurrency, timeout=args.timeout, on_start=starting,
+                         aws_limits=args.aws_limits)
     if args.json:
         print(json.dumps([asdict(row) for row in rows]))
     else:

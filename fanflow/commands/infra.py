@@ -103,6 +103,7 @@ def register(commands: Any) -> None:
                     help=f"completions counted per batch, 1-10000 (default: {c.FAN_IN_BATCH_SIZE})")
     up.add_argument("--fan-in-window", type=options.integer(0, 300), metavar="SECONDS",
                     help=f"longest wait for a fan-in batch to fill, 0-300 (default: {c.FAN_IN_BATCH_WINDOW_SECONDS})")
+    options.add_aws_limits(up, what="the endpoint")
     _fault_arguments(up)
     up.add_argument("--detach", action="store_true", help="start in the background and return once it serves")
     up.add_argument("--start-timeout", type=options.SECONDS, default=300.0, metavar="SECONDS",
@@ -403,7 +404,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         serve(port=args.port, compute_seconds=args.compute_seconds, lambda_concurrency=args.lambda_concurrency,
               on_ready=ready, fan_in_batching=options.fan_in_batching(args.fan_in_batch_size, args.fan_in_window),
-              faults=faults, **settings)
+              faults=faults, aws_limits=args.aws_limits, **settings)
     except EndpointError as exc:
         raise DeploymentError(str(exc)) from None
     print("fanflow endpoint stopped", file=sys.stderr)
@@ -426,6 +427,8 @@ def _up_detached(args: argparse.Namespace) -> int:
                "--compute-seconds", str(args.compute_seconds), "--lambda-concurrency", str(args.lambda_concurrency)]
     if args.kept_histories is not None:
         command += ["--kept-histories", str(args.kept_histories)]
+    if args.aws_limits is not None:
+        command += ["--aws-limits", args.aws_limits]
     options.fan_in_batching(args.fan_in_batch_size, args.fan_in_window)  # refused now, before the process starts
     for option, value in (("--fan-in-batch-size", args.fan_in_batch_size), ("--fan-in-window", args.fan_in_window)):
         if value is not None:

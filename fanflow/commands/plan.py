@@ -13,8 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from .. import options
 from ..awsmodel.planner import plan, sensitivity
-from local.aws_limits.quotas import known_region
 from ..awsmodel.world import PlanInputs
 
 MAX_CASES = 10_000_000
@@ -44,12 +44,6 @@ def number_in(low: float, high: float, *, integer: bool) -> Callable[[str], Any]
     return parse
 
 
-def region_name(text: str) -> str:
-    if not known_region(text):
-        raise argparse.ArgumentTypeError(f"expected an AWS Region name such as us-east-1, got {text!r}")
-    return text
-
-
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "plan", help="predict a request's time, limits and cost on AWS, before deploying",
@@ -61,7 +55,7 @@ def register(commands: Any) -> None:
                         help=f"cases in the request (1 to {MAX_CASES:,})")
     parser.add_argument("--compute-seconds", type=number_in(0, MAX_COMPUTE_SECONDS, integer=False), required=True,
                         metavar="S", help=f"work per case in seconds (0 to {MAX_COMPUTE_SECONDS:g})")
-    parser.add_argument("--region", type=region_name, default="us-east-1", metavar="R",
+    parser.add_argument("--region", type=options.aws_region, default="us-east-1", metavar="R",
                         help="the Region, for its quota tier and prices (default: %(default)s)")
     parser.add_argument("--lambda-concurrency", type=number_in(1, MAX_CONCURRENCY, integer=True), default=1000,
                         metavar="N", help="the account's concurrent Lambda executions (default: %(default)s)")

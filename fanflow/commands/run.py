@@ -15,7 +15,7 @@ from typing import Any
 from lambda_fns import constants as c
 from lambda_fns.request_model import FanRequest, RequestError, execution_name, parse_request, parse_s3_uri
 
-from .. import options, samples, timeline
+from .. import options, render, samples, timeline
 from ..client import FanflowClient
 from ..deployments import (
     CONNECTION_ERRORS,
@@ -59,6 +59,7 @@ def register(commands: Any) -> None:
                      "batch takes two while it counts; default: 1000). A target that cannot honour it refuses "
                      "it: LocalStack, AWS, or an endpoint started with another value "
                      "(`fanflow up --lambda-concurrency N`)")
+    options.add_aws_limits(run, what="the in-process embedded target")
     run.add_argument("--kept-histories", type=kept_histories, metavar="N|all",
                      help="succeeded executions per state machine whose history the embedded target keeps; "
                      "older ones keep status, input and output (default: 1000; refused where it cannot apply, "
@@ -197,6 +198,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     err = output_console(sys.stderr)
     settings = DeploymentOptions(lambda_concurrency=args.lambda_concurrency, compute_seconds=args.compute_seconds,
                              faults=faults, kept_histories=args.kept_histories, fan_in_batching=batching,
+                             aws_limits=args.aws_limits,
                              notice=lambda message: err.print(f"fanflow: {message}", markup=False, highlight=False))
     trace: dict[str, Any] | None = None
     with contextlib.ExitStack() as stack:
@@ -233,12 +235,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise connection_lost(target, request.request_id, exc) from None
         runs = target.summary_invocations(request.request_id)
         fan_in = fan_in_output(row, target.fan_in_stats(request.request_id))
+        limits = target.limits_report()
         injected = faults.report(request.request_id) if faults.active else None
     if args.json:
         out = run_output(summary, row, runs, wall, target=args.target)
         out.update(results)
         out["fanIn"] = fan_in
         out["preProcessHistoryEvents"] = history_events
+        if limits is not None:
+            out["awsLimits"] = limits
         if injected is not None:
             out["injectedFaults"] = injected
         print(json.dumps(out))
@@ -249,6 +254,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if "resultsFile" in results or "resultsUris" in results:
             where = results.get("resultsFile") or ", ".join(results["resultsUris"])
             console.print(f"every case's result: {where}", markup=False, highlight=False)
+        if limits is not None:
+            console.print(render.limits_line(limits), markup=False, highlight=False)
         if injected is not None:
             console.print(f"injected: {len(injected['duplicatedEvents'])} duplicated events, "
                           f"{len(injected['failedCases'])} failed computations, "

@@ -14,6 +14,7 @@ The adaptations keep the numbers they were given (docs and comments cite "adapta
     direct_calls.py          7, 10, 12, 24  the way from boto3 to moto: lookups, dispatch, before-call, endpoints
     json_copies.py           13             JSON values copied as JSON
     sqs.py                   22             SQS's message path
+    limits.py                27             where AWS's limits act: states entered, API calls
     patching.py              -              the version pin and the patcher they share
 
 Each module's docstring says what it adapts, why, and which moto code it replaces; its tests
@@ -59,6 +60,7 @@ from . import (
     executions,
     json_copies,
     lambda_invocations,
+    limits,
     sqs,
 )
 from .asl_engine import _jsonpath as _jsonpath  # the tests check the engine uses this cache
@@ -110,7 +112,10 @@ class EngineHooks:
     - `on_dynamodb_write(table_name, key)`: observes every item write (each item of a
       transaction, committed or cancelled, and each conditional write that failed).
     - `transaction_fault(items)`: given a transaction's (table name, key) pairs, the index of
-      the item to cancel with TransactionConflict, or None (fault injection, adaptation 21).
+      the item to cancel with TransactionConflict, or None (fault injection, adaptation 21;
+      and a transaction overlapping another on an item, under AWS's limits).
+    - `on_state_entered(standard)`, `before_api_call(service, operation, params, context)`,
+      `after_api_call(service, operation, context)`: where AWS's limits act (adaptation 27).
     """
 
     invoke_async: Callable[[LambdaFunction, Any], None] | None = None
@@ -118,6 +123,9 @@ class EngineHooks:
     on_execution: Callable[[str, str], None] | None = None
     on_dynamodb_write: Callable[[str, dict[str, Any]], None] | None = None
     transaction_fault: Callable[[list[tuple[str, dict[str, Any]]]], int | None] | None = None
+    on_state_entered: limits.StateEntered | None = None
+    before_api_call: limits.BeforeCall | None = None
+    after_api_call: limits.AfterCall | None = None
 
 
 def install(*, invoke: Invoke, deliver: Deliver,
@@ -177,6 +185,8 @@ def _install_all(originals: list[tuple[Any, str, Any]], invoke: Invoke, deliver:
     direct_calls.kept_endpoints(patch)
     dynamodb.query_by_hash_key(patch)
     executions.sdk_parameter_names(patch)
+    limits.limits_on_states(patch, hooks.on_state_entered)
+    limits.limits_on_api_calls(patch, hooks.before_api_call, hooks.after_api_call)
 
 
 def uninstall() -> None:
@@ -187,6 +197,7 @@ def uninstall() -> None:
         restore(_installed.originals)
         _installed = None
         direct_calls.stop_direct_calls()
+        limits.stop_limits_on_api_calls()
 
 
 def installed() -> bool:
