@@ -1,0 +1,87 @@
+"""Issue 15's second check: the embedded engine under a Region's published limits
+(`--aws-limits`) against `fanflow plan`'s prediction for the same request, both variants, side
+by side. Each (cases, compute seconds) runs in a fresh process: an emulator holds one account's
+buckets and concurrency, and each size starts from full buckets, as a plan does.
+
+    python benchmarks/limits_check.py                       # 1,000 x 0.5 s and 5,000 x 0 s, us-east-1
+    python benchmarks/limits_check.py --runs 1000x0.5 --region eu-south-1
+
+Prints, per run and variant: the embedded wall time (request start to summary written), the
+planned wall time, their ratio, whether they agree within 20 %, the process's CPU seconds and
+peak RSS, and what the limits made the embedded run wait for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+AGREEMENT = 0.20  # the issue's: within 20 %
+DEFAULT_RUNS = ("1000x0.5", "5000x0")
+
+
+def one(cases: int, seconds: float, region: str, concurrency: int) -> dict[str, Any]:
+    """Both variants under the limits, in this process; then their plans."""
+    from fanflow.awsmodel.planner import plan
+    from fanflow.awsmodel.world import PlanInputs
+    from fanflow.bench import run_bench
+
+    out: dict[str, Any] = {"cases": cases, "computeSeconds": seconds, "region": region, "variants": []}
+    for variant in ("fanflow", "seed"):
+        cpu = time.process_time()
+        [row] = run_bench([cases], [variant], compute_seconds=seconds, lambda_concurrency=concurrency,
+                          timeout=1800, aws_limits=region)
+        planned = plan(PlanInputs(cases=cases, compute_seconds=seconds, region=region,
+                                  lambda_concurrency=concurrency), (variant,))["variants"][0]
+        out["variants"].append({
+            "variant": variant, "status": row.status, "embeddedSeconds": row.wallSeconds,
+            "plannedSeconds": planned["wallSeconds"], "plannedRange": planned["wallSecondsRange"],
+            "cpuSeconds": round(time.process_time() - cpu, 1),
+            "peakRssMb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        })
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), metavar="CASESxSECONDS")
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--lambda-concurrency", type=int, default=1000)
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process: one CASESxSECONDS
+    args = parser.parse_args()
+    if args.one:
+        cases, seconds = args.one.split("x")
+        print(json.dumps(one(int(cases), float(seconds), args.region, args.lambda_concurrency)))
+        return 0
+    print(f"| cases x s | variant | embedded under {args.region}'s limits | planned | embedded / planned | "
+          "within 20 % | process CPU s | peak RSS MB |")
+    print("| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |")
+    agreed = True
+    for spec in args.runs:
+        done = subprocess.run([sys.executable, str(Path(__file__)), "--one", spec, "--region", args.region,
+                               "--lambda-concurrency", str(args.lambda_concurrency)],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(done.stderr[-3000:], file=sys.stderr)
+            return 1
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        for v in result["variants"]:
+            embedded, planned = v["embeddedSeconds"], v["plannedSeconds"]
+            ratio = embedded / planned if embedded and planned else None
+            ok = ratio is not None and abs(ratio - 1) <= AGREEMENT
+            agreed &= ok
+            print(f"| {result['cases']:,} x {result['computeSeconds']:g} | {v['variant']} | "
+                  f"{embedded if embedded is not None else '-'} s ({v['status']}) | {planned} s | "
+                  f"{f'{ratio:.2f}' if ratio else '-'} | {'yes' if ok else 'no'} | {v['cpuSeconds']} | "
+                  f"{v['peakRssMb']} |", flush=True)
+    return 0 if agreed else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
