@@ -138,15 +138,17 @@ def run_seed(emulator: Any, cases: int, *, timeout: float) -> BenchRow:
 def run_bench(sizes: list[int], variants: list[str], *, compute_seconds: float = 0.0,
               lambda_concurrency: int = 1000, timeout: float = 900.0,
               on_row: Any = None, on_start: Any = None, warm_up: bool = True,
-              aws_limits: str | None = None) -> list[BenchRow]:
+              aws_limits: str | None = None, time_scale: float = 1.0) -> list[BenchRow]:
     """Every size with every variant, after a warm-up run of each; `on_start(variant, cases,
     number, total)` is told before each run, `on_row(row)` after it. `aws_limits`: the Region whose
-    published limits the emulator runs under (one account: both variants share its buckets)."""
+    published limits the emulator runs under (one account: both variants share its buckets),
+    `time_scale` how many times slower than AWS (the rows' times are the emulator's)."""
     from local.runtime import EmbeddedEmulator
 
     rows: list[BenchRow] = []
     with EmbeddedEmulator(lambda_concurrency=lambda_concurrency, compute_seconds=compute_seconds,
-                          with_seed_variant="seed" in variants, aws_limits=aws_limits) as emulator:
+                          with_seed_variant="seed" in variants, aws_limits=aws_limits,
+                          time_scale=time_scale) as emulator:
         if "seed" in variants:
             emulator.set_compute_seconds(compute_seconds, stack=c.SEED_VARIANT_STACK_NAME)
         seed_summary = emulator.stack_outputs.get(c.SEED_VARIANT_STACK_NAME, {}).get(c.OUTPUT_SUMMARY_FUNCTION)

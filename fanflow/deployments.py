@@ -83,6 +83,7 @@ class DeploymentOptions:
     notice: Callable[[str], None] | None = None  # told what the target does that the caller should know
     fan_in_batching: dict[str, int] | None = None  # embedded only: batch_size, window_seconds
     aws_limits: str | None = None  # embedded only: run under this Region's published limits
+    time_scale: float | None = None  # embedded only, with aws_limits: that many times slower than AWS
 
     def tell(self, message: str) -> None:
         if self.notice is not None:
@@ -100,7 +101,7 @@ class DeploymentOptions:
         batching = self.fan_in_batching or {}
         given = {"--lambda-concurrency": self.lambda_concurrency, "--kept-histories": self.kept_histories,
                  "--fan-in-batch-size": batching.get("batch_size"), "--fan-in-window": batching.get("window_seconds"),
-                 "--aws-limits": self.aws_limits}
+                 "--aws-limits": self.aws_limits, "--time-scale": self.time_scale}
         return {name: value for name, value in given.items() if value is not None}
 
 
@@ -120,6 +121,7 @@ class EmbeddedDeployment:
             faults=options.faults,
             kept_histories=options.emulator_kept_histories(),
             aws_limits=options.aws_limits,
+            time_scale=options.time_scale or 1.0,
         )
         self.outputs: dict[str, str] = {}
         self._workers = contextlib.ExitStack()
@@ -405,7 +407,7 @@ def check_embedded_settings(options: DeploymentOptions, where: str, endpoint: di
             raise UsageError(f"{option} applies to the embedded target only; {where} has its own")
         key = {"--lambda-concurrency": "lambdaConcurrency", "--kept-histories": "keptHistories",
                "--fan-in-batch-size": "fanInBatchSize", "--fan-in-window": "fanInWindow",
-               "--aws-limits": "awsLimits"}[option]
+               "--aws-limits": "awsLimits", "--time-scale": "timeScale"}[option]
         wanted = None if value == KEEP_ALL_HISTORIES else value
         if key not in endpoint or endpoint[key] != wanted:
             has = endpoint.get(key, "unknown")

@@ -100,6 +100,16 @@ def add_aws_limits(parser: Any, *, what: str) -> None:
         "function's reserved), its scaling and async retries, DynamoDB partitions' writes and transactions "
         "that conflict, and the latencies `fanflow plan` assumes; the same model as `fanflow plan --region "
         "REGION` (default: no limits, as fast as this machine allows)")
+    parser.add_argument(
+        "--time-scale", type=number(1, 1000), default=None, metavar="K",
+        help="with --aws-limits: run K times slower than AWS would (every latency, rate, compute time and "
+        "batching window stretched K times), so that this machine's CPU, not AWS's limits, does not set the "
+        "pace; divide the times it shows by K for AWS's (default: 1, real time)")
+
+
+def check_time_scale(aws_limits: str | None, time_scale: float | None) -> None:
+    if time_scale is not None and aws_limits is None:
+        raise UsageError("--time-scale stretches a run under AWS's limits: give --aws-limits REGION too")
 
 
 def check_writable(path: Path, option: str) -> None:

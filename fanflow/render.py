@@ -125,7 +125,8 @@ def limits_line(report: dict[str, Any]) -> str:
     """What AWS's limits did to an embedded run (local/aws_limits/enforce.AwsLimits.report)."""
     waits = "; ".join(f"{name} {entry['times']:,} times, {entry['seconds']:,.1f} s in all"
                       for name, entry in report["waits"].items()) or "nothing waited"
-    return (f"under {report['region']}'s limits (Lambda concurrency {report['lambdaConcurrency']:,}, peak "
+    scale = f", {report['timeScale']:g} times slower than AWS" if report.get("timeScale", 1) != 1 else ""
+    return (f"under {report['region']}'s limits{scale} (Lambda concurrency {report['lambdaConcurrency']:,}, peak "
             f"{report['peakConcurrency']:,}, {report['coldStarts']:,} cold starts, {report['transactionConflicts']:,} "
             f"transaction conflicts): {waits}")
 

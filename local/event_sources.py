@@ -36,8 +36,9 @@ class SqsEventSource:
     """Polls one SQS event source mapping until `stop()`."""
 
     def __init__(self, mapping: Any, *, invoke: Callable[[Any, Any], tuple[str, bool, str]],
-                 name: str = "fanflow-sqs-poller") -> None:
+                 name: str = "fanflow-sqs-poller", time_scale: float = 1.0) -> None:
         self.mapping = mapping
+        self.time_scale = time_scale  # an emulator run slower than AWS (AwsLimits.time_scale) waits longer
         self._invoke = invoke
         arn = parse_arn(mapping.event_source_arn)
         self.queue_arn = mapping.event_source_arn
@@ -57,7 +58,7 @@ class SqsEventSource:
 
     @property
     def window(self) -> float:
-        return float(self.mapping.max_batch_window or 0)
+        return float(self.mapping.max_batch_window or 0) * self.time_scale
 
     @property
     def max_concurrency(self) -> int:

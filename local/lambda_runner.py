@@ -134,10 +134,13 @@ class LambdaRunner:
         elif isinstance(event, (str, bytes)):
             event = json.loads(event)  # moto passes an empty payload as the string "{}"
         limits = self.limits
-        held = limits is not None and not limits.admitted()
-        if held:
-            limits.acquire(fn.function_name)
+        if limits is None:
+            return self._run(fn, event)
+        cold, held = limits.enter(fn.function_name)
         try:
+            began = limits.clock()
+            self._container(fn)  # a first invocation imports the handler: part of its start
+            limits.started(cold, since=began)
             return self._run(fn, event)
         finally:
             if held:

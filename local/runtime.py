@@ -133,10 +133,15 @@ class EmbeddedEmulator:
     def __init__(self, *, region: str = DEFAULT_REGION, lambda_concurrency: int = 1000,
                  compute_seconds: float | None = c.COMPUTE_SECONDS_EMBEDDED,
                  faults: FaultPlan | None = None, with_seed_variant: bool = False,
-                 kept_histories: int | None = DEFAULT_KEPT_HISTORIES, aws_limits: str | None = None) -> None:
+                 kept_histories: int | None = DEFAULT_KEPT_HISTORIES, aws_limits: str | None = None,
+                 time_scale: float = 1.0) -> None:
         self.region = region
-        # Under one Region's published limits, in real time (local/aws_limits/enforce.py); None: none.
-        self.limits = AwsLimits(aws_limits, lambda_concurrency=lambda_concurrency) if aws_limits else None
+        # Under one Region's published limits, in real time or `time_scale` times slower
+        # (local/aws_limits/enforce.py); None: none.
+        self.limits = (AwsLimits(aws_limits, lambda_concurrency=lambda_concurrency, time_scale=time_scale)
+                       if aws_limits else None)
+        if time_scale != 1 and self.limits is None:
+            raise ValueError("a time scale applies to a run under AWS's limits only")
         # Succeeded executions per state machine that keep their history; None keeps all.
         self.kept_histories = kept_histories
         self.faults = faults or FaultPlan()
@@ -302,7 +307,8 @@ class EmbeddedEmulator:
         outputs = self.stack_outputs[stack]
         for name in outputs.get(c.OUTPUT_COMPUTE_FUNCTIONS, outputs[c.OUTPUT_COMPUTE_FUNCTION]).split(","):
             env = lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
-            env[c.ENV_COMPUTE_SECONDS] = str(seconds)
+            # under a time scale, the work takes as much longer as everything else
+            env[c.ENV_COMPUTE_SECONDS] = str(seconds * (self.limits.time_scale if self.limits else 1.0))
             lam.update_function_configuration(FunctionName=name, Environment={"Variables": env})
         if stack == c.STACK_NAME:
             self.compute_seconds = seconds
@@ -345,7 +351,8 @@ class EmbeddedEmulator:
 
     def _poll_event_source(self, mapping: Any) -> None:
         """An SQS event source mapping was created: poll its queue as Lambda does."""
-        self.event_sources.append(SqsEventSource(mapping, invoke=self.runner.invoke))
+        self.event_sources.append(SqsEventSource(mapping, invoke=self.runner.invoke,
+                                                 time_scale=self.limits.time_scale if self.limits else 1.0))
 
     def _invoke_event(self, fn: Any, payload: Any) -> None:
         """An asynchronous (Event) invocation: queued, then run with Lambda's retries."""

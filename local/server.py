@@ -175,9 +175,10 @@ class EndpointServer:
                  compute_seconds: float | None = c.COMPUTE_SECONDS_EMBEDDED,
                  kept_histories: int | None = RUNTIME_DEFAULT,
                  fan_in_batching: dict[str, int] | None = None, faults: FaultPlan | None = None,
-                 aws_limits: str | None = None) -> None:
+                 aws_limits: str | None = None, time_scale: float | None = None) -> None:
         self.host = host
         self.aws_limits = aws_limits  # the Region whose published limits the emulator runs under, or None
+        self.time_scale = time_scale  # with aws_limits: that many times slower than AWS (None: 1)
         self.port = port
         self.lambda_concurrency = lambda_concurrency
         self.compute_seconds = compute_seconds
@@ -211,7 +212,8 @@ class EndpointServer:
             raise EndpointError(f"port {self.port} on {self.host} is in use: choose another with --port")
         self.emulator = EmbeddedEmulator(lambda_concurrency=self.lambda_concurrency,
                                          compute_seconds=self.compute_seconds, kept_histories=self.kept_histories,
-                                         faults=self.faults, aws_limits=self.aws_limits)
+                                         faults=self.faults, aws_limits=self.aws_limits,
+                                         time_scale=self.time_scale or 1.0)
         self.emulator.start()
         try:
             if self.fan_in_batching:
@@ -252,6 +254,7 @@ class EndpointServer:
                                                        "computeSeconds": self.compute_seconds,
                                                        "faults": self.faults.settings(),
                                                        "awsLimits": self.aws_limits,
+                                                       "timeScale": self.time_scale,
                                                        **self._batching()})
             if path.startswith(SUMMARY_PATH):
                 request_id = urllib.parse.unquote(path[len(SUMMARY_PATH):])
@@ -285,7 +288,7 @@ def serve(*, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, lambda_concurre
           kept_histories: int | None = RUNTIME_DEFAULT, state_file: Path | None = None,
           on_ready: Callable[[EndpointState], None] | None = None,
           fan_in_batching: dict[str, int] | None = None, faults: FaultPlan | None = None,
-          aws_limits: str | None = None) -> None:
+          aws_limits: str | None = None, time_scale: float | None = None) -> None:
     """Run the endpoint until SIGINT or SIGTERM; the state file exists while it serves."""
     state_file = state_file or endpoint_file()
     existing = running_endpoint(state_file)
@@ -296,7 +299,8 @@ def serve(*, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, lambda_concurre
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     server = EndpointServer(port=port, host=host, lambda_concurrency=lambda_concurrency,
                             compute_seconds=compute_seconds, kept_histories=kept_histories,
-                            fan_in_batching=fan_in_batching, faults=faults, aws_limits=aws_limits)
+                            fan_in_batching=fan_in_batching, faults=faults, aws_limits=aws_limits,
+                            time_scale=time_scale)
     try:
         server.start()
         try:

@@ -80,6 +80,7 @@ def plot(rows: list[BenchRow], path: Path) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    options.check_time_scale(args.aws_limits, args.time_scale)
     if args.plot:  # checked before the benchmark runs, not after
         options.check_writable(args.plot, "--plot")
         render.require_matplotlib()
@@ -102,7 +103,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     with status if status is not None else contextlib.nullcontext():
         rows = run_bench(sorted(args.sizes), args.variants, compute_seconds=args.compute_seconds,
                          lambda_concurrency=args.lambda_concurrency, timeout=args.timeout, on_start=starting,
-                         aws_limits=args.aws_limits)
+                         aws_limits=args.aws_limits, time_scale=args.time_scale or 1.0)
     if args.json:
         print(json.dumps([asdict(row) for row in rows]))
     else:

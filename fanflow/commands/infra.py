@@ -386,12 +386,16 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     stop = "fanflow down" if args.detached else "Ctrl-C or fanflow down"
     faults = fault_plan(args)
+    options.check_time_scale(args.aws_limits, args.time_scale)
 
     def ready(state: Any) -> None:
         print(f"fanflow endpoint serving at {state.url} (pid {state.pid}, region {state.region}, "
               f"stack {c.STACK_NAME} deployed; state in {endpoint_file()})", file=sys.stderr)
         print(f"use it: fanflow run --target embedded ...  |  aws --endpoint-url {state.url} ...  |  "
               f"stop: {stop}", file=sys.stderr, flush=True)
+        if args.aws_limits:
+            scale = f", {args.time_scale:g} times slower than AWS" if args.time_scale else ", in real time"
+            print(f"fanflow: under {args.aws_limits}'s published AWS limits{scale}", file=sys.stderr, flush=True)
         if faults.active:
             print(f"fanflow: {describe_faults(faults)}", file=sys.stderr, flush=True)
 
@@ -404,7 +408,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         serve(port=args.port, compute_seconds=args.compute_seconds, lambda_concurrency=args.lambda_concurrency,
               on_ready=ready, fan_in_batching=options.fan_in_batching(args.fan_in_batch_size, args.fan_in_window),
-              faults=faults, aws_limits=args.aws_limits, **settings)
+              faults=faults, aws_limits=args.aws_limits, time_scale=args.time_scale, **settings)
     except EndpointError as exc:
         raise DeploymentError(str(exc)) from None
     print("fanflow endpoint stopped", file=sys.stderr)
@@ -427,8 +431,11 @@ def _up_detached(args: argparse.Namespace) -> int:
                "--compute-seconds", str(args.compute_seconds), "--lambda-concurrency", str(args.lambda_concurrency)]
     if args.kept_histories is not None:
         command += ["--kept-histories", str(args.kept_histories)]
+    options.check_time_scale(args.aws_limits, args.time_scale)
     if args.aws_limits is not None:
         command += ["--aws-limits", args.aws_limits]
+    if args.time_scale is not None:
+        command += ["--time-scale", str(args.time_scale)]
     options.fan_in_batching(args.fan_in_batch_size, args.fan_in_window)  # refused now, before the process starts
     for option, value in (("--fan-in-batch-size", args.fan_in_batch_size), ("--fan-in-window", args.fan_in_window)):
         if value is not None:

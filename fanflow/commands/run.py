@@ -183,6 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("fault injection (--duplicate-rate, --failure-rate, --drop-rate, --conflict-rate) runs on "
                          "the embedded target only")
     batching = options.fan_in_batching(args.fan_in_batch_size, args.fan_in_window)
+    options.check_time_scale(args.aws_limits, args.time_scale)
     if batching and args.target != "embedded":
         raise UsageError("--fan-in-batch-size and --fan-in-window set the embedded target's batching; for a "
                          "deployed stack, deploy with -c fanInBatchSize=N -c fanInBatchWindow=S")
@@ -198,7 +199,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     err = output_console(sys.stderr)
     settings = DeploymentOptions(lambda_concurrency=args.lambda_concurrency, compute_seconds=args.compute_seconds,
                              faults=faults, kept_histories=args.kept_histories, fan_in_batching=batching,
-                             aws_limits=args.aws_limits,
+                             aws_limits=args.aws_limits, time_scale=args.time_scale,
                              notice=lambda message: err.print(f"fanflow: {message}", markup=False, highlight=False))
     trace: dict[str, Any] | None = None
     with contextlib.ExitStack() as stack:

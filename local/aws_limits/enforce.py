@@ -69,8 +69,9 @@ SYNC_RETRY_FIRST, SYNC_RETRY_CAP = 1.0, 60.0
 # Transactions' item locks kept at most; beyond it, those no longer held are dropped.
 _ITEM_LOCKS_KEPT = 10_000
 
-# Set while a thread runs an invocation whose concurrency its async queue acquired already.
-_ADMITTED: contextvars.ContextVar[bool] = contextvars.ContextVar("fanflow_limits_admitted", default=False)
+# Set while a thread runs an invocation whose concurrency its async queue acquired already:
+# whether it starts a new execution environment (a cold start).
+_ADMITTED: contextvars.ContextVar[bool | None] = contextvars.ContextVar("fanflow_limits_admitted", default=None)
 
 
 class LimitsError(ValueError):
@@ -80,7 +81,8 @@ class LimitsError(ValueError):
 class Scheduler:
     """Runs callbacks at their time on one thread (each should only hand work on)."""
 
-    def __init__(self, name: str = "fanflow-limits") -> None:
+    def __init__(self, name: str = "fanflow-limits", *, time_scale: float = 1.0) -> None:
+        self.time_scale = time_scale  # a delay of d AWS seconds runs d * time_scale seconds later
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
         self._wake = threading.Condition()
@@ -90,7 +92,8 @@ class Scheduler:
 
     def later(self, delay: float, callback: Callable[[], None]) -> None:
         with self._wake:
-            heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay), next(self._order), callback))
+            due = time.monotonic() + max(0.0, delay) * self.time_scale
+            heapq.heappush(self._heap, (due, next(self._order), callback))
             self._wake.notify()
 
     def _run(self) -> None:
@@ -142,15 +145,22 @@ class AwsLimits:
     calling thread, never while holding the lock."""
 
     def __init__(self, region: str, *, lambda_concurrency: int = 1000, overrides: dict[str, float] | None = None,
-                 seed: int = 0, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.region, self.lambda_concurrency = region, lambda_concurrency
+                 seed: int = 0, time_scale: float = 1.0, clock: Callable[[], float] | None = None,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        """`time_scale` K > 1 runs the account K times slower than AWS would (every figure here
+        is in AWS's seconds; the clock and the sleeps convert): for a machine whose CPU cannot
+        keep up with AWS's pace, so that the limits, not the emulator, set the pace. The
+        runtime stretches the compute time and the fan-in's batching window by K too."""
+        if time_scale < 1:
+            raise ValueError(f"the time scale must be 1 or more, got {time_scale}")
+        self.region, self.lambda_concurrency, self.time_scale = region, lambda_concurrency, time_scale
         self.overrides = dict(overrides or {})
-        self.clock, self.sleep = clock, sleep
+        self.clock: Callable[[], float] = clock or (lambda: time.monotonic() / time_scale)
+        self.sleep: Callable[[float], None] = sleep or (lambda seconds: time.sleep(seconds * time_scale))
         self.rng = random.Random(seed)
         self.stats = LimitStats()
         self._lock = threading.Lock()
-        now = clock()
+        now = self.clock()
 
         def bucket(prefix: str) -> TokenBucket:
             return TokenBucket(quota(f"{prefix}.burst", region), quota(f"{prefix}.refill", region), now)
@@ -196,7 +206,7 @@ class AwsLimits:
                                     scale_burst=int(quota("lambda.scaling.environments", self.region)),
                                     reserved=reserved)
         self._is_express, self._partition_key = is_express, partition_key
-        self.scheduler = self.scheduler or Scheduler()
+        self.scheduler = self.scheduler or Scheduler(time_scale=self.time_scale)
 
     def stop(self) -> None:
         if self.scheduler is not None:
@@ -206,7 +216,7 @@ class AwsLimits:
     def report(self) -> dict[str, Any]:
         with self._lock:
             return {"region": self.region, "lambdaConcurrency": self.lambda_concurrency,
-                    **self.stats.as_dict(self.pool)}
+                    "timeScale": self.time_scale, **self.stats.as_dict(self.pool)}
 
     # -- waiting ---------------------------------------------------------------------------
     def _reserve(self, name: str, bucket: TokenBucket, n: float = 1.0) -> float:
@@ -333,13 +343,25 @@ class AwsLimits:
         return None
 
     # -- Lambda ------------------------------------------------------------------------------
-    def admitted(self) -> bool:
-        """Whether this thread runs an invocation its async queue has admitted already."""
-        return _ADMITTED.get()
+    def enter(self, function: str) -> tuple[bool, bool]:
+        """An invocation of `function` is about to run in this thread: (whether it is a cold
+        start, whether this call took the execution and must `release` it). One its async queue
+        admitted has its execution already; a synchronous one waits for it here."""
+        admitted = _ADMITTED.get()
+        if admitted is not None:
+            return admitted, False
+        return self.acquire(function), True
 
-    def acquire(self, function: str) -> None:
-        """A synchronous invocation of `function`: waits for an execution (retrying as its
-        caller does), then for its start (a cold start for a new execution environment)."""
+    def started(self, cold: bool, *, since: float) -> None:
+        """The invocation's start takes its assumed latency (a cold start's for a new execution
+        environment), counting what the engine spent since `since` (importing the handler)."""
+        left = self.a("lambda.invoke") + (self.a("lambda.cold.start") if cold else 0.0) - (self.clock() - since)
+        if left > 0:
+            self.sleep(left)
+
+    def acquire(self, function: str) -> bool:
+        """An execution of `function` for a synchronous invocation, retrying as its caller does
+        while there is none; whether it is a new execution environment."""
         assert self.pool is not None, "attach() first"
         attempt = 0
         while True:
@@ -353,7 +375,7 @@ class AwsLimits:
             with self._lock:
                 self.stats.add("Lambda concurrency", wait)
             self.sleep(wait)
-        self.sleep(self.a("lambda.invoke") + cold * self.a("lambda.cold.start"))
+        return bool(cold)
 
     def release(self, function: str) -> None:
         assert self.pool is not None
@@ -436,9 +458,8 @@ class AsyncInvocations:
         limits = self.limits
 
         def run() -> None:
-            token = _ADMITTED.set(True)
+            token = _ADMITTED.set(cold)
             try:
-                limits.sleep(limits.a("lambda.invoke") + (limits.a("lambda.cold.start") if cold else 0.0))
                 job()
             finally:
                 _ADMITTED.reset(token)

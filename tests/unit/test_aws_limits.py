@@ -146,45 +146,73 @@ def test_standard_transitions_take_a_token_and_their_latency_express_only_its_la
 def test_async_invocations_wait_in_their_queue_and_retry_reads_with_backoff() -> None:
     # GIVEN a function with 2 reserved executions
     enforced, clock = limits(reserved={"compute": 2})
-    ran: list[str] = []
+    ran: list[tuple[str, tuple[bool, bool]]] = []
     jobs: list[Callable[[], None]] = []
     queue = enforced.async_queue("compute", jobs.append)
     scheduler = enforced.scheduler
     assert isinstance(scheduler, Later)
     # WHEN three events arrive at once
     for name in ("a", "b", "c"):
-        queue.submit(lambda name=name: ran.append(name))  # type: ignore[misc]
-    # THEN two start (cold: new execution environments), the third waits for a read after 1 s,
-    # jittered down by up to half (lambda.throttle.jitter)
+        queue.submit(lambda name=name: ran.append((name, enforced.enter("compute"))))  # type: ignore[misc]
+    # THEN two start, the third waits for a read after 1 s, jittered down by up to half
+    # (lambda.throttle.jitter)
     assert len(jobs) == 2
     [(delay, read_again)] = scheduler.calls
     assert 0.5 <= delay <= 1.0
     for job in jobs:
         job()
-    assert ran == ["a", "b"]
-    assert clock.slept == [a("lambda.invoke") + a("lambda.cold.start")] * 2
+    # (each invocation learns that it holds its execution already, and that it is a cold start:
+    # a new execution environment)
+    assert ran == [("a", (True, False)), ("b", (True, False))]
     # AND when the next read comes, the executions are free again: the third starts, warm
     read_again()
     jobs[2]()
-    assert ran == ["a", "b", "c"] and clock.slept[-1] == a("lambda.invoke")
-    assert enforced.report()["peakConcurrency"] == 2
+    assert ran[2] == ("c", (False, False))
+    assert enforced.report()["peakConcurrency"] == 2 and clock.slept == []
 
 
 def test_a_synchronous_invocation_over_the_limit_retries_until_an_execution_frees() -> None:
     enforced, clock = limits(reserved={"emit": 1})
-    enforced.acquire("emit")
-    assert enforced.pool is not None
+    assert enforced.enter("emit") == (True, True)  # a cold start, whose execution the caller releases
 
     # GIVEN the only execution busy, freed during the second retry's wait
     def sleep(seconds: float) -> None:
         Clock.sleep(clock, seconds)
-        if len(clock.slept) == 3:
+        if len(clock.slept) == 2:
             enforced.release("emit")
 
     enforced.sleep = sleep
-    enforced.acquire("emit")
-    # THEN it waited 1 s, then 2 s, then started warm
-    assert clock.slept[1:] == [1.0, 2.0, a("lambda.invoke")]
+    # WHEN another invocation comes  THEN it waits 1 s, then 2 s, then starts warm
+    assert enforced.acquire("emit") is False
+    assert clock.slept == [1.0, 2.0]
+
+
+def test_an_invocation_s_start_takes_its_latency_counting_the_handler_s_import() -> None:
+    enforced, clock = limits()
+    # GIVEN a cold start whose handler took 0.1 s to import
+    began = clock()
+    clock.now += 0.1
+    # WHEN it starts  THEN it waits the rest of a cold start's latency; a warm one its own
+    enforced.started(True, since=began)
+    enforced.started(False, since=clock())
+    assert clock.slept == [pytest.approx(a("lambda.invoke") + a("lambda.cold.start") - 0.1), a("lambda.invoke")]
+
+
+def test_a_time_scale_stretches_every_wait_and_slows_every_rate() -> None:
+    # GIVEN the limits run ten times slower than AWS, on the real clock
+    import time
+
+    enforced = AwsLimits("us-east-1", time_scale=10)
+    # THEN a tenth of a second of the real clock is a hundredth of AWS's
+    began = enforced.clock()
+    time.sleep(0.1)
+    assert 0.009 <= enforced.clock() - began < 0.05
+    # AND a sleep of 5 ms of AWS's lasts 50 ms
+    started = time.monotonic()
+    enforced.sleep(0.005)
+    assert time.monotonic() - started >= 0.05
+    with pytest.raises(ValueError, match="1 or more"):
+        AwsLimits("us-east-1", time_scale=0.5)
 
 
 def test_a_stack_that_reserves_more_than_the_account_allows_is_refused() -> None:
