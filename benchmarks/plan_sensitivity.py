@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 from fanflow.awsmodel.planner import sensitivity
 from fanflow.awsmodel.world import PlanInputs
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=8, help="lines per case (default: %(default)s)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    report = []
+    report: list[dict[str, Any]] = []
     for title, variant, inputs in CASES:
         started = time.perf_counter()
         rows = sensitivity(inputs, variant)[: args.top]
