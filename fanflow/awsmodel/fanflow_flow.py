@@ -189,6 +189,7 @@ def run(world: World, design: FanflowDesign = DESIGN) -> None:
     state = a("sfn.standard.state")
     target = [cases]  # lowered by the cases a chunk gives up
     lost = [0]  # cases the fan-out gave up
+    lost_why: list[str] = []
     dropped = [0]  # events dropped from Compute's queue after its maximum event age
     world.history_events = design.history_events
     usage.sfn_transitions += design.preprocess_transitions_at_deadline
@@ -391,13 +392,12 @@ def run(world: World, design: FanflowDesign = DESIGN) -> None:
     # Fan-out -----------------------------------------------------------------------------
     put_retry_window = sum(design.put_call_sleeps) + len(design.put_call_sleeps) * a("eb.putevents.call")
 
-    def lose(n: int, chunk: int, why: str) -> None:
+    def lose(n: int, why: str) -> None:
         """A chunk gives up n cases: the request's target drops by them; if every other case is
         counted already, the chunk's Emit claims the request and the child runs Summary."""
         lost[0] += n
         target[0] -= n
-        world.notes.append(f"the fan-out gave up {lost[0]:,} case(s) ({why}): the request closes FAILED "
-                           "once the emitted cases are counted")
+        lost_why.append(why)
         usage.ddb_write_units += n + 1  # the pending rows deleted, the counter row's target lowered
         if world.counted.total >= target[0] and not summary_claimed[0]:
             env.process(claim_and_summarize())
@@ -480,13 +480,13 @@ def run(world: World, design: FanflowDesign = DESIGN) -> None:
                     EMIT, design.emit_memory_mb, functools.partial(emit, pending, registered, weight, waits, refused),
                     "fanOut", retry=design.task_throttle_retry, cap=design.task_throttle_cap)
             except Throttled as exc:
-                lose(pending, index, f"chunk {index}: Emit {exc}; AbandonChunk gave it up")
+                lose(pending, f"chunk {index}: Emit {exc}, and AbandonChunk gave it up")
                 break
             registered, pending = True, refused[0]
             if not pending:
                 break
         else:
-            lose(pending, index, f"chunk {index}: entries still refused after {design.fanout_attempts} attempts")
+            lose(pending, f"chunk {index}: entries still refused after {design.fanout_attempts} attempts")
         yield from step(design.child_end_transitions)
         chunk_slots.add("fanOut", queued * max(0.0, env.now - began - waits[0]))
 
@@ -505,7 +505,7 @@ def run(world: World, design: FanflowDesign = DESIGN) -> None:
     def preprocess() -> Generator[Any, Any, None]:
         yield env.timeout(world.take(start, 1, "fanOut") + a("sfn.start"))
         usage.sfn_transitions += design.preprocess_transitions_before_map
-        yield env.timeout(world.take(transitions, 1, "fanOut") + state)  # Redrive?
+        yield env.timeout(world.take(transitions, 1, "fanOut") + state)  # Redrive?: a new request
 
         def prepare() -> Generator[Any, Any, None]:
             by_reference = cases * a("request.case.bytes") > design.max_inline_request_bytes
@@ -513,7 +513,7 @@ def run(world: World, design: FanflowDesign = DESIGN) -> None:
             usage.s3_gets += by_reference
             writes = math.ceil((chunks + 1) / design.prepare_writers)
             yield env.timeout(by_reference * a("s3.get") + writes * a("s3.put"))
-        yield env.timeout(world.take(transitions, 1, "fanOut") + state)
+        yield env.timeout(world.take(transitions, 1, "fanOut") + state)  # the Prepare task
         yield from world.invoke_sync(PREPARE, design.prepare_memory_mb, prepare, "fanOut",
                                      retry=design.task_throttle_retry, cap=design.task_throttle_cap)
         usage.ddb_write_units += 1  # OpenRequest
@@ -530,6 +530,9 @@ def run(world: World, design: FanflowDesign = DESIGN) -> None:
     env.run()
     # Pollers waiting on an empty queue long-poll (20 s a call): a few calls while the request runs.
     usage.sqs_requests += math.ceil(inputs.q("lambda.esm.sqs.initial") * env.now / 20)
+    if lost[0]:
+        world.notes.append(f"the fan-out gave up {lost[0]:,} case(s) (first {lost_why[0]}): the request closes "
+                           "FAILED once the emitted cases are counted")
     if dropped[0]:
         world.notes.append(f"{dropped[0]:,} case(s) waited in Compute's queue longer than its maximum event age "
                            f"({design.compute_max_event_age / 3600:g} h) and were dropped: Lambda reports them, "
