@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 from fanflow.awsmodel.planner import sensitivity
 from fanflow.awsmodel.world import PlanInputs
@@ -18,10 +19,12 @@ from fanflow.awsmodel.world import PlanInputs
 CASES = (
     ("seed, 1,000 x 5 s, concurrency 45 (the seed's measured runs)", "seed",
      PlanInputs(cases=1000, compute_seconds=5.0, lambda_concurrency=45)),
-    ("fanflow, 100,000 x 5 s, us-east-1, Compute reserved 900", "fanflow",
-     PlanInputs(cases=100_000, compute_seconds=5.0, compute_reserved=900)),
-    ("fanflow, 20,000 x 0 s, us-east-1, concurrency 3,000, Compute reserved 2,900", "fanflow",
-     PlanInputs(cases=20_000, compute_seconds=0.0, lambda_concurrency=3000, compute_reserved=2900)),
+    ("fanflow as deployed (Compute's ceiling 200), 100,000 x 5 s, us-east-1", "fanflow",
+     PlanInputs(cases=100_000, compute_seconds=5.0)),
+    ("fanflow, Compute unreserved, 100,000 x 5 s, us-east-1", "fanflow",
+     PlanInputs(cases=100_000, compute_seconds=5.0, compute_reserved=0)),
+    ("fanflow as deployed, 20,000 x 0 s, us-east-1", "fanflow",
+     PlanInputs(cases=20_000, compute_seconds=0.0)),
 )
 
 
@@ -30,7 +33,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=8, help="lines per case (default: %(default)s)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    report = []
+    report: list[dict[str, Any]] = []
     for title, variant, inputs in CASES:
         started = time.perf_counter()
         rows = sensitivity(inputs, variant)[: args.top]

@@ -1,5 +1,6 @@
-"""Plan a request on AWS before deploying it: the published quotas and prices (quotas),
-the assumed latencies (assumptions), clock-free quota primitives (primitives), a SimPy model
-of each design (seed_flow, fanflow_flow) in a simulated account (world), and the planner
-that runs them and says what binds (planner). Nothing is imported here, so that the
-emulator can use quotas and primitives without loading SimPy."""
+"""Plan a request on AWS before deploying it: a SimPy model of each design (seed_flow,
+fanflow_flow) in a simulated account (world), what a request uses and costs (costs), and the
+planner that runs them and says what binds (planner). The published quotas and prices, the
+assumed latencies and the clock-free quota primitives they use are in local/aws_limits/, which
+the emulator shares. Nothing is imported here, so that importing a module of the package
+loads only what that module needs."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from local.aws_limits.quotas import QUOTAS
+
 from .world import AsyncQueue, World, history_point
 
 COMPUTE, SUMMARY = "seed.Compute", "seed.Summary"

@@ -15,9 +15,10 @@ from typing import Any
 import simpy
 
 from local.aws_limits.assumptions import assumption
-from .costs import Usage
 from local.aws_limits.primitives import ConcurrencyPool, LimitUse, TokenBucket
 from local.aws_limits.quotas import QUOTAS, quota
+
+from .costs import Usage
 
 PHASES = ("fanOut", "compute", "count", "summary")
 
@@ -28,8 +29,14 @@ class PlanInputs:
     compute_seconds: float
     region: str = "us-east-1"
     lambda_concurrency: int = 1000
-    # Reserved concurrency for the Compute function (None: as deployed, unreserved).
+    # Reserved concurrency of each compute function, its ceiling (`-c computeConcurrency`):
+    # None as the variant deploys it (fanflow 200, the seed none), 0 none.
     compute_reserved: int | None = None
+    # fanflow's floor under each orchestration function (`-c orchestrationConcurrency`): None
+    # as deployed (10), 0 none.
+    orchestration_reserved: int | None = None
+    # fanflow's chunks emitted at once (`-c fanOutConcurrency`): None as deployed (10).
+    fan_out_concurrency: int | None = None
     # Assumption overrides by key (see assumptions.ASSUMPTIONS), for the sensitivity report.
     overrides: dict[str, float] = field(default_factory=dict)
 
@@ -88,6 +95,9 @@ class World:
         self.async_queues: list[AsyncQueue] = []
         self.rng = random.Random(seed)  # jitter draws: a plan is repeatable
         self.history: dict[str, float] | None = None  # where PreProcess's history passes the limit
+        self.history_events: int | None = None  # PreProcess's history when the request completes, if constant
+        self.dropped = 0  # cases dropped from the compute queue after its maximum event age
+        self.lost = 0  # cases the fan-out gave up
 
     # Limits -------------------------------------------------------------------------------
     def limit(self, name: str, figure: str, source: str = "") -> LimitUse:
@@ -123,6 +133,19 @@ class World:
         if delay > 0:
             self.limits[name].add(phase, (n if cases is None else cases) * delay, 1)
         return delay
+
+    def take_within(self, bucket_and_name: tuple[TokenBucket, str], n: float, phase: str, *, within: float,
+                    cases: float | None = None) -> float | None:
+        """A throttling API called by a client that retries it for `within` seconds: the tokens
+        are taken if the bucket covers them by then (the delay is returned and booked as by
+        `take`); otherwise nothing is taken, the caller's `within` seconds are booked as a wait
+        with one throttle, and None is returned."""
+        bucket, name = bucket_and_name
+        delay = max(0.0, (n - bucket.tokens(self.env.now)) / bucket.rate)
+        if delay > within:
+            self.limits[name].add(phase, (n if cases is None else cases) * within, 1)
+            return None
+        return self.take(bucket_and_name, n, phase, cases=cases)
 
     def take_max(self, wants: list[tuple[tuple[TokenBucket, str], float]], phase: str,
                  cases: float | None = None) -> float:
@@ -204,12 +227,18 @@ class AsyncQueue:
     which it reads events from the queue". The model applies the backoff to the queue's
     reader, not to each event: a throttled read waits the interval (jittered), a read that
     starts anything resets it. Per-event backoff would make the seed's times grow faster than
-    linearly with its size; its measured times grow linearly (see tests/unit/test_plan_seed_check.py)."""
+    linearly with its size; its measured times grow linearly (see tests/unit/test_plan_seed_check.py).
+
+    With `max_age` (the function's maximum event age), an event still queued that long is
+    discarded when the queue is next read, and `on_expired` gets how many were."""
 
     def __init__(self, world: World, function: str, memory_mb: int, *, run_seconds: Callable[[], float],
-                 on_done: Callable[[int], None], phase: str = "compute") -> None:
+                 on_done: Callable[[int], None], phase: str = "compute", max_age: float | None = None,
+                 on_expired: Callable[[int], None] | None = None) -> None:
         self.world, self.function, self.memory_mb = world, function, memory_mb
         self.run_seconds, self.on_done, self.phase = run_seconds, on_done, phase
+        self.max_age, self.on_expired = max_age, on_expired
+        self.expired = 0
         self.first, self.cap = world.inputs.q("lambda.async.retry.first"), world.inputs.q("lambda.async.retry.max")
         self.jitter = world.inputs.a("lambda.throttle.jitter")
         self.backlog: deque[list[float]] = deque()  # [arrival time, events] in order
@@ -232,6 +261,8 @@ class AsyncQueue:
     def _read(self) -> None:
         world = self.world
         self.sleeping = False
+        if self.max_age is not None:
+            self._expire()
         if not self.waiting:
             self.attempt = 0
             return
@@ -247,6 +278,19 @@ class AsyncQueue:
             interval = min(self.cap, self.first * 2 ** (self.attempt - 1))
             self.sleeping = True
             world.at(interval * (1.0 - self.jitter * world.rng.random()), self._read)
+
+    def _expire(self) -> None:
+        """Discard the events queued longer than the maximum event age (the oldest are first)."""
+        assert self.max_age is not None
+        now, dropped = self.world.env.now, 0
+        while self.backlog and now - self.backlog[0][0] > self.max_age:
+            dropped += int(self.backlog.popleft()[1])
+        if dropped:
+            self.waiting -= dropped
+            self.expired += dropped
+            self.limit.add(self.phase, dropped * self.max_age)
+            if self.on_expired is not None:
+                self.on_expired(dropped)
 
     def _dequeue(self, n: int) -> None:
         now, left = self.world.env.now, n

@@ -4,6 +4,7 @@ deployed, for fanflow's design and the seed's, by the model in fanflow/awsmodel.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -13,14 +14,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from lambda_fns import constants as c
+
 from .. import options
-from ..awsmodel.planner import plan, sensitivity
+from ..awsmodel import fanflow_flow
+from ..awsmodel.planner import plan, reservation_problem, sensitivity
 from ..awsmodel.world import PlanInputs
 
 MAX_CASES = 10_000_000
 MAX_COMPUTE_SECONDS = 900.0  # Lambda's longest run
 MAX_CONCURRENCY = 1_000_000
-UNRESERVED_MINIMUM = 100  # Lambda keeps this much of the account's concurrency unreserved
 VARIANT_CHOICES = ("fanflow", "seed", "both")
 PHASE_LABELS = {"fanOutDone": "fan-out done", "lastComputed": "last computation done",
                 "lastCounted": "last case counted", "summaryWritten": "summary written"}
@@ -59,9 +62,17 @@ def register(commands: Any) -> None:
                         help="the Region, for its quota tier and prices (default: %(default)s)")
     parser.add_argument("--lambda-concurrency", type=number_in(1, MAX_CONCURRENCY, integer=True), default=1000,
                         metavar="N", help="the account's concurrent Lambda executions (default: %(default)s)")
-    parser.add_argument("--compute-reserved", type=number_in(1, MAX_CONCURRENCY, integer=True), metavar="N",
-                        help="reserved concurrency for the Compute function (default: none, as deployed); at most "
-                        f"--lambda-concurrency minus {UNRESERVED_MINIMUM}")
+    design = fanflow_flow.DESIGN
+    parser.add_argument("--compute-reserved", type=number_in(0, MAX_CONCURRENCY, integer=True), metavar="N",
+                        help="reserved concurrency of each compute function, its ceiling, as -c computeConcurrency "
+                        f"deploys it (default: {design.compute_concurrency} for fanflow, as deployed; none for the "
+                        "seed; 0: none); the reservations must leave 100 of --lambda-concurrency unreserved")
+    parser.add_argument("--orchestration-reserved", type=number_in(0, MAX_CONCURRENCY, integer=True), metavar="N",
+                        help="fanflow's floor under each orchestration function, as -c orchestrationConcurrency "
+                        f"deploys it (default: {design.orchestration_concurrency}; 0: none)")
+    parser.add_argument("--fan-out-concurrency", type=number_in(1, c.FANOUT_MAX_CONCURRENCY_LIMIT, integer=True),
+                        metavar="N", help="fanflow's chunks emitted at once, as -c fanOutConcurrency deploys it "
+                        f"(default: {design.fan_out_concurrency})")
     parser.add_argument("--variant", choices=VARIANT_CHOICES, default="both", help="design(s) to plan")
     parser.add_argument("--sensitivity", action="store_true",
                         help="also show how much each assumption moves the wall time (halved, doubled)")
@@ -69,6 +80,21 @@ def register(commands: Any) -> None:
     parser.add_argument("--plot", type=Path, metavar="FILE.png",
                         help="draw cases computed and counted against time (needs matplotlib)")
     parser.set_defaults(handler=cmd_plan)
+
+
+def reservation_hint(inputs: PlanInputs, variant: str) -> str:
+    """What would fit: the largest compute ceiling the account holds, or the concurrency it needs."""
+    keep = int(inputs.q("lambda.unreserved.minimum"))
+    if variant == "seed":
+        return f"--compute-reserved at most {max(0, inputs.lambda_concurrency - keep):,}"
+    floors = sum(fanflow_flow.reserved_concurrency(dataclasses.replace(inputs, compute_reserved=0)).values())
+    compute_functions = len(fanflow_flow.reserved_concurrency(dataclasses.replace(
+        inputs, compute_reserved=1, orchestration_reserved=0)))
+    ceiling = (inputs.lambda_concurrency - keep - floors) // compute_functions
+    if ceiling >= 1:
+        return (f"--compute-reserved at most {ceiling:,} ({compute_functions} compute functions each reserve it), "
+                "or a larger --lambda-concurrency")
+    return "a larger --lambda-concurrency, or --compute-reserved 0 and a smaller --orchestration-reserved"
 
 
 def require_matplotlib() -> Any:
@@ -85,14 +111,16 @@ def require_matplotlib() -> Any:
 def cmd_plan(args: argparse.Namespace) -> int:
     from ..errors import UsageError
 
-    if args.compute_reserved is not None and args.compute_reserved > args.lambda_concurrency - UNRESERVED_MINIMUM:
-        raise UsageError(f"--compute-reserved must leave {UNRESERVED_MINIMUM} of --lambda-concurrency "
-                         f"({args.lambda_concurrency:,}) unreserved: at most "
-                         f"{max(0, args.lambda_concurrency - UNRESERVED_MINIMUM):,}, got {args.compute_reserved:,}")
-    plt = require_matplotlib() if args.plot else None  # before the simulation, not after
     inputs = PlanInputs(cases=args.cases, compute_seconds=args.compute_seconds, region=args.region,
-                        lambda_concurrency=args.lambda_concurrency, compute_reserved=args.compute_reserved)
+                        lambda_concurrency=args.lambda_concurrency, compute_reserved=args.compute_reserved,
+                        orchestration_reserved=args.orchestration_reserved,
+                        fan_out_concurrency=args.fan_out_concurrency)
     variants = ("fanflow", "seed") if args.variant == "both" else (args.variant,)
+    for variant in variants:
+        problem = reservation_problem(inputs, variant)
+        if problem:
+            raise UsageError(f"{problem}: {reservation_hint(inputs, variant)}")
+    plt = require_matplotlib() if args.plot else None  # before the simulation, not after
     result = plan(inputs, variants)
     if args.sensitivity:
         result["sensitivity"] = {variant: sensitivity(inputs, variant) for variant in variants}
@@ -114,9 +142,7 @@ def seconds(value: float | None) -> str:
 
 def print_plan(result: dict[str, Any], console: Console) -> None:
     console.print(f"[bold]{result['cases']:,} cases x {result['computeSeconds']:g} s[/bold] in {result['region']}, "
-                  f"Lambda concurrency {result['lambdaConcurrency']:,}"
-                  + (f", Compute reserved {result['computeReservedConcurrency']:,}"
-                     if result["computeReservedConcurrency"] else ""))
+                  f"Lambda concurrency {result['lambdaConcurrency']:,}")
     for variant in result["variants"]:
         verdict = (f"wall {seconds(variant['wallSeconds'])}" if variant["completes"]
                    else f"[red]does not complete[/red]: {variant['failure']}")
@@ -135,10 +161,16 @@ def print_plan(result: dict[str, Any], console: Console) -> None:
         console.print("cost of the request: " + ", ".join(
             f"{COST_LABELS[name]} ${usd:,.4f}" for name, usd in cost["usd"].items() if usd)
             + f"; [bold]total ${cost['totalUsd']:,.4f}[/bold] (prices: {cost['pricesFrom']})")
+        if variant["reservedConcurrency"]:
+            console.print("reserved concurrency: " + ", ".join(
+                f"{name} {n:,}" for name, n in variant["reservedConcurrency"].items()))
         if variant["historyLimit"]:
             history = variant["historyLimit"]
             console.print(f"PreProcess history passes 25,000 events at case {history['case']:,} "
                           f"({history['atSeconds']:,} s)")
+        elif variant["historyEvents"] is not None:
+            console.print(f"PreProcess history: {variant['historyEvents']} events when the request completes, "
+                          "at any size (each chunk's child execution keeps its own)")
         for note in variant["notes"]:
             if not note.startswith("PreProcess fails"):
                 console.print(f"note: {note}")

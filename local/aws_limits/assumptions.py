@@ -65,15 +65,37 @@ ASSUMPTIONS: dict[str, Assumption] = {a.key: a for a in (
                "take it before anyone else",
                f"{NOT_PUBLISHED}; with a large backlog (many retries per second) a freed environment goes to the "
                "backlog, with a small one it waits for the next retry"),
-    Assumption("ddb.results.partitions", 1, "partitions",
-               "partitions serving one request's results rows (they share the partition key requestId)",
-               "DynamoDB splits a hot partition key by sort key only after traffic stays high "
-               "(burst-adaptive-capacity.html) and does not say when; the plan assumes it has not"),
+    Assumption("ddb.shards.spread", 1.0, "fraction",
+               "share of its shards' combined throughput (shards x 1,000 WCU/s, x 3,000 RCU/s) a request's results "
+               "rows get: 1 when the rows spread evenly and each shard is a partition of its own",
+               "lambda_fns/keys.py puts a case in shard CRC-32(caseId) mod shards, even in expectation; DynamoDB "
+               "serves each partition key value up to 1,000 WCU/s and 3,000 RCU/s (burst-adaptive-capacity.html) "
+               "and does not say how it places distinct keys on partitions; a fresh on-demand table's own ceiling "
+               "(about 4,000 WCU/s until it has seen more) is not modelled"),
     Assumption("ddb.result.row.bytes", 200, "bytes", "size of one results row", "fanflow's rows: ids, state, "
                "times, error (lambda_fns/casework.py)"),
     Assumption("sfn.express.memory.mb", 64, "MB", "memory an Express Increment execution is billed for",
                "Step Functions pricing bills Express memory in 64 MB steps; a small definition and payload "
                "fits the first"),
+    Assumption("sfn.map.child.start.tokens", 0, "tokens",
+               "StartExecution tokens (Standard bucket) one Distributed Map child execution takes",
+               "the Step Functions quotas page (service-quotas.html) gives the StartExecution bucket for the API and "
+               "does not say that a Distributed Map's children draw on it; Step Functions starts them itself and "
+               "charges one state transition per child (concepts-transitions.html, 'Transitions in Distributed Map "
+               "state'), which the plan takes from the transitions bucket. At fanflow's MaxConcurrency (10) children "
+               "start a few a second, far below either bucket's refill; override to 1 to plan as if they drew on it"),
+    Assumption("lambda.destination.putevents", 1, "calls",
+               "PutEvents calls of the account's quota one on-failure record takes when Lambda puts it on the bus",
+               f"{NOT_PUBLISHED}; Lambda puts the record with the function's own role "
+               "(invocation-async-retain-records.html), so it is taken as one of the account's PutEvents calls"),
+    Assumption("summary.row.seconds", 0.00005, "s",
+               "Summary's CPU per results row (parse the Query page, plain JSON, its line, the aggregate, its "
+               "JSON Lines entry) on its one vCPU (1,769 MB)",
+               "measured 28 us per row on the project's 2-core machine for plain_item, SummaryBuilder.line/add and "
+               "json.dumps over 100,000 rows; botocore's response parsing, not measured, assumed as much again"),
+    Assumption("request.case.bytes", 17, "bytes", "one case in a request as JSON",
+               "the seed's sample data sets: {\"caseId\":\"0\"} and its comma (sample_data_sets/dataset_1000.json, "
+               "16,942 bytes for 1,000 cases); above MAX_REQUEST_BYTES a request travels by reference through S3"),
     Assumption("seed.compute.overhead", 0.05, "s", "the seed's Compute function besides its sleep "
                "(its completion PutEvents and runtime)", f"{NOT_PUBLISHED}; one PutEvents call and change"),
 )}

@@ -8,9 +8,13 @@ from dataclasses import dataclass, field
 # Pages the figures come from (AWS_LIMITS.md in the shared notes lists the same ones).
 SFN_QUOTAS = "https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html"
 SFN_PRICING = "https://aws.amazon.com/step-functions/pricing/"
+# "Transitions in Distributed Map state": each child execution a Distributed Map starts is
+# charged one state transition (besides its own states').
+SFN_TRANSITIONS = "https://docs.aws.amazon.com/step-functions/latest/dg/concepts-transitions.html"
 EB_QUOTAS = "https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-quota.html"
 EB_PRICING = "https://aws.amazon.com/eventbridge/pricing/"
 LAMBDA_CONCURRENCY = "https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html"
+LAMBDA_RESERVED = "https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html"
 LAMBDA_SCALING = "https://docs.aws.amazon.com/lambda/latest/dg/scaling-behavior.html"
 LAMBDA_ASYNC = "https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html"
 LAMBDA_SQS_SCALING = "https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html"
@@ -86,6 +90,8 @@ QUOTAS: dict[str, Quota] = {q.key: q for q in (
           SFN_QUOTAS, default=25_000),
     Quota("sfn.map.inline.concurrency", "inline Map: concurrent iterations at most", "iterations", SFN_QUOTAS,
           default=40),
+    Quota("sfn.map.distributed.children", "Distributed Map: child executions of one Map Run running at once "
+          "(its MaxConcurrency may ask fewer)", "executions", SFN_QUOTAS, default=10_000),
     Quota("eb.putevents.rate", "PutEvents requests per second (an account's, all buses)", "calls/s", EB_QUOTAS,
           by_tier=_EB_PUT),
     Quota("eb.putevents.entries", "entries per PutEvents call", "entries", EB_QUOTAS, default=10),
@@ -93,6 +99,8 @@ QUOTAS: dict[str, Quota] = {q.key: q for q in (
           EB_QUOTAS, by_tier=_EB_INVOKE),
     Quota("lambda.concurrency", "concurrent executions per account and Region (default)", "executions",
           LAMBDA_CONCURRENCY, default=1_000),
+    Quota("lambda.unreserved.minimum", "concurrency Lambda keeps unreserved: reservations leave at least this",
+          "executions", LAMBDA_RESERVED, default=100),
     Quota("lambda.scaling.environments", "new execution environments per function per 10 s", "environments",
           LAMBDA_SCALING, default=1_000),
     Quota("lambda.async.retry.first", "async throttle retry: first interval", "s", LAMBDA_ASYNC, default=1.0),

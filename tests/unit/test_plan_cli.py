@@ -24,6 +24,10 @@ from fanflow.commands import plan as plan_command
     (["--cases", "10", "--compute-seconds", "5", "--lambda-concurrency", "0"],
      "argument --lambda-concurrency: must be between 1 and 1,000,000, got 0"),
     (["--cases", "10", "--compute-seconds", "5", "--region", "moon"], "argument --region: expected an AWS Region"),
+    (["--cases", "10", "--compute-seconds", "5", "--fan-out-concurrency", "0"],
+     "argument --fan-out-concurrency: must be between 1 and 1,000, got 0"),
+    (["--cases", "10", "--compute-seconds", "5", "--compute-reserved", "-1"],
+     "argument --compute-reserved: must be between 0 and 1,000,000, got -1"),
     (["--cases", "10", "--compute-seconds", "5", "--variant", "other"], "argument --variant: invalid choice"),
     (["--compute-seconds", "5"], "the following arguments are required: --cases"),
 ])
@@ -33,12 +37,26 @@ def test_out_of_range_options_exit_2_naming_the_option(args: list[str], message:
     assert message in capsys.readouterr().err
 
 
-def test_reserved_compute_must_leave_100_unreserved(capsys: pytest.CaptureFixture[str]) -> None:
+def test_reservations_must_leave_100_unreserved(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN each of the 3 compute functions reserving 300, and the 6 orchestration floors of 10: 960
     code = main(["plan", "--cases", "10", "--compute-seconds", "5", "--lambda-concurrency", "1000",
-                 "--compute-reserved", "950"])
+                 "--compute-reserved", "300"])
+    # THEN the command says what would fit: (1,000 - 100 - 60) / 3
     assert code == 2
-    assert "--compute-reserved must leave 100 of --lambda-concurrency (1,000) unreserved: at most 900" in (
-        capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert "must leave 100 of the account's 1,000 unreserved" in err
+    assert "--compute-reserved at most 280 (3 compute functions each reserve it)" in err
+
+
+def test_deployed_reservations_need_an_account_that_holds_them(capsys: pytest.CaptureFixture[str]) -> None:
+    # The deployed 660 (3 x 200 + 6 x 10) do not fit in 500; with Compute unreserved, the 60 floors do.
+    assert main(["plan", "--cases", "10", "--compute-seconds", "1", "--lambda-concurrency", "500",
+                 "--variant", "fanflow"]) == 2
+    assert "660 in all" in capsys.readouterr().err
+    assert main(["plan", "--cases", "10", "--compute-seconds", "1", "--lambda-concurrency", "500",
+                 "--variant", "fanflow", "--compute-reserved", "0", "--json"]) == 0
+    variant = json.loads(capsys.readouterr().out)["variants"][0]
+    assert "Compute" not in variant["reservedConcurrency"] and variant["completes"]
 
 
 def test_json_output_has_each_variant_phases_limits_and_cost(capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,7 +72,8 @@ def test_json_output_has_each_variant_phases_limits_and_cost(capsys: pytest.Capt
         assert set(variant["cost"]["usd"]) == {"stepFunctions", "lambdaRequests", "lambdaGbSeconds", "eventBridge",
                                                "dynamoDbWrites", "dynamoDbReads", "sqs", "s3"}
         assert variant["wallSeconds"] == variant["phases"]["summaryWritten"]["atSeconds"]
-        assert "historyLimit" in variant
+        assert {"historyLimit", "historyEvents", "reservedConcurrency", "casesDropped", "casesNotEmitted"} <= set(
+            variant)
 
 
 def test_one_variant_and_its_sensitivity(capsys: pytest.CaptureFixture[str]) -> None:
@@ -70,7 +89,8 @@ def test_one_variant_and_its_sensitivity(capsys: pytest.CaptureFixture[str]) -> 
 def test_table_output_names_the_phases_and_the_planning_time(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--cases", "100", "--compute-seconds", "1"]) == 0
     out = capsys.readouterr().out
-    for text in ("fan-out done", "last computation done", "last case counted", "summary written", "planned in"):
+    for text in ("fan-out done", "last computation done", "last case counted", "summary written", "planned in",
+                 "PreProcess history: 22 events", "reserved concurrency: Compute 200"):
         assert text in out
 
 
