@@ -411,9 +411,12 @@ def check_embedded_settings(options: DeploymentOptions, where: str, endpoint: di
         wanted = None if value == KEEP_ALL_HISTORIES else value
         if key not in endpoint or endpoint[key] != wanted:
             has = endpoint.get(key, "unknown")
-            raise UsageError(f"{option} {value} cannot apply to {where}: it was started with {option} "
-                             f"{KEEP_ALL_HISTORIES if has is None else has}. Restart it with `fanflow up {option} "
-                             f"{value}`, or stop it (`fanflow down`) to run in-process")
+            if has is None and option != "--kept-histories":
+                started = f"without {option}"
+            else:
+                started = f"with {option} {KEEP_ALL_HISTORIES if has is None else has}"
+            raise UsageError(f"{option} {value} cannot apply to {where}: it was started {started}. Restart it "
+                             f"with `fanflow up {option} {value}`, or stop it (`fanflow down`) to run in-process")
 
 
 @contextlib.contextmanager
@@ -443,6 +446,10 @@ def open_deployment(name: str, options: DeploymentOptions | None = None) -> Iter
             check_embedded_settings(options, f"the embedded endpoint at {state.url}", answer)
             remote = open_endpoint(state)
             options.tell(f"using the `fanflow up` endpoint at {state.url}: requests there outlive this command")
+            if answer.get("awsLimits"):
+                scale = answer.get("timeScale") or 1
+                options.tell(f"the endpoint runs under {answer['awsLimits']}'s published AWS limits"
+                             + (f", {scale:g} times slower than AWS" if scale != 1 else ", in real time"))
     if remote is not None:
         yield remote
         return

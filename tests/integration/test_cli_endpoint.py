@@ -115,6 +115,11 @@ def test_settings_the_endpoint_does_not_run_with_are_refused(endpoint: Endpoint)
         assert (f"{option} {value} cannot apply to the embedded endpoint at {endpoint.state.url}: it was started "
                 f"with {option} {running}. Restart it with `fanflow up {option} {value}`") in result.stderr
         assert "Traceback" not in result.stderr
+    # AND so are AWS's limits, which it was started without
+    result = endpoint.fanflow("run", "--cases", "2", "--aws-limits", "eu-south-1")
+    assert result.returncode == 2 and (
+        f"--aws-limits eu-south-1 cannot apply to the embedded endpoint at {endpoint.state.url}: it was started "
+        "without --aws-limits. Restart it with `fanflow up --aws-limits eu-south-1`") in result.stderr
 
 
 def test_a_business_key_is_shown_by_status_and_list(endpoint: Endpoint) -> None:
