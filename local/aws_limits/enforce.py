@@ -28,9 +28,10 @@ What is enforced, and how a call over a limit behaves:
   code retries as it does on AWS.
 
 Not enforced: DynamoDB reads per partition, plain writes to an item a transaction holds, the
-SQS event source's ramp-up from 5 concurrent batches, and the quotas of the calls the client
-makes to watch a request (DescribeExecution, its GetItem of the counter row): the plan does
-not model them either, or they do not bind at the sizes the emulator runs.
+SQS event source's ramp-up from 5 concurrent batches, an asynchronous event's maximum age (the
+plan drops an event that waits in Compute's queue longer than its hour; here it waits on), and
+the quotas of the calls the client makes to watch a request (DescribeExecution, its GetItem of
+the counter row): they do not bind at the sizes the emulator runs.
 """
 
 from __future__ import annotations
