@@ -22,7 +22,7 @@ TIME_SCALE = 6.0
 CASES, SECONDS, REGION = 1000, 0.5, "us-east-1"
 # Both designs are deployed in one emulated account, where fanflow's functions reserve 660
 # executions (3 compute functions x 200, 6 orchestration functions x 10; the account's minimum is
-# pinned in test_aws_limits.py): the account gets that much more than the 1,000 both plans
+# pinned in tests/unit/test_aws_limits.py): the account gets that much more than the 1,000 both plans
 # assume, so that the seed's unreserved functions have the concurrency its plan gives them.
 ACCOUNT, FANFLOW_RESERVED = 1000, 660
 
