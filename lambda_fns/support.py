@@ -168,10 +168,6 @@ def batch_write(dynamodb: Any, table: str, requests: Sequence[dict[str, Any]], *
     return calls
 
 
-def epoch_now() -> int:
-    return int(time.time())
-
-
 def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
     """A DynamoDB item (typed JSON) as plain JSON: numbers become int or float."""
     from boto3.dynamodb.types import TypeDeserializer

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import time
 import zipfile
 from pathlib import Path
@@ -83,10 +82,6 @@ def create_stack(assembly: Path, cloudformation: Any, *, timeout: float = 120.0,
                         for e in events if e["ResourceStatus"].endswith("FAILED")]
             raise DeployError(f"stack {stack_name} ended {status}: " + "; ".join(failures[:5]))
         time.sleep(0.2)
-
-
-def account_and_region(sts: Any) -> tuple[str, str]:
-    return sts.get_caller_identity()["Account"], sts.meta.region_name or os.environ["AWS_DEFAULT_REGION"]
 
 
 def _resolve(value: Any, physical: dict[str, dict[str, str]], account: str, region: str) -> Any:
