@@ -124,7 +124,8 @@ class DeliveryPool:
             try:
                 fn(*args)
             except Exception:  # a delivery reports its own failures; this is a last resort
-                LOG.exception("delivery %s failed", getattr(fn, "__name__", fn))
+                if not self._stopped.is_set():  # once stopped, moto's backends are gone under it
+                    LOG.exception("delivery %s failed", getattr(fn, "__name__", fn))
 
     def _watch(self) -> None:
         """Every interval: if calls are waiting and the process used less than `busy_share`

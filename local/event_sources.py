@@ -141,7 +141,8 @@ class SqsEventSource:
         try:
             self._deliver_batch(batch)
         except Exception:
-            LOG.exception("delivering a batch of %s failed", self.queue_name)
+            if not self._stopped.is_set():  # once stopped, the function may be gone with moto's backends
+                LOG.exception("delivering a batch of %s failed", self.queue_name)
         finally:
             self._in_flight.release()
 

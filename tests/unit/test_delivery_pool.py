@@ -117,6 +117,38 @@ def test_shutdown_drops_queued_calls_and_refuses_new_ones() -> None:
         pool.submit(ran.append, 9)
 
 
+def test_a_failing_call_is_logged_while_the_pool_runs_but_not_once_it_is_shut_down(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A call still running when the emulator stops finds moto's backends reset under it: its
+    # failure then says nothing about the request, and a traceback at every teardown hides
+    # the ones that do.
+    pool = DeliveryPool(1, min_workers=1)
+    gate, failed = threading.Event(), threading.Event()
+
+    def fail_after_gate(tag: str) -> None:
+        gate.wait()
+        failed.set()
+        raise RuntimeError(tag)
+
+    try:
+        with caplog.at_level("ERROR", logger="fanflow.embedded"):
+            gate.set()
+            pool.submit(fail_after_gate, "while running")
+            wait_for(lambda: any("fail_after_gate failed" in r.getMessage() for r in caplog.records))
+            gate.clear()
+            failed.clear()
+            pool.submit(fail_after_gate, "after shutdown")
+            time.sleep(0.05)  # the worker has taken the call and waits at the gate
+            pool.shutdown()
+            gate.set()
+            wait_for(failed.is_set)
+            time.sleep(0.05)
+        logged = [r.exc_info[1] for r in caplog.records if r.exc_info]
+        assert [str(e) for e in logged] == ["while running"]
+    finally:
+        pool.shutdown()
+
+
 def test_limit_must_allow_one_thread() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         DeliveryPool(0)
