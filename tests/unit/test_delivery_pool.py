@@ -123,11 +123,11 @@ def test_a_failing_call_is_logged_while_the_pool_runs_but_not_once_it_is_shut_do
     # failure then says nothing about the request, and a traceback at every teardown hides
     # the ones that do.
     pool = DeliveryPool(1, min_workers=1)
-    gate, failed = threading.Event(), threading.Event()
+    started, gate = threading.Event(), threading.Event()
 
     def fail_after_gate(tag: str) -> None:
+        started.set()
         gate.wait()
-        failed.set()
         raise RuntimeError(tag)
 
     try:
@@ -135,14 +135,14 @@ def test_a_failing_call_is_logged_while_the_pool_runs_but_not_once_it_is_shut_do
             gate.set()
             pool.submit(fail_after_gate, "while running")
             wait_for(lambda: any("fail_after_gate failed" in r.getMessage() for r in caplog.records))
+            started.clear()
             gate.clear()
-            failed.clear()
             pool.submit(fail_after_gate, "after shutdown")
-            time.sleep(0.05)  # the worker has taken the call and waits at the gate
+            wait_for(started.is_set)  # the worker runs the call, held at the gate
             pool.shutdown()
             gate.set()
-            wait_for(failed.is_set)
-            time.sleep(0.05)
+            for worker in list(pool._threads):  # the call has failed and the worker has ended
+                worker.join(10)
         logged = [r.exc_info[1] for r in caplog.records if r.exc_info]
         assert [str(e) for e in logged] == ["while running"]
     finally:
